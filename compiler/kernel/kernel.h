@@ -1,0 +1,215 @@
+/* kernel.h - the kernel IR: loops over buffers, written so a C programmer can read it.
+ *
+ * Each graph node is lowered (compiler/ops/<family>.c, fm_lower_<Op>) to one KFn: a
+ * statement tree over buffers. Every backend is a printer of this tree (C now; LLVM,
+ * OpenCL, CUDA later), the interpreter (kinterp.c) runs it for constant folding and
+ * as a reference, and the cost model counts its multiplications and additions
+ * (trip counts x ops), so the number reported is the number the emitted code does.
+ *
+ * Worked example - Relu over a tensor of n elements (n may involve the batch N):
+ *
+ *   void fm_lower_Relu(KB *b, Node *n) {
+ *     KBuf *x = kb_in(b, 0), *y = kb_out(b, 0);
+ *     KVar *i = kb_for(b, "i", k_i(0), kb_numel(b, n->out[0]), KL_PARALLEL);
+ *       kb_store(b, y, k_var(i), k_max(k_load(x, k_var(i)), k_f32(0)));
+ *     kb_end(b);
+ *   }
+ *
+ * prints as
+ *   for (int64_t i = 0; i < N*4096; i++) t3[i] = fmaxf(t2[i], 0.0f);
+ *
+ * Types: every expression has a dtype (FmDType). Index expressions are FM_I64.
+ * Arithmetic operands must have the same dtype (insert k_cast); comparisons give
+ * FM_BOOL; k_f32/k_i constants take their dtype. Booleans are stored as uint8.
+ */
+#ifndef FM_KERNEL_H
+#define FM_KERNEL_H
+#include "ir/ir.h"
+
+typedef struct KVar { int id; const char *name; FmDType t; } KVar;
+
+typedef enum {
+  KBUF_TENSOR,  /* a graph tensor: input, output, constant weight or intermediate */
+  KBUF_CONST,   /* constant data made by the lowering (transformed weights, tables) */
+  KBUF_SCRATCH, /* kernel-private scratch in the workspace (size may involve N) */
+} KBufKind;
+
+typedef struct KBuf {
+  int id;
+  KBufKind kind;
+  const char *name;
+  FmDType t;
+  Tensor *tensor;     /* KBUF_TENSOR */
+  int64_t nelem;      /* KBUF_CONST / KBUF_SCRATCH; dim encoding of ir.h (may be symbolic) */
+  void *data;         /* KBUF_CONST */
+} KBuf;
+
+typedef enum {
+  KE_CONST,   /* f (float types) or i (integer types) */
+  KE_VAR,     /* loop variable or scalar local */
+  KE_BATCH,   /* the batch size N (FM_I64) */
+  KE_LOAD,    /* buf[a] */
+  KE_ADDR,    /* &buf[a]: only as an argument of KS_CALL */
+  KE_UN,      /* op a */
+  KE_BIN,     /* a op b */
+  KE_FMA,     /* a*b + c */
+  KE_SELECT,  /* a ? b : c */
+  KE_CAST,    /* (t) a */
+} KExprKind;
+
+typedef enum {
+  KU_NEG, KU_ABS, KU_SQRT, KU_EXP, KU_LOG, KU_TANH, KU_ERF, KU_FLOOR, KU_CEIL,
+  KU_ROUND,   /* round half to even (nearbyint) */
+  KU_NOT,     /* logical not (bool) */
+  KU_BITNOT,
+  KU_SIN, KU_COS, KU_TAN, KU_ASIN, KU_ACOS, KU_ATAN, KU_SINH, KU_COSH, KU_ASINH, KU_ACOSH, KU_ATANH,
+  KU_ISNAN, KU_ISINF, KU_SIGN,
+  KU_COUNT
+} KUnOp;
+
+typedef enum {
+  KB_ADD, KB_SUB, KB_MUL, KB_DIV,
+  KB_MOD,     /* integers: C %, floats: fmod */
+  KB_MIN, KB_MAX, KB_POW,
+  KB_LT, KB_LE, KB_GT, KB_GE, KB_EQ, KB_NE, /* -> FM_BOOL */
+  KB_AND, KB_OR, KB_XOR,                    /* logical, on FM_BOOL */
+  KB_BITAND, KB_BITOR, KB_BITXOR,
+  KB_SHL, KB_SHR,                           /* integer shifts */
+  KB_LDEXP,   /* a * 2^b with a float, b FM_I32: an exponent add, no multiplication */
+  KB_COUNT
+} KBinOp;
+
+typedef struct KExpr {
+  KExprKind k;
+  FmDType t;
+  int op;               /* KUnOp / KBinOp */
+  double f; int64_t i;  /* KE_CONST */
+  KVar *var;            /* KE_VAR */
+  KBuf *buf;            /* KE_LOAD, KE_ADDR */
+  struct KExpr *a, *b, *c;
+} KExpr;
+
+typedef enum { KL_SERIAL, KL_PARALLEL, KL_VECTOR, KL_UNROLL } KLoop;
+
+typedef enum {
+  KS_FOR,    /* for (var = lo; var < hi; var++) body */
+  KS_LET,    /* declare scalar var = e (mutable) */
+  KS_SET,    /* var = e, or var op= e when accop >= 0 (KB_ADD, KB_MAX, ...) */
+  KS_STORE,  /* buf[idx] = e, or buf[idx] op= e when accop >= 0 */
+  KS_IF,     /* if (e) body else els */
+  KS_CALL,   /* fn(args...): a routine of the C prelude (compiler/emit/prelude.c) */
+  KS_COMMENT,
+} KStmtKind;
+
+typedef struct KStmt {
+  KStmtKind k;
+  KVar *var;
+  KExpr *lo, *hi;       /* KS_FOR */
+  KLoop loop;
+  KExpr *e;             /* value / condition */
+  KBuf *buf; KExpr *idx;
+  int accop;            /* -1: plain store/assignment */
+  struct KStmt *body, *els; /* first statements of child blocks */
+  struct KStmt *next;
+  const char *fn;       /* KS_CALL; text of KS_COMMENT */
+  KExpr **args; int nargs;
+  KExpr *muls, *adds;   /* KS_CALL: multiplications and additions it performs (for cost) */
+} KStmt;
+
+typedef struct KFn {
+  const char *name;     /* C identifier, unique in the model */
+  Node *node;           /* the graph node it implements (NULL for helpers) */
+  KBuf **bufs; int nbufs, capbufs;
+  KVar **vars; int nvars, capvars;
+  KStmt *body;
+  struct KFn *next;
+} KFn;
+
+/* ---- builder ---- */
+typedef struct KB {
+  Arena *a;
+  Graph *g;
+  Node *node;
+  KFn *fn;
+  KStmt **tail;               /* where the next statement goes */
+  KStmt **stack[64]; KStmt *open[64]; int depth;
+  KBuf **inbufs, **outbufs;   /* per node input/output (NULL for absent optional inputs) */
+} KB;
+
+KFn *kb_begin(KB *b, Graph *g, Node *n, const char *name); /* a KFn for node n */
+KBuf *kb_in(KB *b, int i);                 /* buffer of n->in[i] (NULL if absent) */
+KBuf *kb_out(KB *b, int i);
+KBuf *kb_tensor(KB *b, Tensor *t);         /* buffer of any tensor */
+KBuf *kb_const(KB *b, const char *name, FmDType t, int64_t nelem, const void *data); /* copies */
+KBuf *kb_scratch(KB *b, const char *name, FmDType t, int64_t nelem);
+KExpr *kb_dim(KB *b, int64_t d);           /* a dim as an FM_I64 expression (N*k if symbolic) */
+KExpr *kb_numel(KB *b, const Tensor *t);   /* product of dims */
+
+KVar *kb_for(KB *b, const char *name, KExpr *lo, KExpr *hi, KLoop loop); /* opens a block */
+void kb_if(KB *b, KExpr *cond);            /* opens a block */
+void kb_else(KB *b);                       /* switches the open if to its else block */
+void kb_end(KB *b);                        /* closes the innermost for/if */
+KVar *kb_let(KB *b, const char *name, FmDType t, KExpr *init);
+void kb_set(KB *b, KVar *v, KExpr *e);
+void kb_acc(KB *b, KVar *v, KBinOp op, KExpr *e);           /* v op= e */
+void kb_store(KB *b, KBuf *buf, KExpr *idx, KExpr *e);
+void kb_store_acc(KB *b, KBuf *buf, KExpr *idx, KBinOp op, KExpr *e); /* buf[idx] op= e */
+void kb_call(KB *b, const char *fn, KExpr *muls, KExpr *adds, int nargs, ...); /* KExpr* args */
+void kb_comment(KB *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- expressions (allocated in the builder's arena, set by kb_begin) ---- */
+KExpr *k_f32(double v);
+KExpr *k_const(FmDType t, double v);        /* a constant of any numeric dtype */
+KExpr *k_i(int64_t v);                       /* FM_I64 */
+KExpr *k_var(KVar *v);
+KExpr *k_batch(void);
+KExpr *k_load(KBuf *buf, KExpr *idx);
+KExpr *k_addr(KBuf *buf, KExpr *idx);
+KExpr *k_un(KUnOp op, KExpr *a);
+KExpr *k_bin(KBinOp op, KExpr *a, KExpr *b);
+KExpr *k_add(KExpr *a, KExpr *b);            /* folds constants and x+0 */
+KExpr *k_sub(KExpr *a, KExpr *b);
+KExpr *k_mul(KExpr *a, KExpr *b);            /* folds constants, x*1, x*0 */
+KExpr *k_div(KExpr *a, KExpr *b);
+KExpr *k_mod(KExpr *a, KExpr *b);
+KExpr *k_min(KExpr *a, KExpr *b);
+KExpr *k_max(KExpr *a, KExpr *b);
+KExpr *k_fma(KExpr *a, KExpr *b, KExpr *c);
+KExpr *k_select(KExpr *c, KExpr *a, KExpr *b);
+KExpr *k_cast(FmDType t, KExpr *a);          /* no-op if already t */
+KExpr *k_lt(KExpr *a, KExpr *b);
+KExpr *k_ge(KExpr *a, KExpr *b);
+KExpr *k_and(KExpr *a, KExpr *b);
+
+/* Row-major flat index of tensor t at idx[0..rank-1]; dims may be symbolic. */
+KExpr *kb_index(KB *b, const Tensor *t, KExpr **idx);
+/* Index into `in` for output position idx[] of `out` under ONNX multidirectional
+   broadcasting (in's dims of size 1 are read at 0; missing leading dims ignored). */
+KExpr *kb_bcast_index(KB *b, const Tensor *in, const Tensor *out, KExpr **idx);
+/* Opens one loop per dim of t (outermost KL_PARALLEL, others serial), filling vars[]. */
+void kb_loops(KB *b, const Tensor *t, KVar **vars);
+void kb_end_loops(KB *b, const Tensor *t);
+
+/* ---- whole model ---- */
+typedef struct KProgram {
+  Graph *g;
+  KFn *fns, **last;
+  int nfns;
+} KProgram;
+
+/* Lowers every node of g (shapes inferred, constants folded) to kernel IR; fails
+   naming every node whose op has no lowering. */
+KProgram *fm_lower_graph(Graph *g);
+
+/* Interpreter (kinterp.c): runs fn with buffers bound to host memory: ptrs[buf->id]
+   for every KBUF_TENSOR / KBUF_SCRATCH buffer (KBUF_CONST use buf->data).
+   Returns 0, or -1 with a message in err. */
+int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen);
+
+/* Cost (cost.c): multiplications and additions the kernel performs at batch N. */
+typedef struct KCost { double muls, adds, shifts, other; } KCost;
+KCost fm_kcost(KFn *fn, int64_t batch);
+
+void fm_kdump(KFn *fn, FILE *f); /* readable dump of the tree (debugging, --dump-kernel) */
+
+#endif

@@ -1,0 +1,100 @@
+/* fewmul.h - the fewmul runtime: load a compiled model and run it.
+ *
+ * `fewmul compile model.onnx -o out/` writes out/model.c, out/model.h and
+ * out/model.so (the same code built as a shared object). This library loads such a
+ * model, lists its inputs and outputs, and runs it on caller buffers. It never
+ * exits or prints on its own: every call returns a status, and fm_last_error()
+ * says what went wrong.
+ *
+ * Worked example:
+ *
+ *   #include <fewmul.h>
+ *   fm_model *m;
+ *   if (fm_load("out", &m) != FM_OK) { fprintf(stderr, "%s\n", fm_last_error()); return 1; }
+ *   const fm_io_desc *in = fm_input(m, 0), *out = fm_output(m, 0);
+ *   int64_t batch = 8;
+ *   float *x = calloc(fm_io_numel(in, batch), sizeof(float));
+ *   float *y = calloc(fm_io_numel(out, batch), sizeof(float));
+ *   const void *ins[] = {x};
+ *   void *outs[] = {y};
+ *   if (fm_run(m, batch, ins, outs) != FM_OK) fprintf(stderr, "%s\n", fm_last_error());
+ *   fm_free(m);
+ *
+ * Generated code can also be linked directly: model.h declares model_desc (of type
+ * fm_model_desc below) and model_run(); the caller passes a workspace of
+ * model_desc.workspace_size(batch) bytes, so the model itself allocates nothing.
+ */
+#ifndef FEWMUL_H
+#define FEWMUL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the ABI of a compiled model (also written into every generated model.h) ---- */
+#ifndef FM_MODEL_DESC_DEFINED
+#define FM_MODEL_DESC_DEFINED
+#define FM_ABI_VERSION 1
+typedef struct fm_io_desc {
+  const char *name;
+  int dtype;          /* ONNX TensorProto.DataType: 1 float32, 7 int64, 9 bool, ... */
+  int rank;
+  int64_t dims[8];    /* a dim < 0 means (-dim) * batch */
+} fm_io_desc;
+
+typedef struct fm_model_desc {
+  int abi_version;                 /* FM_ABI_VERSION */
+  const char *name;
+  int ninputs, noutputs;
+  const fm_io_desc *inputs, *outputs;
+  size_t (*workspace_size)(int64_t batch);                  /* bytes, 64-byte aligned use */
+  /* Runs the model: inputs/outputs in graph order; returns 0 or a nonzero status. */
+  int (*run)(int64_t batch, const void *const *inputs, void *const *outputs, void *workspace);
+  size_t weights_size;             /* 0 when weights are embedded in the code */
+  int (*set_weights)(const void *blob, size_t size); /* when compiled with --weights=file */
+  void (*set_threads)(int n);      /* OpenMP thread count (no-op without OpenMP) */
+} fm_model_desc;
+#endif
+
+/* ---- runtime API ---- */
+typedef enum {
+  FM_OK = 0,
+  FM_ERR_IO = 1,        /* a file could not be read */
+  FM_ERR_FORMAT = 2,    /* not a fewmul model, wrong ABI, bad weights file */
+  FM_ERR_ARG = 3,       /* invalid argument (NULL, batch <= 0, index out of range) */
+  FM_ERR_NOMEM = 4,
+  FM_ERR_RUN = 5,       /* the model reported a failure */
+} fm_status;
+
+typedef struct fm_model fm_model;
+
+/* Loads a compiled model from a directory written by `fewmul compile` (model.so and,
+   if compiled with --weights=file, the weights file) or from a .so path. */
+fm_status fm_load(const char *path, fm_model **out);
+/* Wraps a model linked into the program (its model_desc); no dlopen. */
+fm_status fm_wrap(const fm_model_desc *desc, fm_model **out);
+void fm_free(fm_model *m);
+
+int fm_num_inputs(const fm_model *m);
+int fm_num_outputs(const fm_model *m);
+const fm_io_desc *fm_input(const fm_model *m, int i);   /* NULL if out of range */
+const fm_io_desc *fm_output(const fm_model *m, int i);
+int fm_input_index(const fm_model *m, const char *name); /* -1 if none */
+int64_t fm_io_numel(const fm_io_desc *d, int64_t batch);
+size_t fm_dtype_bytes(int dtype);
+
+fm_status fm_set_threads(fm_model *m, int n);
+/* Runs on caller buffers (graph order). The workspace is owned by the model handle
+   and grown as needed; use separate handles (fm_load twice) to run in parallel. */
+fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
+
+/* The message of the last failure in this thread. */
+const char *fm_last_error(void);
+const char *fm_status_str(fm_status s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
