@@ -109,3 +109,17 @@ double fm_const_f(const Tensor *t, int64_t k) {
   default: return (double)fm_const_int(t, k);
   }
 }
+
+/* The activation a fusion pass folded into n (n->fused_act), applied to v. */
+KExpr *fm_apply_act(Node *n, KExpr *v) {
+  switch (n->fused_act) {
+  case 0: return v;
+  case OP_Relu: return k_max(v, k_const(v->t, 0));
+  case OP_LeakyRelu: return k_select(k_lt(v, k_const(v->t, 0)), k_mul(v, k_const(v->t, n->act_alpha)), v);
+  case OP_Clip: return k_min(k_max(v, k_const(v->t, n->act_alpha)), k_const(v->t, n->act_beta));
+  case OP_Sigmoid:
+    return k_div(k_const(v->t, 1), k_add(k_const(v->t, 1), k_un(KU_EXP, k_un(KU_NEG, v))));
+  case OP_Tanh: return k_un(KU_TANH, v);
+  default: fm_fail("node '%s': cannot fuse activation %s", n->name, fm_op_names[n->fused_act]);
+  }
+}

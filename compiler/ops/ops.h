@@ -36,4 +36,8 @@ int64_t fm_norm_axis(Node *n, int64_t axis, int rank);                  /* negat
 const void *fm_const_data(Node *n, int i, const char *what);            /* input i must be constant */
 int64_t fm_const_int(const Tensor *t, int64_t k);                       /* element k as int64 */
 double fm_const_f(const Tensor *t, int64_t k);                          /* element k as double */
+/* Applies n->fused_act (Relu, LeakyRelu alpha=act_alpha, Clip [act_alpha, act_beta],
+   Sigmoid, Tanh; set by passes/fuse_act.c) to a value about to be stored. Ops that
+   accept fusion (Conv, ConvTranspose, Gemm, MatMul, BatchNormalization, Add) call it. */
+KExpr *fm_apply_act(Node *n, KExpr *v);
 #endif
