@@ -1,0 +1,46 @@
+/* pipeline.c - the pass pipeline, in order, with a verifier between passes. */
+#include "passes/passes.h"
+#include <string.h>
+
+typedef struct { const char *name; void (*run)(Graph *); int fusion; } Pass;
+
+static const Pass pipeline[] = {
+  {"check_ops", fm_pass_check_ops, 0},
+  {"shapes", fm_pass_shapes, 0},
+  {"fold", fm_pass_fold, 0},
+  {"noop", fm_pass_noop, 0},
+  {"fold_bn", fm_pass_fold_bn, 1},
+  {"fuse_act", fm_pass_fuse_act, 1},
+  {"dce", fm_pass_dce, 0},
+};
+#define NPASS (int)(sizeof pipeline / sizeof *pipeline)
+
+const char *const fm_pass_names[] = {"check_ops", "shapes", "fold", "noop", "fold_bn",
+                                     "fuse_act", "dce", NULL};
+
+void fm_run_passes(Graph *g, const FmPassOpts *o) {
+  FmPassOpts def = {0};
+  if (!o) o = &def;
+  FILE *dump = o->dump ? o->dump : stderr;
+  if (o->dump_after && strcmp(o->dump_after, "all") && strcmp(o->dump_after, "load")) {
+    int ok = 0;
+    for (int i = 0; i < NPASS; i++) ok |= !strcmp(pipeline[i].name, o->dump_after);
+    if (!ok) fm_fail("--dump-after: unknown pass '%s' (passes: load check_ops shapes fold noop "
+                     "fold_bn fuse_act dce, or all)", o->dump_after);
+  }
+  if (o->dump_after && !strcmp(o->dump_after, "load")) {
+    fprintf(dump, "# after load\n");
+    fm_graph_dump(g, dump);
+  }
+  for (int i = 0; i < NPASS; i++) {
+    if (pipeline[i].fusion && o->no_fuse) continue;
+    pipeline[i].run(g);
+#ifndef NDEBUG
+    fm_graph_verify(g);
+#endif
+    if (o->dump_after && (!strcmp(o->dump_after, "all") || !strcmp(o->dump_after, pipeline[i].name))) {
+      fprintf(dump, "# after %s\n", pipeline[i].name);
+      fm_graph_dump(g, dump);
+    }
+  }
+}
