@@ -28,8 +28,7 @@ fi
 # inside the package).
 if [ "${FEWMUL_NO_ORT:-0}" != 1 ] && [ ! -d tools/ort/node_modules/onnxruntime-node ]; then
   echo "install-deps: installing onnxruntime-node (npm)"
-  mkdir -p tools/ort
-  (cd tools/ort && npm install --silent --no-audit --no-fund --ignore-scripts onnxruntime-node >/dev/null 2>&1) ||
+  (cd tools/ort && npm install --silent --no-audit --no-fund --ignore-scripts >/dev/null 2>&1) ||
     echo "install-deps: onnxruntime-node could not be installed; ORT comparisons will be skipped"
 fi
 exit 0
