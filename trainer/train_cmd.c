@@ -1,0 +1,336 @@
+/* train_cmd.c - `fewmul train`: build a model, train it on a data set with a
+ * progress line per epoch, checkpoint atomically, export ONNX.
+ *
+ *   fewmul train --model mnist_cnn --data fashion-mnist --epochs 5 -o fmnist_cnn.onnx
+ *   fewmul train --resume run/checkpoint.fm
+ */
+#include "train_cmd.h"
+#include "checkpoint.h"
+#include "data.h"
+#include "export.h"
+#include "models.h"
+#include "net.h"
+#include "optim.h"
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+typedef struct {
+  const char *model, *data, *data_dir, *out, *ckpt, *resume, *optim, *schedule, *augment;
+  int epochs, batch, threads, subset, test_subset, classes_override;
+  long steps;
+  float lr, momentum, wd, gamma, width;
+  int nesterov, lr_set, momentum_set, quiet;
+  uint64_t seed;
+} TrainArgs;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+    "usage: fewmul train --model NAME --data NAME [options] -o model.onnx\n"
+    "       fewmul train --resume run/checkpoint.fm [options]\n"
+    "\n"
+    "  --model NAME         mnist_cnn, mlp, resnet20/32/56/110, resnet18 (fewmul train --list)\n"
+    "  --data NAME          fashion-mnist, mnist, cifar10, cifar100, synthetic[:CxHxW[:K]]\n"
+    "  --data-dir DIR       where the data set files are (fashion-mnist: Debian's by default)\n"
+    "  --epochs E           epochs (default 5)\n"
+    "  --steps N            stop after N optimiser steps in all (smoke tests, benchmarks)\n"
+    "  --batch B            batch size (default 64)\n"
+    "  --optim NAME         sgd (default), adam, adamw, radam, adadelta, rmsprop\n"
+    "  --lr X --momentum X --wd X --nesterov\n"
+    "  --schedule SPEC      const (default), step:S, multistep:M1,M2, exp, cosine[:T]\n"
+    "  --gamma X            factor of step/multistep/exp schedules (default 0.1)\n"
+    "  --augment SPEC       e.g. crop:4,flip (default none)\n"
+    "  --width X            width multiplier (resnet18)\n"
+    "  --subset K           use only the first K training images\n"
+    "  --test-subset K      evaluate on the first K test images\n"
+    "  --seed S             (default 1)\n"
+    "  --threads T          OpenMP threads (default: all cores)\n"
+    "  --checkpoint PATH    write a checkpoint after every epoch (and on Ctrl-C)\n"
+    "  --resume PATH        continue the run saved in PATH (its arguments are in PATH.args)\n"
+    "  -o PATH              export the trained model as ONNX\n"
+    "  --quiet              no progress lines\n");
+}
+
+static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t errlen) {
+  for (int i = 0; i < argc; i++) {
+    const char *k = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define STR(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; a->field = v; i++; continue; }
+#define INT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; long x = strtol(v, &e, 10); \
+    if (*e || x < 0) { snprintf(err, errlen, "%s: '%s' is not a non-negative integer", flag, v); return -1; } a->field = x; i++; continue; }
+#define FLT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; float x = strtof(v, &e); \
+    if (*e) { snprintf(err, errlen, "%s: '%s' is not a number", flag, v); return -1; } a->field = x; i++; continue; }
+    STR("--model", model) STR("--data", data) STR("--data-dir", data_dir) STR("-o", out)
+    STR("--checkpoint", ckpt) STR("--resume", resume) STR("--optim", optim) STR("--schedule", schedule)
+    STR("--augment", augment)
+    INT("--epochs", epochs) INT("--batch", batch) INT("--threads", threads) INT("--subset", subset)
+    INT("--test-subset", test_subset) INT("--steps", steps) INT("--seed", seed)
+    FLT("--wd", wd) FLT("--gamma", gamma) FLT("--width", width)
+    if (!strcmp(k, "--lr")) { a->lr_set = 1; }
+    FLT("--lr", lr)
+    if (!strcmp(k, "--momentum")) { a->momentum_set = 1; }
+    FLT("--momentum", momentum)
+    if (!strcmp(k, "--nesterov")) { a->nesterov = 1; continue; }
+    if (!strcmp(k, "--quiet")) { a->quiet = 1; continue; }
+    snprintf(err, errlen, "train: unknown option '%s' (fewmul train --help)", k);
+    return -1;
+  missing:
+    snprintf(err, errlen, "train: option '%s' needs a value", k);
+    return -1;
+#undef STR
+#undef INT
+#undef FLT
+  }
+  return 0;
+}
+
+/* The arguments of a run, saved next to its checkpoint so --resume rebuilds it. */
+static int save_args(const char *ckpt, int argc, char **argv) {
+  char path[1024], tmp[1100];
+  snprintf(path, sizeof path, "%s.args", ckpt);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return -1;
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "--resume")) fprintf(f, "%s\n", argv[i]);
+    else i++;
+  int bad = ferror(f);
+  if (fclose(f) || bad) return -1;
+  return rename(tmp, path);
+}
+
+static int load_args(const char *ckpt, int *argc, char ***argv, char *err, size_t errlen) {
+  char path[512], line[1024];
+  snprintf(path, sizeof path, "%s.args", ckpt);
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "--resume: cannot open '%s' (the run's arguments): %s", path, strerror(errno));
+    return -1;
+  }
+  int n = 0;
+  char **v = NULL;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    v = realloc(v, sizeof(char *) * (size_t)(n + 1));
+    v[n++] = strdup(line);
+  }
+  fclose(f);
+  *argc = n, *argv = v;
+  return 0;
+}
+
+static int parse_augment(FmAugment *aug, const char *spec, char *err, size_t errlen) {
+  memset(aug, 0, sizeof *aug);
+  if (!spec || !*spec || !strcmp(spec, "none")) return 0;
+  char buf[128];
+  snprintf(buf, sizeof buf, "%s", spec);
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    if (!strncmp(tok, "crop:", 5)) aug->pad = atoi(tok + 5);
+    else if (!strcmp(tok, "flip")) aug->flip = 1;
+    else {
+      snprintf(err, errlen, "--augment: unknown item '%s' (crop:P, flip)", tok);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void fmt_time(char *buf, size_t n, double s) {
+  if (s < 60) snprintf(buf, n, "%.0fs", s);
+  else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+  else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+int fm_cmd_train(int argc, char **argv) {
+  TrainArgs a = {.epochs = 5, .batch = 64, .seed = 1, .gamma = 0.1f, .width = 1, .optim = "sgd",
+                 .schedule = "const"};
+  char err[1024];
+  for (int i = 0; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+    else if (!strcmp(argv[i], "--list")) {
+      for (const FmModelEntry *m = fm_models; m->name; m++) printf("%-12s %s\n", m->name, m->help ? m->help : "");
+      return 0;
+    }
+  /* --resume: the saved arguments first, then anything given now on top. */
+  const char *resume = NULL;
+  for (int i = 0; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--resume")) resume = argv[i + 1];
+  int sargc = 0;
+  char **sargv = NULL;
+  if (resume) {
+    if (load_args(resume, &sargc, &sargv, err, sizeof err) || parse_args(&a, sargc, sargv, err, sizeof err)) goto fail;
+  }
+  if (parse_args(&a, argc, argv, err, sizeof err)) goto fail;
+  if (resume && !a.ckpt) a.ckpt = resume;
+  if (!a.model) { snprintf(err, sizeof err, "train: --model is required (fewmul train --list)"); goto fail; }
+  if (!a.data) { snprintf(err, sizeof err, "train: --data is required"); goto fail; }
+  if (a.batch <= 0) { snprintf(err, sizeof err, "train: --batch must be positive"); goto fail; }
+
+  FmOptimConfig oc;
+  int kind = fm_optim_kind_parse(a.optim);
+  if (kind < 0) { snprintf(err, sizeof err, "--optim: unknown optimiser '%s'", a.optim); goto fail; }
+  fm_optim_defaults(&oc, (FmOptimKind)kind);
+  if (a.lr_set) oc.lr = a.lr;
+  else if (kind == FM_OPT_SGD) oc.lr = 0.01f;
+  if (a.momentum_set) oc.momentum = a.momentum;
+  else if (kind == FM_OPT_SGD) oc.momentum = 0.9f;
+  oc.weight_decay = a.wd;
+  oc.nesterov = a.nesterov;
+  FmSched sched;
+  if (fm_sched_parse(&sched, a.schedule, a.gamma, a.epochs, err, sizeof err)) goto fail;
+  FmAugment aug;
+  if (parse_augment(&aug, a.augment, err, sizeof err)) goto fail;
+
+  /* Data. */
+  FmDataset train = {0}, test = {0};
+  if (fm_data_load(&train, a.data, a.data_dir, 1, err, sizeof err) ||
+      fm_data_load(&test, a.data, a.data_dir, 0, err, sizeof err))
+    goto fail;
+  if (a.subset > 0) fm_data_take(&train, a.subset);
+  if (a.test_subset > 0) fm_data_take(&test, a.test_subset);
+
+  /* Model, with the data set's normalisation as its first (fixed) layer. */
+  FmNetOpts no = fm_net_opts_default();
+  no.seed = a.seed;
+  no.threads = a.threads;
+  no.width = a.width;
+  no.nmean = train.c <= 8 ? train.c : 0;
+  fm_data_mean_std(&train, no.mean, no.std);
+  for (int c = 0; c < no.nmean; c++)
+    if (no.std[c] <= 0) no.std[c] = 1;
+  FmNet *net = fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
+  if (!net) goto fail;
+  FmOptim *opt = fm_net_optim_new(net, &oc);
+  int64_t step = 0;
+  int start_epoch = 0;
+  if (resume) {
+    FmCheckpointInfo info;
+    if (fm_checkpoint_load(resume, net, opt, &info, err, sizeof err)) goto fail;
+    step = info.step;
+    start_epoch = (int)info.epoch;
+    if (!a.quiet) fprintf(stderr, "resumed %s at epoch %d, step %lld\n", resume, start_epoch, (long long)step);
+  }
+  if (a.ckpt && save_args(a.ckpt, resume ? sargc : argc, resume ? sargv : argv)) {
+    snprintf(err, sizeof err, "cannot write '%s.args'", a.ckpt);
+    goto fail;
+  }
+
+  FmLoaderConfig lc = {.batch = a.batch, .shuffle = 1, .drop_last = 0, .threaded = 1, .seed = a.seed, .aug = aug};
+  FmLoader *ld = fm_loader_new(&train, &lc, err, sizeof err);
+  if (!ld) goto fail;
+  float *tx = malloc(sizeof(float) * (size_t)test.n * (size_t)(test.c * test.h * test.w));
+  int *ty = malloc(sizeof(int) * (size_t)(test.n ? test.n : 1));
+  for (int i = 0; i < test.n; i++) {
+    fm_data_image_float(&test, i, tx + (size_t)i * (size_t)(test.c * test.h * test.w));
+    ty[i] = test.labels[i];
+  }
+  if (!a.quiet) {
+    long long np = 0;
+    for (int i = 0; i < net->nparams; i++) np += (long long)net->params[i].size;
+    fprintf(stderr, "train %s on %s: %d train / %d test images %dx%dx%d, %d classes, %lld parameters, "
+            "%s lr %g, batch %d, %d threads\n", a.model, a.data, train.n, test.n, train.c, train.h, train.w,
+            train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
+  }
+  signal(SIGINT, on_sigint);
+  signal(SIGTERM, on_sigint);
+
+  int rc = 0, stop = 0;
+  double t_start = now();
+  long steps_done_here = 0;
+  float test_acc = -1, test_loss = 0;
+  int epoch = start_epoch;
+  for (; epoch < a.epochs && !stop; epoch++) {
+    float lr = oc.lr * fm_sched_factor(&sched, epoch);
+    fm_loader_start_epoch(ld, epoch);
+    double t0 = now(), loss_sum = 0;
+    long seen = 0, correct_sum = 0;
+    FmBatch b;
+    while (fm_loader_next(ld, &b)) {
+      fm_net_zero_grad(net);
+      fm_net_forward(net, b.x, b.n, 1);
+      int correct = 0;
+      float loss = fm_net_loss(net, b.y, b.n, &correct);
+      if (!isfinite(loss)) {
+        fprintf(stderr, "fewmul: error: the loss became %s at epoch %d, step %lld; stopping%s\n",
+                isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)step,
+                a.ckpt ? " (the last good checkpoint is kept)" : "");
+        rc = 1, stop = 1;
+        break;
+      }
+      fm_net_backward(net);
+      fm_net_step(net, opt, lr);
+      step++, steps_done_here++;
+      loss_sum += (double)loss * b.n, correct_sum += correct, seen += b.n;
+      if ((a.steps && step >= a.steps) || interrupted) { stop = 1; break; }
+    }
+    if (rc) break;
+    double dt = now() - t0;
+    int epoch_done = !stop || (a.steps && step >= a.steps && !interrupted);
+    if (a.ckpt && !interrupted && epoch_done &&
+        fm_checkpoint_save(a.ckpt, net, opt, epoch + 1, step, err, sizeof err)) {
+      rc = 1;
+      fprintf(stderr, "fewmul: error: %s\n", err);
+      break;
+    }
+    if (!a.quiet && seen) {
+      fm_net_eval(net, tx, ty, test.n, 256, &test_loss, &test_acc);
+      char eta[32];
+      double per = (now() - t_start) / (epoch + 1 - start_epoch);
+      fmt_time(eta, sizeof eta, per * (a.epochs - epoch - 1));
+      fprintf(stderr, "epoch %d/%d  loss %.4f  acc %.2f%%  test loss %.4f  test acc %.2f%%  %.0f samples/s  lr %g  %.1fs  ETA %s\n",
+              epoch + 1, a.epochs, loss_sum / (double)seen, 100.0 * (double)correct_sum / (double)seen,
+              (double)test_loss, 100.0 * (double)test_acc, (double)seen / dt, (double)lr, dt, stop ? "-" : eta);
+    }
+  }
+  if (interrupted) {
+    /* Ctrl-C: keep what was learned, so --resume can continue from here. */
+    if (a.ckpt) {
+      /* The weights as they are now; a resumed run restarts the interrupted epoch. */
+      if (fm_checkpoint_save(a.ckpt, net, opt, epoch - 1, step, err, sizeof err) == 0)
+        fprintf(stderr, "interrupted: checkpoint written to %s (resume with --resume %s)\n", a.ckpt, a.ckpt);
+      else
+        fprintf(stderr, "fewmul: error: %s\n", err);
+    } else {
+      fprintf(stderr, "interrupted (no --checkpoint given, nothing saved)\n");
+    }
+    rc = 130;
+  }
+  if (!rc) {
+    fm_net_eval(net, tx, ty, test.n, 256, &test_loss, &test_acc);
+    double total = now() - t_start;
+    printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
+           test.n, (double)test_loss, steps_done_here, total);
+    if (a.out) {
+      if (fm_export_onnx(net, a.out, err, sizeof err)) {
+        fprintf(stderr, "fewmul: error: %s\n", err);
+        rc = 1;
+      } else if (!a.quiet) {
+        fprintf(stderr, "wrote %s\n", a.out);
+      }
+    }
+  }
+  fm_loader_free(ld);
+  free(tx), free(ty);
+  fm_optim_free(opt);
+  fm_net_free(net);
+  fm_data_free(&train), fm_data_free(&test);
+  return rc;
+fail:
+  fprintf(stderr, "fewmul: error: %s\n", err);
+  return 1;
+}
