@@ -1,0 +1,222 @@
+/* test_trainer_ops.c - op forward values against naive reference loops and
+ * hand-computed numbers (the backward passes are in test_trainer_grad.c). */
+#include "check.h"
+#include "ops.h"
+#include <stdlib.h>
+#include <string.h>
+
+static FmRng rng;
+static float *rnd(size_t n) {
+  float *p = malloc(sizeof(float) * (n + 1));
+  for (size_t i = 0; i < n; i++) p[i] = 2 * fm_rng_uniform(&rng) - 1;
+  return p;
+}
+
+// direct convolution, PyTorch semantics
+static void conv_ref(float *out, const float *x, const float *w, const float *b, int N, int H, int W,
+                     const FmConvAttr *a) {
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  int cg = a->cin / a->groups, mg = a->cout / a->groups;
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < a->cout; m++)
+      for (int oy = 0; oy < OH; oy++)
+        for (int ox = 0; ox < OW; ox++) {
+          double s = b ? b[m] : 0;
+          int g = m / mg;
+          for (int c = 0; c < cg; c++)
+            for (int i = 0; i < a->kh; i++)
+              for (int j = 0; j < a->kw; j++) {
+                int iy = oy * a->sh - a->ph + i * a->dh, ix = ox * a->sw - a->pw + j * a->dw;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                s += (double)x[((n * a->cin + g * cg + c) * H + iy) * W + ix] *
+                     w[((m * cg + c) * a->kh + i) * a->kw + j];
+              }
+          out[((n * a->cout + m) * OH + oy) * OW + ox] = (float)s;
+        }
+}
+
+// transposed convolution as a scatter: each input pixel adds w * x into the output
+static void convt_ref(float *out, const float *x, const float *w, const float *b, int N, int H, int W,
+                      const FmConvAttr *a) {
+  int OH = fm_convt_out(H, a->kh, a->sh, a->ph, a->dh, a->oph), OW = fm_convt_out(W, a->kw, a->sw, a->pw, a->dw, a->opw);
+  int cg = a->cin / a->groups, mg = a->cout / a->groups;
+  for (int i = 0; i < N * a->cout * OH * OW; i++) out[i] = b ? b[(i / (OH * OW)) % a->cout] : 0;
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < a->cin; c++)
+      for (int y = 0; y < H; y++)
+        for (int xx = 0; xx < W; xx++) {
+          int g = c / cg;
+          float v = x[((n * a->cin + c) * H + y) * W + xx];
+          for (int m = 0; m < mg; m++)
+            for (int i = 0; i < a->kh; i++)
+              for (int j = 0; j < a->kw; j++) {
+                int oy = y * a->sh - a->ph + i * a->dh, ox = xx * a->sw - a->pw + j * a->dw;
+                if (oy < 0 || oy >= OH || ox < 0 || ox >= OW) continue;
+                out[((n * a->cout + g * mg + m) * OH + oy) * OW + ox] += v * w[((c * mg + m) * a->kh + i) * a->kw + j];
+              }
+        }
+}
+
+static float maxdiff(const float *a, const float *b, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] - b[i]));
+  return m;
+}
+
+static void test_conv(FmConvAttr a, int N, int H, int W, int transpose, int nt) {
+  int OH = transpose ? fm_convt_out(H, a.kh, a.sh, a.ph, a.dh, a.oph) : fm_conv_out(H, a.kh, a.sh, a.ph, a.dh);
+  int OW = transpose ? fm_convt_out(W, a.kw, a.sw, a.pw, a.dw, a.opw) : fm_conv_out(W, a.kw, a.sw, a.pw, a.dw);
+  size_t wn = (size_t)a.cin * a.cout / a.groups * a.kh * a.kw, on = (size_t)N * a.cout * OH * OW;
+  float *x = rnd((size_t)N * a.cin * H * W), *w = rnd(wn), *b = rnd(a.cout);
+  float *o1 = malloc(sizeof(float) * on), *o2 = malloc(sizeof(float) * on);
+  size_t ws = transpose ? fm_convt2d_workspace(&a, H, W, nt) : fm_conv2d_workspace(&a, H, W, nt);
+  float *work = malloc(sizeof(float) * ws);
+  if (transpose) {
+    fm_convt2d_forward(o1, x, w, b, N, H, W, &a, work, nt);
+    convt_ref(o2, x, w, b, N, H, W, &a);
+  } else {
+    fm_conv2d_forward(o1, x, w, a.groups == 1 ? NULL : b, N, H, W, &a, work, nt);
+    conv_ref(o2, x, w, a.groups == 1 ? NULL : b, N, H, W, &a);
+  }
+  float d = maxdiff(o1, o2, on);
+  if (d > 1e-4f) fprintf(stderr, "conv%s k%dx%d s%d p%d d%d g%d: max diff %g\n", transpose ? "T" : "",
+                         a.kh, a.kw, a.sh, a.ph, a.dh, a.groups, d);
+  CHECK(d <= 1e-4f);
+  free(x), free(w), free(b), free(o1), free(o2), free(work);
+}
+
+static void test_convs(void) {
+  test_conv(fm_conv_attr(3, 8, 3, 1, 1, 1, 1), 3, 9, 8, 0, 2);
+  test_conv(fm_conv_attr(4, 6, 5, 2, 2, 1, 2), 2, 11, 9, 0, 1);
+  test_conv(fm_conv_attr(4, 4, 3, 3, 0, 2, 4), 2, 13, 12, 0, 2);
+  test_conv(fm_conv_attr(6, 3, 1, 1, 0, 1, 3), 2, 5, 5, 0, 1);
+  FmConvAttr a = {2, 5, 2, 4, 1, 3, 0, 2, 1, 1, 1, 0, 0};
+  test_conv(a, 2, 6, 11, 0, 1);
+  FmConvAttr t = fm_conv_attr(4, 6, 3, 2, 1, 1, 2);
+  t.oph = 1;
+  test_conv(t, 2, 5, 4, 1, 2);
+  test_conv(fm_conv_attr(3, 2, 4, 2, 1, 1, 1), 1, 3, 3, 1, 1);
+  test_conv(fm_conv_attr(2, 2, 3, 1, 0, 2, 1), 1, 4, 4, 1, 1);
+  // im2col and col2im are adjoint: <im2col(x), c> == <x, col2im(c)>
+  FmConvAttr d = fm_conv_attr(3, 1, 3, 2, 1, 2, 1);
+  int H = 7, W = 6, OH = fm_conv_out(H, 3, 2, 1, 2), OW = fm_conv_out(W, 3, 2, 1, 2);
+  size_t nx = 3 * H * W, nc = (size_t)3 * 9 * OH * OW;
+  float *x = rnd(nx), *c = rnd(nc), *col = malloc(sizeof(float) * nc), *img = calloc(nx, sizeof(float));
+  fm_im2col(col, x, 3, H, W, &d);
+  fm_col2im(img, c, 3, H, W, &d);
+  double s1 = 0, s2 = 0;
+  for (size_t i = 0; i < nc; i++) s1 += (double)col[i] * c[i];
+  for (size_t i = 0; i < nx; i++) s2 += (double)x[i] * img[i];
+  CHECK_NEAR(s1, s2, 1e-4);
+  free(x), free(c), free(col), free(img);
+}
+
+static void test_linear(void) {
+  float x[6] = {1, 2, 3, -1, 0, 1}, w[6] = {1, 0, -1, 0.5f, 0.5f, 0.5f}, b[2] = {0.1f, -0.2f}, out[4];
+  fm_linear_forward(out, x, w, b, 2, 3, 2, 1);   // x (2,3), w (2,3)
+  CHECK_NEAR(-2 + 0.1, out[0], 1e-6);
+  CHECK_NEAR(3 - 0.2, out[1], 1e-6);
+  CHECK_NEAR(-2 + 0.1, out[2], 1e-6);
+  CHECK_NEAR(0 - 0.2, out[3], 1e-6);
+}
+
+static void test_bn(void) {
+  // one channel, values 1..4: mean 2.5, biased var 1.25, unbiased 5/3
+  FmBnAttr a = {1, 0, 0.1f, 0};
+  float x[4] = {1, 2, 3, 4}, y[4], g = 2, be = 1, rm = 0, rv = 1, mean, invstd;
+  fm_batchnorm_forward(y, &mean, &invstd, x, &g, &be, &rm, &rv, 4, 1, &a, 1, 1);
+  CHECK_NEAR(2.5, mean, 1e-6);
+  CHECK_NEAR(1 / sqrt(1.25), invstd, 1e-6);
+  CHECK_NEAR(2 * (1 - 2.5) / sqrt(1.25) + 1, y[0], 1e-5);
+  CHECK_NEAR(0.25, rm, 1e-6);
+  CHECK_NEAR(0.9 + 0.1 * 5.0 / 3.0, rv, 1e-6);
+  fm_batchnorm_forward(y, &mean, &invstd, x, &g, &be, &rm, &rv, 4, 1, &a, 0, 1);   // eval
+  CHECK_NEAR(2 * (4 - 0.25) / sqrt(0.9 + 0.1 * 5.0 / 3.0) + 1, y[3], 1e-5);
+  CHECK_NEAR(0.25, rm, 1e-6);   // eval does not touch running stats
+}
+
+static void test_pools(void) {
+  float x[16], y[4], y9[9];
+  int32_t idx[9];
+  for (int i = 0; i < 16; i++) x[i] = (float)((i * 7) % 16);   // 4x4 permutation
+  FmPoolAttr mp = {2, 2, 2, 2, 0, 0};
+  fm_maxpool_forward(y, idx, x, 1, 1, 4, 4, &mp);
+  // windows {0,7,12,3}, {14,5,10,1}, {8,15,4,11}, {6,13,2,9}
+  CHECK(y[0] == 12 && y[1] == 14 && y[2] == 15 && y[3] == 13);
+  CHECK(idx[0] == 4 && idx[1] == 2);
+  FmPoolAttr ap = {3, 3, 2, 2, 1, 1};   // padded zeros are counted (count_include_pad)
+  fm_avgpool_forward(y9, x, 1, 1, 4, 4, &ap);
+  CHECK_NEAR((0 + 7 + 4 + 11) / 9.0, y9[0], 1e-6);
+  float g[2];
+  fm_gap_forward(g, x, 1, 1, 16);
+  CHECK_NEAR(7.5, g[0], 1e-6);
+}
+
+static void test_dropout(void) {
+  int n = 20000;
+  float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *m = malloc(sizeof(float) * n);
+  for (int i = 0; i < n; i++) x[i] = 1;
+  FmRng r;
+  fm_rng_seed(&r, 3);
+  fm_dropout_forward(y, m, x, 1, n, 0.25f, &r);
+  int dropped = 0;
+  double sum = 0;
+  for (int i = 0; i < n; i++) dropped += y[i] == 0, sum += y[i];
+  CHECK(fabs(dropped / (double)n - 0.25) < 0.02);
+  CHECK(fabs(sum / n - 1) < 0.03);   // inverted dropout keeps the mean
+  // same seed, same mask
+  FmRng r2;
+  fm_rng_seed(&r2, 3);
+  fm_dropout_forward(x, y, x, 1, n, 0.25f, &r2);
+  CHECK(memcmp(y, m, sizeof(float) * n) == 0);
+  // dropout2d: whole channels
+  float a[12], b[12], mask[4];
+  for (int i = 0; i < 12; i++) a[i] = 1;
+  fm_rng_seed(&r, 9);
+  fm_dropout2d_forward(b, mask, a, 2, 2, 3, 0.5f, &r);
+  int ok = 1;
+  for (int c = 0; c < 4; c++)
+    for (int s = 0; s < 3; s++) ok &= b[c * 3 + s] == mask[c] && (mask[c] == 0 || mask[c] == 2);
+  CHECK(ok);
+  free(x), free(y), free(m);
+}
+
+static void test_softmax(void) {
+  float x[6] = {1, 2, 3, 0, 0, 0}, p[6], lp[6];
+  int labels[2] = {2, 1};
+  fm_softmax_forward(p, x, 2, 3);
+  CHECK_NEAR(1, p[0] + p[1] + p[2], 1e-6);
+  CHECK_NEAR(exp(3) / (exp(1) + exp(2) + exp(3)), p[2], 1e-6);
+  fm_log_softmax_forward(lp, x, 2, 3);
+  CHECK_NEAR(log(p[1]), lp[1], 1e-6);
+  float ce = fm_crossentropy_forward(p, x, labels, 2, 3);
+  CHECK_NEAR((-log(exp(3) / (exp(1) + exp(2) + exp(3))) + log(3.0)) / 2, ce, 1e-6);
+  // large logits do not overflow
+  float big[2] = {1000, -1000}, pb[2];
+  int l0 = 1;
+  CHECK_NEAR(2000, fm_crossentropy_forward(pb, big, &l0, 1, 2), 1e-2);
+}
+
+static void test_rng(void) {
+  FmRng a, b;
+  fm_rng_seed(&a, 1), fm_rng_seed(&b, 1);
+  CHECK(fm_rng_next(&a) == fm_rng_next(&b));
+  double s = 0, ss = 0;
+  for (int i = 0; i < 20000; i++) { float v = fm_rng_normal(&a); s += v, ss += v * v; }
+  CHECK(fabs(s / 20000) < 0.03 && fabs(ss / 20000 - 1) < 0.05);
+  float u = 0, lo = 1, hi = 0;
+  for (int i = 0; i < 20000; i++) { u = fm_rng_uniform(&a); lo = fminf(lo, u), hi = fmaxf(hi, u); }
+  CHECK(lo >= 0 && hi < 1 && lo < 0.01f && hi > 0.99f);
+}
+
+int main(void) {
+  fm_rng_seed(&rng, 123);
+  test_convs();
+  test_linear();
+  test_bn();
+  test_pools();
+  test_dropout();
+  test_softmax();
+  test_rng();
+  return check_done("test_trainer_ops");
+}

@@ -1,0 +1,49 @@
+/* checkpoint.h - save and restore a training run.
+ *
+ * A checkpoint holds the parameters, the buffers (BN running stats, input
+ * normalisation), the optimiser state (kind, per-element state, per-segment
+ * step counts), the epoch and step counters and the net's RNG state, so a
+ * run resumed from it continues exactly as if it had not stopped.
+ *
+ *   char err[512];
+ *   if (fm_checkpoint_save("run/ckpt.bin", net, opt, epoch, step, err, sizeof err))
+ *     { fprintf(stderr, "fewmul: %s\n", err); exit(1); }
+ *   ...
+ *   FmCheckpointInfo info;
+ *   if (fm_checkpoint_load("run/ckpt.bin", net, opt, &info, err, sizeof err)) ...
+ *
+ * Saving writes a temporary file in the same directory, fsyncs it, renames it
+ * over the target and fsyncs the directory: a crash at any moment leaves
+ * either the old or the new checkpoint, never a torn one.
+ *
+ * File layout (little-endian):
+ *   "FMCKPT\r\n" | u32 version | u32 header bytes | header fields |
+ *   params f32[] | buffers f32[] | optimiser state f32[] | segment steps i64[] |
+ *   u64 FNV-1a checksum of everything before it
+ * Loading checks magic, version, sizes (against the file length and against
+ * the net/optimiser) and the checksum, and names the file in every error.
+ */
+#ifndef FM_TRAINER_CHECKPOINT_H
+#define FM_TRAINER_CHECKPOINT_H
+#include <stddef.h>
+#include <stdint.h>
+#include "net.h"
+#include "optim.h"
+
+#define FM_CHECKPOINT_VERSION 1
+
+typedef struct {
+  char model[32];       // net->model when saved
+  int64_t epoch, step;
+  int has_optim;
+} FmCheckpointInfo;
+
+// opt may be NULL (parameters only). Returns 0, or -1 with a message in err.
+int fm_checkpoint_save(const char *path, const FmNet *net, const FmOptim *opt,
+                       int64_t epoch, int64_t step, char *err, size_t errlen);
+// Restores into an already built net of the same architecture (and opt, if
+// not NULL, of the same kind). On error nothing is modified.
+int fm_checkpoint_load(const char *path, FmNet *net, FmOptim *opt, FmCheckpointInfo *info,
+                       char *err, size_t errlen);
+
+#endif

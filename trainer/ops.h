@@ -1,0 +1,179 @@
+/* ops.h - trainer layers as forward/backward pairs over plain float arrays.
+ *
+ * Every layer is a pair X_forward / X_backward in the style of llm.c: plain
+ * `float *` buffers, the shapes written in a comment, no allocation inside.
+ * Conventions shared by all ops:
+ *
+ *   - tensors are contiguous row-major, images are (N,C,H,W);
+ *   - backward ADDS into every gradient it writes (dinp, dweight, dbias), so a
+ *     tensor read by two layers simply receives both contributions; the caller
+ *     zeroes gradients before a backward pass;
+ *   - a gradient pointer may be NULL: that gradient is not computed (e.g. the
+ *     input of the first layer, or a frozen parameter);
+ *   - ops that need scratch memory take `work`, sized by the matching
+ *     X_workspace() function (in floats) for the given thread count;
+ *   - `nthreads` is the OpenMP thread count used by the op; ops parallelise over
+ *     the batch (or channels) and call OpenBLAS single-threaded inside.
+ *
+ * Worked example (a 3x3 conv, padding 1, on a batch of 8 RGB 32x32 images):
+ *
+ *   FmConvAttr a = fm_conv_attr(3, 16, 3, 1, 1, 1, 1);   // cin,cout,k,stride,pad,dil,groups
+ *   float *work = malloc(sizeof(float) * fm_conv2d_workspace(&a, 32, 32, nt));
+ *   fm_conv2d_forward(out, inp, w, b, 8, 32, 32, &a, work, nt);   // out is (8,16,32,32)
+ *   fm_conv2d_backward(dinp, dw, db, dout, inp, w, 8, 32, 32, &a, work, nt);
+ */
+#ifndef FM_TRAINER_OPS_H
+#define FM_TRAINER_OPS_H
+#include <stddef.h>
+#include <stdint.h>
+
+// ---------------------------------------------------------------------------
+// rng (ops_elem.c): splitmix64; the whole state is one integer so it is
+// trivially checkpointed. No global state: every user owns an FmRng.
+typedef struct { uint64_t s; } FmRng;
+void fm_rng_seed(FmRng *r, uint64_t seed);
+uint64_t fm_rng_next(FmRng *r);
+float fm_rng_uniform(FmRng *r);             // [0,1)
+float fm_rng_normal(FmRng *r);              // N(0,1), Box-Muller
+
+// ---------------------------------------------------------------------------
+// gemm helper (ops_linear.c): row-major C = alpha*op(A)*op(B) + beta*C with the
+// M rows of C split across nthreads OpenMP threads (OpenBLAS runs
+// single-threaded inside each).
+void fm_gemm(int transa, int transb, int M, int N, int K, float alpha,
+             const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc, int nthreads);
+// Makes OpenBLAS single-threaded (all trainer parallelism is OpenMP). Called
+// by fm_net_new; idempotent.
+void fm_blas_single_thread(void);
+
+// ---------------------------------------------------------------------------
+// convolution (ops_conv.c)
+typedef struct {
+  int cin, cout;            // channels in / out
+  int kh, kw;               // kernel
+  int sh, sw;               // stride
+  int ph, pw;               // padding (symmetric)
+  int dh, dw;               // dilation
+  int groups;
+  int oph, opw;             // output padding (conv_transpose2d only)
+} FmConvAttr;
+FmConvAttr fm_conv_attr(int cin, int cout, int k, int stride, int pad, int dil, int groups);
+// output size of conv2d / conv_transpose2d along one axis
+int fm_conv_out(int in, int k, int s, int p, int d);
+int fm_convt_out(int in, int k, int s, int p, int d, int op);
+
+// im2col: img (C,H,W) -> col (C*kh*kw, OH*OW); col2im adds col back into img.
+void fm_im2col(float *col, const float *img, int C, int H, int W, const FmConvAttr *a);
+void fm_col2im(float *img, const float *col, int C, int H, int W, const FmConvAttr *a);
+
+// conv2d: inp (N,cin,H,W), weight (cout,cin/groups,kh,kw), bias (cout) or NULL,
+// out (N,cout,OH,OW).
+size_t fm_conv2d_workspace(const FmConvAttr *a, int H, int W, int nthreads);
+void fm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
+void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight,
+                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
+
+// conv_transpose2d (PyTorch ConvTranspose2d): inp (N,cin,H,W),
+// weight (cin,cout/groups,kh,kw), bias (cout) or NULL, out (N,cout,OH,OW) with
+// OH = (H-1)*sh - 2*ph + dh*(kh-1) + oph + 1.
+size_t fm_convt2d_workspace(const FmConvAttr *a, int H, int W, int nthreads);
+void fm_convt2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
+void fm_convt2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight,
+                         int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
+
+// ---------------------------------------------------------------------------
+// linear (ops_linear.c): inp (N,In), weight (Out,In), bias (Out) or NULL, out (N,Out)
+void fm_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int N, int In, int Out, int nthreads);
+void fm_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int In, int Out, int nthreads);
+
+// ---------------------------------------------------------------------------
+// normalisation and per-channel affine ops (ops_norm.c); x is (N,C,S), S = H*W
+// (S = 1 for a (N,C) input).
+
+// batchnorm. Train mode normalises with the batch statistics and updates the
+// running stats: running = (1-momentum)*running + momentum*batch (unbiased
+// variance), as PyTorch. Eval mode normalises with the running stats. Either
+// way the statistics used are saved in mean/invstd (C each) for backward.
+// gamma/beta are (C); with fixed_gamma the gamma gradient is not computed.
+typedef struct { int C; float eps, momentum; int fixed_gamma; } FmBnAttr;
+void fm_batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
+                          const float *gamma, const float *beta,
+                          float *running_mean, float *running_var,
+                          int N, int S, const FmBnAttr *a, int train, int nthreads);
+// train must match the forward: train mode back-propagates through the batch
+// statistics, eval mode treats mean/invstd as constants.
+void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                           const float *inp, const float *mean, const float *invstd,
+                           const float *gamma, int N, int S, const FmBnAttr *a,
+                           int train, int nthreads);
+
+// fixed input normalisation: out = (inp - mean[c]) / std[c]
+void fm_normalize_forward(float *out, const float *inp, const float *mean, const float *std,
+                          int N, int C, int S);
+void fm_normalize_backward(float *dinp, const float *dout, const float *std, int N, int C, int S);
+
+// channel-wise scale: out[n,c,s] = inp[n,c,s] * scale[c]
+void fm_chscale_forward(float *out, const float *inp, const float *scale, int N, int C, int S);
+void fm_chscale_backward(float *dinp, float *dscale, const float *dout, const float *inp,
+                         const float *scale, int N, int C, int S);
+
+// ---------------------------------------------------------------------------
+// pooling (ops_pool.c): inp (N,C,H,W), out (N,C,OH,OW), OH = fm_conv_out(H,kh,sh,ph,1)
+typedef struct { int kh, kw, sh, sw, ph, pw; } FmPoolAttr;
+// maxpool saves the argmax (index into the H*W plane; -1 if the window only
+// covers padding) in idx (N,C,OH,OW).
+void fm_maxpool_forward(float *out, int32_t *idx, const float *inp,
+                        int N, int C, int H, int W, const FmPoolAttr *a);
+void fm_maxpool_backward(float *dinp, const float *dout, const int32_t *idx,
+                         int N, int C, int H, int W, const FmPoolAttr *a);
+// avgpool counts padded zeros (PyTorch count_include_pad=True).
+void fm_avgpool_forward(float *out, const float *inp, int N, int C, int H, int W,
+                        const FmPoolAttr *a);
+void fm_avgpool_backward(float *dinp, const float *dout, int N, int C, int H, int W,
+                         const FmPoolAttr *a);
+// global average pool: inp (N,C,S) -> out (N,C)
+void fm_gap_forward(float *out, const float *inp, int N, int C, int S);
+void fm_gap_backward(float *dinp, const float *dout, int N, int C, int S);
+
+// ---------------------------------------------------------------------------
+// elementwise (ops_elem.c); D is the number of elements per sample
+// sum of n floats (vectorised, 8 lanes)
+float fm_sumf(const float *x, int n);
+// relu: out = max(inp, 0); backward reads out
+void fm_relu_forward(float *out, const float *inp, size_t n);
+void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+// residual add: out = a + b
+void fm_add_forward(float *out, const float *a, const float *b, size_t n);
+void fm_add_backward(float *da, float *db, const float *dout, size_t n);
+// dropout with probability p (inverted: kept values scaled by 1/(1-p)).
+// mask (N,D) is filled from rng: each entry 0 or 1/(1-p).
+// dropout2d zeroes whole channels: inp (N,C,S), mask (N,C).
+void fm_dropout_forward(float *out, float *mask, const float *inp, int N, int D, float p, FmRng *rng);
+void fm_dropout_backward(float *dinp, const float *dout, const float *mask, int N, int D);
+void fm_dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int S,
+                          float p, FmRng *rng);
+void fm_dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int S);
+
+// ---------------------------------------------------------------------------
+// softmax and losses (ops_loss.c); logits are (N,K), labels (N) in [0,K)
+void fm_softmax_forward(float *out, const float *inp, int N, int K);
+void fm_softmax_backward(float *dinp, const float *dout, const float *out, int N, int K);
+void fm_log_softmax_forward(float *out, const float *inp, int N, int K);
+void fm_log_softmax_backward(float *dinp, const float *dout, const float *out, int N, int K);
+// cross-entropy from logits, mean over the batch; saves softmax in probs (N,K).
+float fm_crossentropy_forward(float *probs, const float *logits, const int *labels, int N, int K);
+// dlogits += dloss * (probs - onehot(labels)) / N
+void fm_crossentropy_backward(float *dlogits, const float *probs, const int *labels,
+                              int N, int K, float dloss);
+// negative log-likelihood of log-probabilities, mean over the batch
+float fm_nll_forward(const float *logp, const int *labels, int N, int K);
+void fm_nll_backward(float *dlogp, const int *labels, int N, int K, float dloss);
+
+#endif

@@ -1,0 +1,309 @@
+/* ops_conv.c - conv2d and conv_transpose2d via im2col + sgemm (col2im for backward).
+ *
+ * Per sample n and group g (Mg = cout/groups, Kg = cin/groups*kh*kw, P = OH*OW):
+ *   forward    out_g (Mg,P)   = W_g (Mg,Kg) x col_g (Kg,P)
+ *   dweight    dW_g  (Mg,Kg) += dout_g (Mg,P) x col_g^T
+ *   dinp       dcol_g (Kg,P)  = W_g^T x dout_g, then col2im
+ * Samples are handed to OpenMP threads dynamically; each thread owns an
+ * im2col slice of the workspace, and weight gradients are accumulated per
+ * fixed batch block and summed in block order (deterministic results).
+ * A 1x1 stride-1 unpadded conv skips im2col (the input already is col).
+ */
+#include "ops.h"
+#include <string.h>
+#include <cblas.h>
+#include <omp.h>
+
+FmConvAttr fm_conv_attr(int cin, int cout, int k, int stride, int pad, int dil, int groups) {
+  FmConvAttr a = {cin, cout, k, k, stride, stride, pad, pad, dil, dil, groups, 0, 0};
+  return a;
+}
+
+int fm_conv_out(int in, int k, int s, int p, int d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
+int fm_convt_out(int in, int k, int s, int p, int d, int op) { return (in - 1) * s - 2 * p + d * (k - 1) + op + 1; }
+
+// valid output-column range [*lo,*hi) for which 0 <= ox*s + off < W
+static void valid_range(int off, int s, int W, int OW, int *lo, int *hi) {
+  int l = off >= 0 ? 0 : (-off + s - 1) / s;
+  int h = (W - 1 - off) < 0 ? 0 : (W - 1 - off) / s + 1;
+  if (h > OW) h = OW;
+  if (l > h) l = h;
+  *lo = l, *hi = h;
+}
+
+// img is (C,H,W), col is (C*kh*kw, OH*OW)
+void fm_im2col(float *col, const float *img, int C, int H, int W, const FmConvAttr *a) {
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  size_t P = (size_t)OH * OW;
+  for (int c = 0; c < C; c++) {
+    const float *src = img + (size_t)c * H * W;
+    for (int ki = 0; ki < a->kh; ki++)
+      for (int kj = 0; kj < a->kw; kj++) {
+        float *row = col + ((size_t)(c * a->kh + ki) * a->kw + kj) * P;
+        int xoff = kj * a->dw - a->pw, lo, hi;
+        valid_range(xoff, a->sw, W, OW, &lo, &hi);
+        for (int oy = 0; oy < OH; oy++) {
+          float *r = row + (size_t)oy * OW;
+          int iy = oy * a->sh - a->ph + ki * a->dh;
+          if (iy < 0 || iy >= H) { memset(r, 0, sizeof(float) * OW); continue; }
+          const float *s = src + (size_t)iy * W;
+          for (int ox = 0; ox < lo; ox++) r[ox] = 0;
+          if (a->sw == 1) memcpy(r + lo, s + lo + xoff, sizeof(float) * (hi - lo));
+          else for (int ox = lo; ox < hi; ox++) r[ox] = s[ox * a->sw + xoff];
+          for (int ox = hi; ox < OW; ox++) r[ox] = 0;
+        }
+      }
+  }
+}
+
+// adds col (C*kh*kw, OH*OW) back into img (C,H,W)
+void fm_col2im(float *img, const float *col, int C, int H, int W, const FmConvAttr *a) {
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  size_t P = (size_t)OH * OW;
+  for (int c = 0; c < C; c++) {
+    float *dst = img + (size_t)c * H * W;
+    for (int ki = 0; ki < a->kh; ki++)
+      for (int kj = 0; kj < a->kw; kj++) {
+        const float *row = col + ((size_t)(c * a->kh + ki) * a->kw + kj) * P;
+        int xoff = kj * a->dw - a->pw, lo, hi;
+        valid_range(xoff, a->sw, W, OW, &lo, &hi);
+        for (int oy = 0; oy < OH; oy++) {
+          int iy = oy * a->sh - a->ph + ki * a->dh;
+          if (iy < 0 || iy >= H) continue;
+          const float *r = row + (size_t)oy * OW;
+          float *d = dst + (size_t)iy * W + xoff;
+          if (a->sw == 1) for (int ox = lo; ox < hi; ox++) d[ox] += r[ox];
+          else for (int ox = lo; ox < hi; ox++) d[ox * a->sw] += r[ox];
+        }
+      }
+  }
+}
+
+static int is_pointwise(const FmConvAttr *a) {
+  return a->kh == 1 && a->kw == 1 && a->sh == 1 && a->sw == 1 && a->ph == 0 && a->pw == 0;
+}
+
+// Workspace layout: nthreads thread slices (im2col buffers), then NBLK(nthreads)
+// block slices holding private dW/db. The batch is cut into NBLK fixed blocks
+// handed out dynamically (robust when a core is busy), and the block partials
+// are summed in block order, so results do not depend on the scheduling.
+#define NBLK(nt) (2 * (nt))
+typedef struct { size_t tslice, bslice, wsize; int nb; } Layout;
+
+// below this many multiply-adds per call a parallel region costs more than it saves
+#define PAR_MIN_MACS 100000.0
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static Layout make_layout(size_t thread_floats, size_t wsize, int cout, int nthreads) {
+  Layout L = {align16(thread_floats), align16(wsize + cout), wsize, NBLK(nthreads)};
+  return L;
+}
+static size_t layout_total(Layout L, int nthreads) { return nthreads * L.tslice + L.nb * L.bslice; }
+
+// sums the block partials into dweight/dbias (called inside a parallel region)
+static void reduce_blocks(float *dweight, float *dbias, const float *blocks, Layout L, int cout) {
+  if (dweight) {
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < L.wsize; i++) {
+      float acc = 0;
+      for (int b = 0; b < L.nb; b++) acc += blocks[b * L.bslice + i];
+      dweight[i] += acc;
+    }
+  }
+  if (dbias) {
+#pragma omp for schedule(static)
+    for (int i = 0; i < cout; i++) {
+      float acc = 0;
+      for (int b = 0; b < L.nb; b++) acc += blocks[b * L.bslice + L.wsize + i];
+      dbias[i] += acc;
+    }
+  }
+}
+
+// sums each row of x (M rows of P) into acc[m]
+static void add_row_sums(float *acc, const float *x, int M, size_t P) {
+  for (int m = 0; m < M; m++) acc[m] += fm_sumf(x + m * P, (int)P);
+}
+
+// ---------------------------------------------------------------------------
+// conv2d
+
+static Layout conv_layout(const FmConvAttr *a, size_t P, int nthreads) {
+  size_t colsize = (size_t)a->cin * a->kh * a->kw * P;
+  size_t wsize = (size_t)a->cout * (a->cin / a->groups) * a->kh * a->kw;
+  return make_layout(2 * colsize, wsize, a->cout, nthreads);   // col + dcol
+}
+
+size_t fm_conv2d_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
+  if (nthreads < 1) nthreads = 1;
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  return layout_total(conv_layout(a, (size_t)OH * OW, nthreads), nthreads);
+}
+
+void fm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  int G = a->groups, Mg = a->cout / G, Kg = a->cin / G * a->kh * a->kw;
+  size_t P = (size_t)OH * OW, in_n = (size_t)a->cin * H * W;
+  if (nthreads < 1) nthreads = 1;
+  Layout L = conv_layout(a, P, nthreads);
+  int pw = is_pointwise(a);
+  double macs = (double)N * a->cout * P * Kg;
+#pragma omp parallel num_threads(nthreads) if (macs > PAR_MIN_MACS)
+  {
+    float *col = work + (size_t)omp_get_thread_num() * L.tslice;
+#pragma omp for schedule(dynamic, 1)
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + n * in_n, *c = x;
+      float *y = out + n * a->cout * P;
+      if (!pw) { fm_im2col(col, x, a->cin, H, W, a); c = col; }
+      for (int g = 0; g < G; g++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mg, (int)P, Kg, 1.0f,
+                    weight + (size_t)g * Mg * Kg, Kg, c + (size_t)g * Kg * P, (int)P,
+                    0.0f, y + (size_t)g * Mg * P, (int)P);
+      if (bias)
+        for (int m = 0; m < a->cout; m++) {
+          float b = bias[m], *r = y + m * P;
+          for (size_t i = 0; i < P; i++) r[i] += b;
+        }
+    }
+  }
+}
+
+void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight,
+                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  int G = a->groups, Mg = a->cout / G, Kg = a->cin / G * a->kh * a->kw;
+  size_t P = (size_t)OH * OW, in_n = (size_t)a->cin * H * W, colsize = (size_t)a->cin * a->kh * a->kw * P;
+  if (nthreads < 1) nthreads = 1;
+  Layout L = conv_layout(a, P, nthreads);
+  float *blocks = work + nthreads * L.tslice;
+  int pw = is_pointwise(a);
+  double macs = 2.0 * N * a->cout * P * Kg;
+#pragma omp parallel num_threads(nthreads) if (macs > PAR_MIN_MACS)
+  {
+    float *col = work + (size_t)omp_get_thread_num() * L.tslice, *dcol = col + colsize;
+#pragma omp for schedule(dynamic, 1)
+    for (int b = 0; b < L.nb; b++) {
+      float *dw = blocks + b * L.bslice, *db = dw + L.wsize;
+      memset(dw, 0, sizeof(float) * (L.wsize + a->cout));
+      for (int n = N * b / L.nb; n < N * (b + 1) / L.nb; n++) {
+        const float *x = inp + n * in_n, *dy = dout + n * a->cout * P;
+        if (dweight) {
+          const float *c = x;
+          if (!pw) { fm_im2col(col, x, a->cin, H, W, a); c = col; }
+          for (int g = 0; g < G; g++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mg, Kg, (int)P, 1.0f,
+                        dy + (size_t)g * Mg * P, (int)P, c + (size_t)g * Kg * P, (int)P,
+                        1.0f, dw + (size_t)g * Mg * Kg, Kg);
+        }
+        if (dbias) add_row_sums(db, dy, a->cout, P);
+        if (dinp) {
+          float *dx = dinp + n * in_n;
+          // pointwise: accumulate straight into dinp; otherwise via dcol + col2im
+          float *dst = pw ? dx : dcol;
+          for (int g = 0; g < G; g++)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Kg, (int)P, Mg, 1.0f,
+                        weight + (size_t)g * Mg * Kg, Kg, dy + (size_t)g * Mg * P, (int)P,
+                        pw ? 1.0f : 0.0f, dst + (size_t)g * Kg * P, (int)P);
+          if (!pw) fm_col2im(dx, dcol, a->cin, H, W, a);
+        }
+      }
+    }
+    reduce_blocks(dweight, dbias, blocks, L, a->cout);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// conv_transpose2d: the data path of conv2d's backward. With Cg = cin/groups,
+// Mk = cout/groups*kh*kw and Q = H*W (input pixels), per sample and group:
+//   forward    col_g (Mk,Q) = W_g^T (Mk,Cg) x inp_g (Cg,Q), col2im into out
+//   dinp       dinp_g (Cg,Q) += W_g (Cg,Mk) x im2col(dout)_g (Mk,Q)
+//   dweight    dW_g (Cg,Mk)  += inp_g (Cg,Q) x im2col(dout)_g^T
+
+// the conv that this transposed conv inverts maps (cout,OH,OW) -> (cin,H,W)
+static void convt_dims(const FmConvAttr *a, int H, int W, int *OH, int *OW) {
+  *OH = fm_convt_out(H, a->kh, a->sh, a->ph, a->dh, a->oph);
+  *OW = fm_convt_out(W, a->kw, a->sw, a->pw, a->dw, a->opw);
+}
+
+static Layout convt_layout(const FmConvAttr *a, size_t Q, int nthreads) {
+  size_t colsize = (size_t)a->cout * a->kh * a->kw * Q;
+  size_t wsize = (size_t)a->cin * (a->cout / a->groups) * a->kh * a->kw;
+  return make_layout(colsize, wsize, a->cout, nthreads);
+}
+
+size_t fm_convt2d_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
+  if (nthreads < 1) nthreads = 1;
+  return layout_total(convt_layout(a, (size_t)H * W, nthreads), nthreads);
+}
+
+void fm_convt2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
+  int OH, OW, G = a->groups, Cg = a->cin / G, Mk = a->cout / G * a->kh * a->kw;
+  convt_dims(a, H, W, &OH, &OW);
+  size_t Q = (size_t)H * W, out_n = (size_t)a->cout * OH * OW;
+  if (nthreads < 1) nthreads = 1;
+  Layout L = convt_layout(a, Q, nthreads);
+  double macs = (double)N * Mk * Q * Cg;
+#pragma omp parallel num_threads(nthreads) if (macs > PAR_MIN_MACS)
+  {
+    float *col = work + (size_t)omp_get_thread_num() * L.tslice;
+#pragma omp for schedule(dynamic, 1)
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + n * a->cin * Q;
+      float *y = out + n * out_n;
+      for (int g = 0; g < G; g++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Mk, (int)Q, Cg, 1.0f,
+                    weight + (size_t)g * Cg * Mk, Mk, x + (size_t)g * Cg * Q, (int)Q,
+                    0.0f, col + (size_t)g * Mk * Q, (int)Q);
+      memset(y, 0, sizeof(float) * out_n);
+      fm_col2im(y, col, a->cout, OH, OW, a);
+      if (bias)
+        for (int m = 0; m < a->cout; m++) {
+          float b = bias[m], *r = y + (size_t)m * OH * OW;
+          for (int i = 0; i < OH * OW; i++) r[i] += b;
+        }
+    }
+  }
+}
+
+void fm_convt2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight,
+                         int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
+  int OH, OW, G = a->groups, Cg = a->cin / G, Mk = a->cout / G * a->kh * a->kw;
+  convt_dims(a, H, W, &OH, &OW);
+  size_t Q = (size_t)H * W, out_n = (size_t)a->cout * OH * OW;
+  if (nthreads < 1) nthreads = 1;
+  Layout L = convt_layout(a, Q, nthreads);
+  float *blocks = work + nthreads * L.tslice;
+  double macs = 2.0 * N * Mk * Q * Cg;
+#pragma omp parallel num_threads(nthreads) if (macs > PAR_MIN_MACS)
+  {
+    float *col = work + (size_t)omp_get_thread_num() * L.tslice;
+#pragma omp for schedule(dynamic, 1)
+    for (int b = 0; b < L.nb; b++) {
+      float *dw = blocks + b * L.bslice, *db = dw + L.wsize;
+      memset(dw, 0, sizeof(float) * (L.wsize + a->cout));
+      for (int n = N * b / L.nb; n < N * (b + 1) / L.nb; n++) {
+        const float *dy = dout + n * out_n, *x = inp + n * a->cin * Q;
+        if (dbias) add_row_sums(db, dy, a->cout, (size_t)OH * OW);
+        if (!dweight && !dinp) continue;
+        fm_im2col(col, dy, a->cout, OH, OW, a);
+        for (int g = 0; g < G; g++) {
+          const float *cg = col + (size_t)g * Mk * Q;
+          if (dinp)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, (int)Q, Mk, 1.0f,
+                        weight + (size_t)g * Cg * Mk, Mk, cg, (int)Q,
+                        1.0f, dinp + n * a->cin * Q + (size_t)g * Cg * Q, (int)Q);
+          if (dweight)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Cg, Mk, (int)Q, 1.0f,
+                        x + (size_t)g * Cg * Q, (int)Q, cg, (int)Q,
+                        1.0f, dw + (size_t)g * Cg * Mk, Mk);
+        }
+      }
+    }
+    reduce_blocks(dweight, dbias, blocks, L, a->cout);
+  }
+}
