@@ -96,6 +96,7 @@ typedef struct Attr {
   float *floats; int64_t *ints; const char **strings; int n; /* list length */
   Tensor *t;
   Graph *g;
+  const char *ref;        /* in a function body (FmFunction): the caller's attribute it refers to */
 } Attr;
 
 /* ---- ops: one table, compiler/ir/ops.def ---- */

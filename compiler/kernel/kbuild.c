@@ -199,7 +199,7 @@ static int isfloat(FmDType t) { return t == FM_F32 || t == FM_F64 || t == FM_F16
 KExpr *k_const(FmDType t, double v) {
   KExpr *e = ex(KE_CONST, t);
   if (isfloat(t)) e->f = v;
-  else e->i = (int64_t)v, e->f = v;
+  else e->i = t == FM_BOOL ? v != 0 : (int64_t)v, e->f = (double)e->i; /* as the cast would */
   return e;
 }
 KExpr *k_f32(double v) { return k_const(FM_F32, v); }

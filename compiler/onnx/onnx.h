@@ -38,6 +38,9 @@ Graph *fm_onnx_load(const char *path, const FmLoadOpts *opts);
    directory is where external data files are looked up. */
 Graph *fm_onnx_load_mem(const void *buf, size_t n, const char *name_for_errors,
                         const FmLoadOpts *opts);
+/* One TensorProto file (.pb, as the ONNX backend tests ship their data) as a
+   constant tensor of g (compiler/onnx/tensor_file.c). */
+Tensor *fm_onnx_read_tensor(Graph *g, const char *path);
 /* Parses "name=1x3x32x32" (also "name=1,3,32,32"); the name is copied into a.
    A bad spec is an fm_fail. */
 void fm_shape_override_parse(Arena *a, const char *spec, FmShapeOverride *o);

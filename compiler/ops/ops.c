@@ -2,13 +2,11 @@
 #include "ops/ops.h"
 #include <string.h>
 
-/* Weak declarations: an op whose functions are not written yet shows up as a NULL
-   entry, which the passes report as "unsupported". */
-#define OP(id, domain, family) \
-  __attribute__((weak)) void fm_infer_##id(Graph *g, Node *n); \
-  __attribute__((weak)) void fm_lower_##id(KB *b, Node *n);
-#include "ir/ops.def"
-#undef OP
+/* Every op of ops.def must have both functions: a missing one is a link error, so an
+   op cannot be half-added. (ops.h declares them.) OP_UNKNOWN stands for every op
+   that is not in the table; check_ops reports those before anything calls these. */
+void fm_infer_UNKNOWN(Graph *g, Node *n) { fm_fail("node '%s': unsupported op %s", n->name, n->op_type); }
+void fm_lower_UNKNOWN(KB *b, Node *n) { fm_fail("node '%s': unsupported op %s", n->name, n->op_type); }
 
 const FmOpInfo fm_ops[OP_COUNT] = {
 #define OP(id, domain, family) [OP_##id] = {#id, domain, #family, fm_infer_##id, fm_lower_##id},

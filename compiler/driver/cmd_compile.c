@@ -1,0 +1,110 @@
+/* cmd_compile.c - `fewmul compile`: load -> passes -> lower -> memory plan -> C -> .so.
+ * The same load/lower steps serve cost, bench and run (for .onnx arguments). */
+#include "driver.h"
+#include "emit/codegen.h"
+#include "passes/passes.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char help[] =
+  "usage: fewmul compile MODEL.onnx -o DIR [options]\n"
+  "\n"
+  "Writes DIR/<name>.c, DIR/<name>.h and DIR/<name>.so (built with $CC, default gcc).\n"
+  "\n"
+  "  -o, --output DIR         output directory (created if missing)\n"
+  "  --name NAME              C prefix and file stem (default: model)\n"
+  "  --weights=embed|file     weights as C arrays, or in DIR/<name>.weights\n"
+  "                           (default: embed, file above 64 MB of weights)\n"
+  "  --shape NAME=1x3x32x32   fix the shape of a graph input (repeatable; N = batch)\n"
+  "  --dump-after=PASS        print the graph IR after PASS (or 'all', 'load')\n"
+  "  --dump-kernel            print the kernel IR of every node\n"
+  "  --no-fuse                skip BN folding and activation fusion\n"
+  "  --no-so                  write the C files only (no C compiler run)\n"
+  "  -q, --quiet              no summary line\n";
+
+Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes) {
+  struct stat st;
+  if (stat(path, &st) != 0) fm_fail("cannot open model '%s': %s", path, strerror(errno));
+  if (S_ISDIR(st.st_mode)) fm_fail("'%s' is a directory, expected an .onnx file", path);
+  FmLoadOpts lo = {.shapes = shapes, .nshapes = nshapes};
+  return fm_onnx_load(path, &lo);
+}
+
+KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse) {
+  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse};
+  fm_run_passes(g, &po);
+  KProgram *p = fm_lower_graph(g);
+  if (dump_kernel)
+    for (KFn *fn = p->fns; fn; fn = fn->next) fm_kdump(fn, stderr);
+  return p;
+}
+
+void fm_driver_compile(const FmCompileArgs *c) {
+  Graph *g = fm_driver_load(c->model, c->shapes, c->nshapes);
+  KProgram *p = fm_driver_lower(g, c->dump_after, c->dump_kernel, c->no_fuse);
+  FmCodegenOpts o = {.outdir = c->outdir, .name = c->name, .source = c->model, .weights = c->weights,
+                     .no_so = c->no_so, .quiet = c->quiet};
+  fm_codegen(p, &o);
+  if (!c->quiet)
+    printf("fewmul: compiled %s -> %s/%s (%d kernels)\n", c->model, c->outdir,
+           c->name ? c->name : "model", p->nfns);
+  fm_graph_free(g);
+}
+
+const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes) {
+  const char *base = getenv("TMPDIR");
+  static char dir[4096];
+  snprintf(dir, sizeof dir, "%s/fewmul-XXXXXX", base && *base ? base : "/tmp");
+  if (!mkdtemp(dir)) fm_fail("cannot create a temporary directory: %s", strerror(errno));
+  fm_cleanup_add(dir);
+  FmCompileArgs c = {.model = onnx, .outdir = dir, .name = "model", .quiet = 1};
+  memcpy(c.shapes, shapes, sizeof(FmShapeOverride) * (size_t)nshapes);
+  c.nshapes = nshapes;
+  fm_driver_compile(&c);
+  /* fm_codegen forgot its outputs; register them again so a failure later removes them */
+  static const char *ext[] = {".c", ".h", ".so", ".weights"};
+  for (int i = 0; i < 4; i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model%s", dir, ext[i]);
+    fm_cleanup_add(p);
+  }
+  return dir;
+}
+
+void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v) {
+  if (*n >= 16) fm_usage(cmd, "at most 16 --shape options");
+  fm_shape_override_parse(a, v, &shapes[(*n)++]);
+}
+
+int fm_cmd_compile(int argc, char **argv) {
+  const char *cmd = "compile";
+  if (fm_wants_help(argc, argv)) return fputs(help, stdout), 0;
+  Arena a = {0};
+  FmCompileArgs c = {0};
+  for (int i = 0; i < argc; i++) {
+    const char *v;
+    if ((v = fm_opt(cmd, argc, argv, &i, "-o")) || (v = fm_opt(cmd, argc, argv, &i, "--output"))) c.outdir = v;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--name"))) c.name = v;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--weights"))) {
+      if (!strcmp(v, "embed")) c.weights = FM_WEIGHTS_EMBED;
+      else if (!strcmp(v, "file")) c.weights = FM_WEIGHTS_FILE;
+      else fm_usage(cmd, "--weights must be 'embed' or 'file', got '%s'", v);
+    } else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &a, c.shapes, &c.nshapes, v);
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--dump-after"))) c.dump_after = v;
+    else if (fm_flag(argv, i, "--dump-kernel")) c.dump_kernel = 1;
+    else if (fm_flag(argv, i, "--no-fuse")) c.no_fuse = 1;
+    else if (fm_flag(argv, i, "--no-so")) c.no_so = 1;
+    else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) c.quiet = 1;
+    else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
+    else if (!c.model) c.model = argv[i];
+    else fm_usage(cmd, "unexpected argument '%s'", argv[i]);
+  }
+  if (!c.model) fm_usage(cmd, "missing MODEL.onnx");
+  if (!c.outdir) fm_usage(cmd, "missing -o DIR");
+  if (c.name && !fm_is_c_ident(c.name)) fm_usage(cmd, "--name '%s' is not a C identifier", c.name);
+  fm_driver_compile(&c);
+  fm_arena_free(&a);
+  return 0;
+}

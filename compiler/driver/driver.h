@@ -1,0 +1,75 @@
+/* driver.h - the `fewmul` command line: one file per command, shared helpers.
+ *
+ * Failure conventions: a bad command line is fm_usage() (one line, exit 2); any
+ * other failure is fm_fail() (one line "fewmul: error: ...", partial outputs
+ * removed through fm_cleanup_add, exit 1).
+ */
+#ifndef FM_DRIVER_H
+#define FM_DRIVER_H
+#include "ir/ir.h"
+#include "kernel/kernel.h"
+#include "onnx/onnx.h"
+#include "fewmul.h"
+
+/* ---- main.c: argument helpers ---- */
+_Noreturn void fm_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* If argv[*i] is `name` or `name=V`, returns V (taking argv[*i+1] when no '='),
+   advancing *i; NULL if argv[*i] is another argument. A missing value is fm_usage. */
+const char *fm_opt(const char *cmd, int argc, char **argv, int *i, const char *name);
+int fm_flag(char **argv, int i, const char *name); /* exact match of a valueless flag */
+int64_t fm_parse_int(const char *cmd, const char *flag, const char *v, int64_t lo, int64_t hi);
+int fm_wants_help(int argc, char **argv);
+int fm_has_suffix(const char *s, const char *suffix);
+/* mkdir -p for one level; registers a created directory for cleanup. */
+void fm_make_dir(const char *path);
+/* Removes the files directly under dir, then dir (temporary compile outputs). */
+void fm_remove_tree(const char *dir);
+
+/* ---- cmd_compile.c: the pipeline shared by compile, cost and bench ---- */
+typedef struct FmCompileArgs {
+  const char *model, *outdir, *name, *dump_after;
+  FmShapeOverride shapes[16]; int nshapes;
+  int weights, dump_kernel, no_so, no_fuse, quiet;
+} FmCompileArgs;
+Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes);
+KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse);
+void fm_driver_compile(const FmCompileArgs *a);
+/* Compiles an .onnx into a fresh temporary directory (registered for cleanup) and
+   returns the directory; bench and run accept models this way. */
+/* Parses one --shape value into shapes[*n] (at most 16). */
+void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v);
+const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes);
+
+/* ---- io_npy.c / io_pb.c: dense arrays on disk ---- */
+typedef struct FmArray {
+  int dtype;              /* FmDType / ONNX numbering */
+  int rank;
+  int64_t dims[FM_MAXRANK];
+  void *data;             /* malloc'ed */
+  size_t nbytes;
+  char *name;             /* .pb only (may be NULL); malloc'ed */
+} FmArray;
+void fm_npy_read(const char *path, FmArray *a);
+void fm_npy_write(const char *path, const FmArray *a);
+void fm_pb_read(const char *path, FmArray *a);
+void fm_pb_write(const char *path, const FmArray *a, const char *name);
+void fm_array_read(const char *path, FmArray *a); /* .npy or .pb by extension */
+void fm_array_free(FmArray *a);
+int64_t fm_array_numel(const FmArray *a);
+const char *fm_dims_str(char *buf, size_t n, int rank, const int64_t *dims, const char *batch);
+
+/* runtime/runtime.c: the loaded model's description (CLI only, not public API) */
+const fm_model_desc *fm_rt_desc(const fm_model *m);
+
+/* ---- commands ---- */
+int fm_cmd_compile(int argc, char **argv);
+int fm_cmd_run(int argc, char **argv);
+int fm_cmd_info(int argc, char **argv);
+int fm_cmd_cost(int argc, char **argv);
+int fm_cmd_bench(int argc, char **argv);
+/* trainer/train_cmd.h; eval is weak here ("not built") until the trainer defines it.
+   (A weak reference does not pull an archive member in, so train, which lives in the
+   same file, must stay a strong reference.) */
+#include "train_cmd.h"
+int fm_cmd_eval(int argc, char **argv) __attribute__((weak));
+#endif

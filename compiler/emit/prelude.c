@@ -1,0 +1,339 @@
+/* prelude.c - the C prelude: routines and macros that generated code uses.
+ *
+ * This whole file is embedded as text at the top of every generated model.c
+ * (fm_prelude_text) AND compiled into the compiler, where the kernel interpreter
+ * (compiler/kernel/kinterp.c) includes it and calls the same routines, so folding
+ * at compile time and the emitted code run one implementation. Hence the rules:
+ * plain C11, every function FM_INLINE (unused static inline) or
+ * `__attribute__((unused)) static`,
+ * only <stdint.h> <string.h> <math.h> (and <immintrin.h> with AVX2), no malloc, no
+ * globals, and every identifier starts with fm_ / FM_.
+ *
+ * ---- calling a routine from kernel IR ----
+ * A routine is a KS_CALL statement: kb_call(b, name, muls, adds, nargs, args...).
+ * muls/adds are FM_I64 expressions of the work it does (the cost report counts
+ * them); args are KExpr*: integers as FM_I64 expressions (k_i, k_var, kb_dim ...),
+ * pointers as k_addr(buf, first_element_index). A routine must also be listed in
+ * the interpreter's table (ROUTINES in kinterp.c: one line) with its argument kinds.
+ *
+ * fm_sgemm - C = op(A) * op(B), or C += when accumulate, row-major, single thread:
+ *
+ *   fm_sgemm(m0, m1, n0, n1, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate)
+ *
+ *   computes rows [m0, m1) and columns [n0, n1) of the M x N result C:
+ *     C[i*ldc + j] (+)= sum_k opA(i, k) * opB(k, j)
+ *     opA(i, k) = transA ? A[k*lda + i] : A[i*lda + k]
+ *     opB(k, j) = transB ? B[j*ldb + k] : B[k*ldb + j]
+ *   The range lets the caller split the work over threads: give each iteration of a
+ *   KL_PARALLEL loop a block of rows (or of columns when M is small).
+ *
+ *   Kernel IR for Y[M x N] = X[M x K] * W[K x N], parallel over 64-row blocks:
+ *     KVar *t = kb_for(b, "mb", k_i(0), k_i((M + 63) / 64), KL_PARALLEL);
+ *       KExpr *m0 = k_mul(k_var(t), k_i(64)), *m1 = k_min(k_add(m0, k_i(64)), k_i(M));
+ *       KExpr *work = k_mul(k_mul(k_sub(m1, m0), k_i(N)), k_i(K));
+ *       kb_call(b, "fm_sgemm", work, work, 14, m0, m1, k_i(0), k_i(N), k_i(K),
+ *               k_addr(x, k_i(0)), k_i(K), k_i(0),     // A, lda, transA
+ *               k_addr(w, k_i(0)), k_i(N), k_i(0),     // B, ldb, transB
+ *               k_addr(y, k_i(0)), k_i(N), k_i(0));    // C, ldc, accumulate
+ *     kb_end(b);
+ *   (M may be symbolic: use kb_dim(b, d) instead of k_i(M).) Pointers point at
+ *   element 0 of the full matrices; the range selects the block. Work per call is
+ *   (m1-m0)*(n1-n0)*K multiplications and as many additions.
+ *
+ *   Packing buffers live on the stack (about 330 KB), so no scratch is needed.
+ *   Speed: 6x16 AVX2/FMA register tile over packed A (MC x KC) and B (KC x NC)
+ *   panels; a portable C tile when compiled without AVX2/FMA; dedicated paths for
+ *   fewer than 4 rows (GEMV-like, e.g. a fully connected layer at batch 1).
+ *
+ * ---- helpers the C printer (emit_c.c) uses ----
+ *   fm_h2f / fm_f2h   float16 <-> float (round to nearest even)
+ *   fm_signf, fm_sign, fm_isign, fm_iabs, fm_ipow, fm_imin/imax, fm_umin/umax
+ *   FM_PARALLEL_FOR(cond), FM_PARALLEL_FOR2(cond), FM_SIMD, FM_UNROLL4   loop pragmas
+ *   that vanish (or degrade) without OpenMP, so no -Wunknown-pragmas.
+ */
+#ifndef FM_PRELUDE_C
+#define FM_PRELUDE_C
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FM_HAVE_AVX2 1
+#endif
+
+/* clang warns about unused static inline functions in a .c file: mark them. */
+#define FM_INLINE __attribute__((unused)) static inline
+/* a*b + c: fused where the target has FMA, so the result does not depend on the
+   compiler's -ffp-contract setting (the interpreter and model.c agree). */
+#ifdef __FMA__
+#define FM_MADD(a, b, c) fmaf(a, b, c)
+#else
+#define FM_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* ---- loop pragmas ---- */
+#define FM_PRAGMA(x) _Pragma(#x)
+#if defined(_OPENMP)
+#define FM_PARALLEL_FOR(cond) FM_PRAGMA(omp parallel for if(cond))
+#define FM_PARALLEL_FOR2(cond) FM_PRAGMA(omp parallel for collapse(2) if(cond))
+#else
+#define FM_PARALLEL_FOR(cond)
+#define FM_PARALLEL_FOR2(cond)
+#endif
+/* clang turns a loop hint it cannot honour into a warning (-Wpass-failed), so the
+   vector and unroll hints are for gcc only; clang's vectoriser needs no hint. */
+#if defined(__clang__) || !defined(__GNUC__)
+#define FM_SIMD
+#define FM_UNROLL4
+#elif defined(_OPENMP)
+#define FM_SIMD FM_PRAGMA(omp simd)
+#define FM_UNROLL4 FM_PRAGMA(GCC unroll 4)
+#else
+#define FM_SIMD FM_PRAGMA(GCC ivdep)
+#define FM_UNROLL4 FM_PRAGMA(GCC unroll 4)
+#endif
+
+/* ---- scalar helpers ---- */
+FM_INLINE float fm_h2f(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u, u;
+  if (e == 31) u = s | 0x7f800000u | (m << 13);
+  else if (e) u = s | ((e + 112) << 23) | (m << 13);
+  else if (!m) u = s;
+  else { /* subnormal half: normalise into a float */
+    e = 113;
+    while (!(m & 1024)) m <<= 1, e--;
+    u = s | (e << 23) | ((m & 1023u) << 13);
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Round to nearest even (F. Giesen's float_to_half_fast3_rtne). */
+FM_INLINE uint16_t fm_f2h(float x) {
+  uint32_t f, sign, o;
+  const uint32_t infty = 255u << 23, f16max = (127u + 16) << 23, magic = 126u << 23;
+  memcpy(&f, &x, 4);
+  sign = f & 0x80000000u;
+  f ^= sign;
+  if (f >= f16max) o = f > infty ? 0x7e00 : 0x7c00;
+  else if (f < (113u << 23)) { /* subnormal or zero: let the FPU round */
+    float v, mg;
+    memcpy(&v, &f, 4), memcpy(&mg, &magic, 4);
+    v += mg;
+    memcpy(&f, &v, 4);
+    o = f - magic;
+  } else {
+    uint32_t odd = (f >> 13) & 1;
+    f += 0xc8000fffu; /* rebias exponent (15-127)<<23 and add the rounding bias */
+    f += odd;
+    o = f >> 13;
+  }
+  return (uint16_t)(o | (sign >> 16));
+}
+
+FM_INLINE float fm_signf(float x) { return x > 0 ? 1.0f : x < 0 ? -1.0f : x; }
+FM_INLINE double fm_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x; }
+FM_INLINE int64_t fm_isign(int64_t x) { return (x > 0) - (x < 0); }
+FM_INLINE int64_t fm_imin(int64_t a, int64_t b) { return a < b ? a : b; }
+FM_INLINE int64_t fm_imax(int64_t a, int64_t b) { return a > b ? a : b; }
+FM_INLINE uint64_t fm_umin(uint64_t a, uint64_t b) { return a < b ? a : b; }
+FM_INLINE uint64_t fm_umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
+FM_INLINE int64_t fm_iabs(int64_t x) { return x < 0 ? (int64_t)(0 - (uint64_t)x) : x; }
+/* Integer power with C-division semantics for negative exponents, wrapping. */
+FM_INLINE int64_t fm_ipow(int64_t b, int64_t e) {
+  if (e < 0) return b == 1 ? 1 : b == -1 ? ((e & 1) ? -1 : 1) : 0;
+  uint64_t r = 1, x = (uint64_t)b;
+  for (; e; e >>= 1, x *= x)
+    if (e & 1) r *= x;
+  return (int64_t)r;
+}
+
+/* ---- fm_sgemm ---- */
+#define FM_GEMM_MR 6
+#define FM_GEMM_NR 16
+#define FM_GEMM_MC 72
+#define FM_GEMM_KC 256
+#define FM_GEMM_NC 256
+
+/* Packs op(A)[i0 .. i0+mc) x [p0 .. p0+kc) as MR-row slivers, k-major, zero padded. */
+FM_INLINE void fm_sgemm_pack_a(int64_t mc, int64_t kc, const float *A, int64_t lda,
+                                   int64_t transA, int64_t i0, int64_t p0, float *ap) {
+  for (int64_t ir = 0; ir < mc; ir += FM_GEMM_MR, ap += FM_GEMM_MR * kc) {
+    int64_t mr = mc - ir < FM_GEMM_MR ? mc - ir : FM_GEMM_MR;
+    if (!transA) {
+      for (int64_t r = 0; r < FM_GEMM_MR; r++) {
+        const float *src = A + (i0 + ir + r) * lda + p0;
+        if (r < mr)
+          for (int64_t k = 0; k < kc; k++) ap[k * FM_GEMM_MR + r] = src[k];
+        else
+          for (int64_t k = 0; k < kc; k++) ap[k * FM_GEMM_MR + r] = 0;
+      }
+    } else {
+      for (int64_t k = 0; k < kc; k++) {
+        const float *src = A + (p0 + k) * lda + i0 + ir;
+        for (int64_t r = 0; r < FM_GEMM_MR; r++) ap[k * FM_GEMM_MR + r] = r < mr ? src[r] : 0;
+      }
+    }
+  }
+}
+
+/* Packs op(B)[p0 .. p0+kc) x [j0 .. j0+nc) as NR-column slivers, k-major, zero padded. */
+FM_INLINE void fm_sgemm_pack_b(int64_t kc, int64_t nc, const float *B, int64_t ldb,
+                                   int64_t transB, int64_t p0, int64_t j0, float *bp) {
+  for (int64_t jr = 0; jr < nc; jr += FM_GEMM_NR, bp += FM_GEMM_NR * kc) {
+    int64_t nr = nc - jr < FM_GEMM_NR ? nc - jr : FM_GEMM_NR;
+    if (!transB) {
+      for (int64_t k = 0; k < kc; k++) {
+        const float *src = B + (p0 + k) * ldb + j0 + jr;
+        float *dst = bp + k * FM_GEMM_NR;
+        if (nr == FM_GEMM_NR) memcpy(dst, src, sizeof(float) * FM_GEMM_NR);
+        else
+          for (int64_t c = 0; c < FM_GEMM_NR; c++) dst[c] = c < nr ? src[c] : 0;
+      }
+    } else {
+      for (int64_t c = 0; c < FM_GEMM_NR; c++) {
+        const float *src = B + (j0 + jr + c) * ldb + p0;
+        if (c < nr)
+          for (int64_t k = 0; k < kc; k++) bp[k * FM_GEMM_NR + c] = src[k];
+        else
+          for (int64_t k = 0; k < kc; k++) bp[k * FM_GEMM_NR + c] = 0;
+      }
+    }
+  }
+}
+
+/* c[6 x 16] (+)= a-sliver * b-sliver over kc. */
+FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c,
+                                int64_t ldc, int64_t accum) {
+#ifdef FM_HAVE_AVX2
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
+#define FM_ROW_(r)                        \
+  x = _mm256_broadcast_ss(a + r);         \
+  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0); \
+  c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
+    FM_ROW_(0) FM_ROW_(1) FM_ROW_(2) FM_ROW_(3) FM_ROW_(4) FM_ROW_(5)
+#undef FM_ROW_
+  }
+#define FM_OUT_(r)                                                                   \
+  if (accum) {                                                                       \
+    c##r##0 = _mm256_add_ps(c##r##0, _mm256_loadu_ps(c + r * ldc));                  \
+    c##r##1 = _mm256_add_ps(c##r##1, _mm256_loadu_ps(c + r * ldc + 8));              \
+  }                                                                                  \
+  _mm256_storeu_ps(c + r * ldc, c##r##0);                                            \
+  _mm256_storeu_ps(c + r * ldc + 8, c##r##1);
+  FM_OUT_(0) FM_OUT_(1) FM_OUT_(2) FM_OUT_(3) FM_OUT_(4) FM_OUT_(5)
+#undef FM_OUT_
+#else
+  float t[FM_GEMM_MR][FM_GEMM_NR];
+  memset(t, 0, sizeof t);
+  for (int64_t k = 0; k < kc; k++, a += FM_GEMM_MR, b += FM_GEMM_NR)
+    for (int r = 0; r < FM_GEMM_MR; r++)
+      for (int j = 0; j < FM_GEMM_NR; j++) t[r][j] = FM_MADD(a[r], b[j], t[r][j]);
+  for (int r = 0; r < FM_GEMM_MR; r++)
+    for (int j = 0; j < FM_GEMM_NR; j++) c[r * ldc + j] = accum ? c[r * ldc + j] + t[r][j] : t[r][j];
+#endif
+}
+
+/* Dot product of two contiguous float vectors. */
+FM_INLINE float fm_sdot(int64_t n, const float *x, const float *y) {
+  int64_t k = 0;
+  float s = 0;
+#ifdef FM_HAVE_AVX2
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (; k + 32 <= n; k += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(y + k + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), _mm256_loadu_ps(y + k + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), _mm256_loadu_ps(y + k + 24), s3);
+  }
+  for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), s0);
+  s0 = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  s = _mm_cvtss_f32(h);
+#endif
+  for (; k < n; k++) s = FM_MADD(x[k], y[k], s);
+  return s;
+}
+
+/* Fewer than 4 rows: packing would waste most of a 6-row tile; stream B instead. */
+FM_INLINE void fm_sgemm_rows(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K,
+                                 const float *A, int64_t lda, int64_t transA, const float *B,
+                                 int64_t ldb, int64_t transB, float *C, int64_t ldc,
+                                 int64_t accumulate) {
+  for (int64_t i = m0; i < m1; i++) {
+    float *c = C + i * ldc;
+    if (transB && !transA) {
+      for (int64_t j = n0; j < n1; j++) {
+        float s = fm_sdot(K, A + i * lda, B + j * ldb);
+        c[j] = accumulate ? c[j] + s : s;
+      }
+      continue;
+    }
+    if (!accumulate)
+      for (int64_t j = n0; j < n1; j++) c[j] = 0;
+    for (int64_t k = 0; k < K; k++) {
+      float a = transA ? A[k * lda + i] : A[i * lda + k];
+      if (!transB) {
+        const float *b = B + k * ldb;
+        for (int64_t j = n0; j < n1; j++) c[j] = FM_MADD(a, b[j], c[j]);
+      } else {
+        for (int64_t j = n0; j < n1; j++) c[j] = FM_MADD(a, B[j * ldb + k], c[j]);
+      }
+    }
+  }
+}
+
+__attribute__((unused)) static void fm_sgemm(int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                                             int64_t K, const float *A, int64_t lda,
+                                             int64_t transA, const float *B, int64_t ldb,
+                                             int64_t transB, float *C, int64_t ldc,
+                                             int64_t accumulate) {
+  if (m1 <= m0 || n1 <= n0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = m0; i < m1; i++) memset(C + i * ldc + n0, 0, sizeof(float) * (size_t)(n1 - n0));
+    return;
+  }
+  if (m1 - m0 < 4) {
+    fm_sgemm_rows(m0, m1, n0, n1, K, A, lda, transA, B, ldb, transB, C, ldc, accumulate);
+    return;
+  }
+  float ap[FM_GEMM_MC * FM_GEMM_KC] __attribute__((aligned(64)));
+  float bp[FM_GEMM_KC * FM_GEMM_NC] __attribute__((aligned(64)));
+  for (int64_t jc = n0; jc < n1; jc += FM_GEMM_NC) {
+    int64_t nc = n1 - jc < FM_GEMM_NC ? n1 - jc : FM_GEMM_NC;
+    for (int64_t pc = 0; pc < K; pc += FM_GEMM_KC) {
+      int64_t kc = K - pc < FM_GEMM_KC ? K - pc : FM_GEMM_KC;
+      int64_t acc = accumulate || pc > 0;
+      fm_sgemm_pack_b(kc, nc, B, ldb, transB, pc, jc, bp);
+      for (int64_t ic = m0; ic < m1; ic += FM_GEMM_MC) {
+        int64_t mc = m1 - ic < FM_GEMM_MC ? m1 - ic : FM_GEMM_MC;
+        fm_sgemm_pack_a(mc, kc, A, lda, transA, ic, pc, ap);
+        for (int64_t jr = 0; jr < nc; jr += FM_GEMM_NR) {
+          int64_t nr = nc - jr < FM_GEMM_NR ? nc - jr : FM_GEMM_NR;
+          for (int64_t ir = 0; ir < mc; ir += FM_GEMM_MR) {
+            int64_t mr = mc - ir < FM_GEMM_MR ? mc - ir : FM_GEMM_MR;
+            float *c = C + (ic + ir) * ldc + jc + jr;
+            if (mr == FM_GEMM_MR && nr == FM_GEMM_NR) {
+              fm_sgemm_ukr(kc, ap + ir * kc, bp + jr * kc, c, ldc, acc);
+            } else { /* edge tile: compute in full, write the valid part */
+              float t[FM_GEMM_MR * FM_GEMM_NR];
+              fm_sgemm_ukr(kc, ap + ir * kc, bp + jr * kc, t, FM_GEMM_NR, 0);
+              for (int64_t r = 0; r < mr; r++)
+                for (int64_t j = 0; j < nr; j++)
+                  c[r * ldc + j] = acc ? c[r * ldc + j] + t[r * FM_GEMM_NR + j] : t[r * FM_GEMM_NR + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+#endif /* FM_PRELUDE_C */

@@ -1,0 +1,571 @@
+/* kinterp.c - the kernel IR interpreter: constant folding and the reference backend.
+ *
+ * Semantics are those of the C the printer (emit/emit_c.c) writes, so folding at
+ * compile time equals run time:
+ *   - floats are doubles rounded to the dtype after every op (float32 -> float, so
+ *     results match C float code; float16 values compute as float and round to
+ *     half only when stored or cast to float16); transcendental ops call the float
+ *     versions of <math.h> (expf, ...) for float32;
+ *   - integers are int64 wrapped to their dtype after every op (C wrap-around of
+ *     the narrow types; uint64 kept as its bit pattern; bool is 0/1);
+ *   - KB_MIN/KB_MAX on floats are fminf/fmaxf, KB_MOD is fmod / C %, KU_ROUND is
+ *     nearbyint, select and && / || evaluate lazily like C's ?: && ||;
+ *   - integer division by zero, loads and stores outside a buffer (its element
+ *     count at the given batch) and type errors in the tree return -1 with a message
+ *     naming the kernel and the buffer, instead of crashing. That is the point: the
+ *     lowerings are tested on this interpreter.
+ * KS_CALL runs the prelude routine of the same name (emit/prelude.c is compiled in
+ * here) through the ROUTINES table below.
+ */
+#include "kernel/kernel.h"
+#include "emit/emit.h"
+#include "emit/prelude.c"
+#include <assert.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the prelude routines the interpreter can call ----
+ * Adding one: one line here, X(name, kinds, wrapper) with a wrapper that checks the
+ * extents it touches (avail[k]: elements from pointer argument k to its buffer end)
+ * and calls the routine. */
+static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
+#define ROUTINES(X) \
+  X(fm_sgemm, "iiiiiciiciipii", call_sgemm)
+
+#define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
+static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
+#undef X_ENTRY
+
+const FmRoutine *fm_routine_find(const char *name) {
+  for (size_t i = 0; i < sizeof routines / sizeof *routines; i++)
+    if (!strcmp(routines[i].name, name)) return &routines[i];
+  return NULL;
+}
+
+/* Extent check: the highest element a routine touches through pointer k. */
+static const char *need(const int64_t *av, int k, int64_t last, const char *what, char *msg,
+                        size_t len) {
+  if (last < av[k]) return NULL;
+  snprintf(msg, len, "%s reaches element %lld past its pointer but only %lld remain", what,
+           (long long)last, (long long)av[k]);
+  return msg;
+}
+
+static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t m0 = a[0].i, m1 = a[1].i, n0 = a[2].i, n1 = a[3].i, K = a[4].i;
+  int64_t lda = a[6].i, tA = a[7].i, ldb = a[9].i, tB = a[10].i, ldc = a[12].i;
+  const char *e;
+  if (m0 < 0 || n0 < 0 || K < 0) {
+    snprintf(msg, len, "fm_sgemm: negative range (m0 %lld, n0 %lld, K %lld)", (long long)m0,
+             (long long)n0, (long long)K);
+    return msg;
+  }
+  if (m1 > m0 && n1 > n0) {
+    if (K > 0) {
+      if ((e = need(av, 5, tA ? (K - 1) * lda + m1 - 1 : (m1 - 1) * lda + K - 1, "fm_sgemm A", msg, len)))
+        return e;
+      if ((e = need(av, 8, tB ? (n1 - 1) * ldb + K - 1 : (K - 1) * ldb + n1 - 1, "fm_sgemm B", msg, len)))
+        return e;
+    }
+    if ((e = need(av, 11, (m1 - 1) * ldc + n1 - 1, "fm_sgemm C", msg, len))) return e;
+  }
+  fm_sgemm(m0, m1, n0, n1, K, a[5].p, lda, tA, a[8].p, ldb, tB, a[11].p, ldc, a[13].i);
+  return NULL;
+}
+
+/* ---- values and types ---- */
+typedef union { double f; int64_t i; } KVal;
+
+typedef struct { char *p; int64_t n; size_t esz; } BufState;
+
+typedef struct {
+  KFn *fn;
+  int64_t batch;
+  KVal *vars;
+  BufState *bufs;
+  char *err; size_t errlen;
+  jmp_buf jb;
+} Interp;
+
+static int isf(FmDType t) { return t == FM_F32 || t == FM_F64 || t == FM_F16; }
+static int isint(FmDType t) { return !isf(t) && fm_dtype_size(t) > 0; }
+
+static _Noreturn void fail(Interp *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static _Noreturn void fail(Interp *in, const char *fmt, ...) {
+  int n = snprintf(in->err, in->errlen, "kernel '%s': ", in->fn->name);
+  if (n >= 0 && (size_t)n < in->errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(in->err + n, in->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+  }
+  longjmp(in->jb, 1);
+}
+
+static double fround(FmDType t, double v) { return t == FM_F64 ? v : (double)(float)v; }
+
+static int64_t wrap(FmDType t, int64_t v) {
+  switch (t) {
+  case FM_I8: return (int8_t)v;
+  case FM_U8: return (uint8_t)v;
+  case FM_I16: return (int16_t)v;
+  case FM_U16: return (uint16_t)v;
+  case FM_I32: return (int32_t)v;
+  case FM_U32: return (uint32_t)v;
+  case FM_BOOL: return v != 0;
+  default: return v;
+  }
+}
+
+/* C conversion of v from type `from` to `to`. Out-of-range float -> int is undefined
+   in C; here it gives what x86 cvttsd2si gives (INT64_MIN), then wraps. */
+static KVal conv(KVal v, FmDType from, FmDType to) {
+  KVal r;
+  if (from == to) return v; /* values are kept rounded/wrapped to their dtype */
+  if (isf(from)) {
+    if (isf(to)) r.f = to == FM_F16 ? (double)fm_h2f(fm_f2h((float)v.f)) : fround(to, v.f);
+    else if (to == FM_BOOL) r.i = v.f != 0;
+    else {
+      double x = trunc(v.f);
+      if (to == FM_U64 && x >= 9223372036854775808.0 && x < 18446744073709551616.0)
+        r.i = (int64_t)(uint64_t)x;
+      else r.i = x >= -9223372036854775808.0 && x < 9223372036854775808.0 ? (int64_t)x : INT64_MIN;
+      r.i = wrap(to, r.i);
+    }
+  } else {
+    if (to == FM_F64) r.f = from == FM_U64 ? (double)(uint64_t)v.i : (double)v.i;
+    else if (isf(to)) {
+      r.f = from == FM_U64 ? (double)(float)(uint64_t)v.i : (double)(float)v.i;
+      if (to == FM_F16) r.f = fm_h2f(fm_f2h((float)r.f));
+    } else r.i = wrap(to, v.i);
+  }
+  return r;
+}
+
+/* ---- buffers ---- */
+static inline void check_idx(Interp *in, KBuf *b, int64_t i, const char *what) {
+  if (i < 0 || i >= in->bufs[b->id].n)
+    fail(in, "%s out of bounds: buffer '%s' index %lld not in [0, %lld)", what, b->name,
+         (long long)i, (long long)in->bufs[b->id].n);
+}
+
+static inline KVal load(Interp *in, KBuf *b, int64_t i) {
+  check_idx(in, b, i, "load");
+  char *p = in->bufs[b->id].p;
+  KVal v;
+  switch (b->t) {
+  case FM_F32: v.f = ((float *)p)[i]; break;
+  case FM_F64: v.f = ((double *)p)[i]; break;
+  case FM_F16: v.f = fm_h2f(((uint16_t *)p)[i]); break;
+  case FM_I8: v.i = ((int8_t *)p)[i]; break;
+  case FM_U8: case FM_BOOL: v.i = ((uint8_t *)p)[i]; break;
+  case FM_I16: v.i = ((int16_t *)p)[i]; break;
+  case FM_U16: v.i = ((uint16_t *)p)[i]; break;
+  case FM_I32: v.i = ((int32_t *)p)[i]; break;
+  case FM_U32: v.i = ((uint32_t *)p)[i]; break;
+  case FM_I64: case FM_U64: v.i = ((int64_t *)p)[i]; break;
+  default: fail(in, "buffer '%s' has unsupported dtype %s", b->name, fm_dtype_name(b->t));
+  }
+  return v;
+}
+
+static void store(Interp *in, KBuf *b, int64_t i, KVal v) {
+  check_idx(in, b, i, "store");
+  char *p = in->bufs[b->id].p;
+  switch (b->t) {
+  case FM_F32: ((float *)p)[i] = (float)v.f; break;
+  case FM_F64: ((double *)p)[i] = v.f; break;
+  case FM_F16: ((uint16_t *)p)[i] = fm_f2h((float)v.f); break;
+  case FM_I8: ((int8_t *)p)[i] = (int8_t)v.i; break;
+  case FM_U8: case FM_BOOL: ((uint8_t *)p)[i] = (uint8_t)v.i; break;
+  case FM_I16: ((int16_t *)p)[i] = (int16_t)v.i; break;
+  case FM_U16: ((uint16_t *)p)[i] = (uint16_t)v.i; break;
+  case FM_I32: ((int32_t *)p)[i] = (int32_t)v.i; break;
+  case FM_U32: ((uint32_t *)p)[i] = (uint32_t)v.i; break;
+  case FM_I64: case FM_U64: ((int64_t *)p)[i] = v.i; break;
+  default: fail(in, "buffer '%s' has unsupported dtype %s", b->name, fm_dtype_name(b->t));
+  }
+}
+
+/* ---- operators ---- */
+static const char *const unnames[KU_COUNT] = {
+  "neg", "abs", "sqrt", "exp", "log", "tanh", "erf", "floor", "ceil", "round", "not", "bitnot",
+  "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+  "isnan", "isinf", "sign"};
+static const char *const binnames[KB_COUNT] = {
+  "add", "sub", "mul", "div", "mod", "min", "max", "pow", "lt", "le", "gt", "ge", "eq", "ne",
+  "and", "or", "xor", "bitand", "bitor", "bitxor", "shl", "shr", "ldexp"};
+
+static KVal unop(Interp *in, int op, FmDType t, KVal a) {
+  KVal r;
+  if (op == KU_ISNAN || op == KU_ISINF) {
+    r.i = isf(t) && (op == KU_ISNAN ? isnan(a.f) : isinf(a.f));
+    return r;
+  }
+  if (op == KU_NOT) { r.i = isf(t) ? a.f == 0 : a.i == 0; return r; }
+  if (isf(t)) {
+    int s = t != FM_F64; /* single precision: the f-suffixed <math.h> functions */
+    float x = (float)a.f;
+    double d = a.f;
+    switch (op) {
+    case KU_NEG: r.f = -d; break;
+    case KU_ABS: r.f = fabs(d); break;
+    case KU_SQRT: r.f = s ? sqrtf(x) : sqrt(d); break;
+    case KU_EXP: r.f = s ? expf(x) : exp(d); break;
+    case KU_LOG: r.f = s ? logf(x) : log(d); break;
+    case KU_TANH: r.f = s ? tanhf(x) : tanh(d); break;
+    case KU_ERF: r.f = s ? erff(x) : erf(d); break;
+    case KU_FLOOR: r.f = floor(d); break;
+    case KU_CEIL: r.f = ceil(d); break;
+    case KU_ROUND: r.f = nearbyint(d); break;
+    case KU_SIN: r.f = s ? sinf(x) : sin(d); break;
+    case KU_COS: r.f = s ? cosf(x) : cos(d); break;
+    case KU_TAN: r.f = s ? tanf(x) : tan(d); break;
+    case KU_ASIN: r.f = s ? asinf(x) : asin(d); break;
+    case KU_ACOS: r.f = s ? acosf(x) : acos(d); break;
+    case KU_ATAN: r.f = s ? atanf(x) : atan(d); break;
+    case KU_SINH: r.f = s ? sinhf(x) : sinh(d); break;
+    case KU_COSH: r.f = s ? coshf(x) : cosh(d); break;
+    case KU_ASINH: r.f = s ? asinhf(x) : asinh(d); break;
+    case KU_ACOSH: r.f = s ? acoshf(x) : acosh(d); break;
+    case KU_ATANH: r.f = s ? atanhf(x) : atanh(d); break;
+    case KU_SIGN: r.f = fm_sign(d); break;
+    default: fail(in, "%s on %s", unnames[op], fm_dtype_name(t));
+    }
+    r.f = fround(t, r.f);
+    return r;
+  }
+  switch (op) {
+  case KU_NEG: r.i = (int64_t)(0 - (uint64_t)a.i); break;
+  case KU_ABS: r.i = fm_iabs(a.i); break;
+  case KU_BITNOT: r.i = ~a.i; break;
+  case KU_SIGN: r.i = t == FM_U64 ? a.i != 0 : fm_isign(a.i); break;
+  case KU_FLOOR: case KU_CEIL: case KU_ROUND: r.i = a.i; break;
+  default: fail(in, "%s on %s", unnames[op], fm_dtype_name(t));
+  }
+  r.i = wrap(t, r.i);
+  return r;
+}
+
+/* a op b for operands of type t (the result is t, or bool for comparisons). */
+static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
+  KVal r;
+  if (isf(t)) {
+    int s = t != FM_F64;
+    switch (op) {
+    case KB_ADD: r.f = a.f + b.f; break;
+    case KB_SUB: r.f = a.f - b.f; break;
+    case KB_MUL: r.f = a.f * b.f; break;
+    case KB_DIV: r.f = a.f / b.f; break;
+    case KB_MOD: r.f = fmod(a.f, b.f); break;
+    case KB_MIN: r.f = fmin(a.f, b.f); break;
+    case KB_MAX: r.f = fmax(a.f, b.f); break;
+    case KB_POW: r.f = s ? powf((float)a.f, (float)b.f) : pow(a.f, b.f); break;
+    case KB_LT: r.i = a.f < b.f; return r;
+    case KB_LE: r.i = a.f <= b.f; return r;
+    case KB_GT: r.i = a.f > b.f; return r;
+    case KB_GE: r.i = a.f >= b.f; return r;
+    case KB_EQ: r.i = a.f == b.f; return r;
+    case KB_NE: r.i = a.f != b.f; return r;
+    case KB_LDEXP: r.f = s ? ldexpf((float)a.f, (int)b.i) : ldexp(a.f, (int)b.i); break;
+    default: fail(in, "%s on %s", binnames[op], fm_dtype_name(t));
+    }
+    r.f = fround(t, r.f);
+    return r;
+  }
+  int u64 = t == FM_U64;
+  uint64_t x = (uint64_t)a.i, y = (uint64_t)b.i;
+  switch (op) {
+  case KB_ADD: r.i = (int64_t)(x + y); break;
+  case KB_SUB: r.i = (int64_t)(x - y); break;
+  case KB_MUL: r.i = (int64_t)(x * y); break;
+  case KB_DIV: case KB_MOD:
+    if (b.i == 0) fail(in, "integer %s by zero", op == KB_DIV ? "division" : "remainder");
+    if (u64) r.i = (int64_t)(op == KB_DIV ? x / y : x % y);
+    else if (a.i == INT64_MIN && b.i == -1) r.i = op == KB_DIV ? INT64_MIN : 0;
+    else r.i = op == KB_DIV ? a.i / b.i : a.i % b.i;
+    break;
+  case KB_MIN: r.i = (u64 ? x < y : a.i < b.i) ? a.i : b.i; break;
+  case KB_MAX: r.i = (u64 ? x > y : a.i > b.i) ? a.i : b.i; break;
+  case KB_POW: r.i = fm_ipow(a.i, b.i); break;
+  case KB_LT: r.i = u64 ? x < y : a.i < b.i; return r;
+  case KB_LE: r.i = u64 ? x <= y : a.i <= b.i; return r;
+  case KB_GT: r.i = u64 ? x > y : a.i > b.i; return r;
+  case KB_GE: r.i = u64 ? x >= y : a.i >= b.i; return r;
+  case KB_EQ: r.i = a.i == b.i; return r;
+  case KB_NE: r.i = a.i != b.i; return r;
+  case KB_AND: r.i = a.i && b.i; return r;
+  case KB_OR: r.i = a.i || b.i; return r;
+  case KB_XOR: r.i = !a.i != !b.i; return r;
+  case KB_BITAND: r.i = a.i & b.i; break;
+  case KB_BITOR: r.i = a.i | b.i; break;
+  case KB_BITXOR: r.i = a.i ^ b.i; break;
+  case KB_SHL: r.i = (int64_t)(x << (b.i & 63)); break;
+  case KB_SHR: r.i = u64 ? (int64_t)(x >> (b.i & 63)) : a.i >> (b.i & 63); break;
+  default: fail(in, "%s on %s", binnames[op], fm_dtype_name(t));
+  }
+  r.i = wrap(t, r.i);
+  return r;
+}
+
+/* ---- evaluation ---- */
+static KVal eval(Interp *in, KExpr *e);
+
+/* Leaves inline: most nodes of an index expression are loop variables and constants. */
+static inline KVal leaf(Interp *in, KExpr *e) {
+  if (e->k == KE_VAR) return in->vars[e->var->id];
+  if (e->k == KE_CONST && e->t == FM_I64) return (KVal){.i = e->i};
+  return eval(in, e);
+}
+
+static KVal eval(Interp *in, KExpr *e) {
+  KVal r, a, b;
+  switch (e->k) {
+  case KE_CONST:
+    if (e->t == FM_I64) { r.i = e->i; return r; }
+    if (isf(e->t)) r.f = fround(e->t, e->f);
+    else r.i = wrap(e->t, e->i);
+    return r;
+  case KE_VAR: return in->vars[e->var->id];
+  case KE_BATCH: r.i = in->batch; return r;
+  case KE_LOAD: return load(in, e->buf, leaf(in, e->a).i);
+  case KE_ADDR: fail(in, "address of '%s' outside a call", e->buf->name);
+  case KE_UN: return unop(in, e->op, e->a->t, eval(in, e->a));
+  case KE_BIN:
+    if (e->op == KB_AND || e->op == KB_OR) { /* lazy, like C */
+      a = eval(in, e->a);
+      int ta = isf(e->a->t) ? a.f != 0 : a.i != 0;
+      if (ta == (e->op == KB_OR)) { r.i = ta; return r; }
+      b = eval(in, e->b);
+      r.i = isf(e->b->t) ? b.f != 0 : b.i != 0;
+      return r;
+    }
+    a = leaf(in, e->a), b = leaf(in, e->b);
+    if (e->a->t == FM_I64) { /* index arithmetic: the hot path */
+      switch (e->op) {
+      case KB_ADD: r.i = (int64_t)((uint64_t)a.i + (uint64_t)b.i); return r;
+      case KB_SUB: r.i = (int64_t)((uint64_t)a.i - (uint64_t)b.i); return r;
+      case KB_MUL: r.i = (int64_t)((uint64_t)a.i * (uint64_t)b.i); return r;
+      default: break;
+      }
+    }
+    return binop(in, e->op, e->a->t, a, b);
+  case KE_FMA:
+    a = eval(in, e->a), b = eval(in, e->b), r = eval(in, e->c);
+    if (e->t == FM_F64) r.f = fma(a.f, b.f, r.f);
+    else if (isf(e->t)) r.f = fmaf((float)a.f, (float)b.f, (float)r.f);
+    else r.i = wrap(e->t, (int64_t)((uint64_t)a.i * (uint64_t)b.i + (uint64_t)r.i));
+    return r;
+  case KE_SELECT:
+    a = eval(in, e->a);
+    return (isf(e->a->t) ? a.f != 0 : a.i != 0) ? eval(in, e->b) : eval(in, e->c);
+  case KE_CAST: return conv(eval(in, e->a), e->a->t, e->t);
+  }
+  fail(in, "bad expression kind %d", (int)e->k);
+}
+
+static void exec(Interp *in, KStmt *s);
+
+static void call(Interp *in, KStmt *s) {
+  const FmRoutine *r = fm_routine_find(s->fn);
+  FmArg args[32];
+  int64_t avail[32];
+  char msg[256];
+  assert(r && s->nargs <= 32); /* checked by validate() */
+  for (int k = 0; k < s->nargs; k++) {
+    KExpr *x = s->args[k];
+    avail[k] = 0;
+    if (x->k == KE_ADDR) {
+      int64_t i = eval(in, x->a).i;
+      BufState *bs = &in->bufs[x->buf->id];
+      if (i < 0 || i > bs->n)
+        fail(in, "call %s: argument %d: address of buffer '%s' index %lld not in [0, %lld]", s->fn,
+             k, x->buf->name, (long long)i, (long long)bs->n);
+      args[k].p = bs->p + (size_t)i * bs->esz;
+      avail[k] = bs->n - i;
+    } else if (isf(x->t)) args[k].f = eval(in, x).f;
+    else args[k].i = eval(in, x).i;
+  }
+  const char *err = r->call(args, avail, msg, sizeof msg);
+  if (err) fail(in, "call %s: %s", s->fn, err);
+}
+
+static void exec(Interp *in, KStmt *s) {
+  for (; s; s = s->next) {
+    switch (s->k) {
+    case KS_FOR: {
+      int64_t lo = eval(in, s->lo).i, hi = eval(in, s->hi).i;
+      KVal *v = &in->vars[s->var->id];
+      for (int64_t i = lo; i < hi; i++) {
+        v->i = i;
+        exec(in, s->body);
+      }
+      break;
+    }
+    case KS_LET: in->vars[s->var->id] = conv(eval(in, s->e), s->e->t, s->var->t); break;
+    case KS_SET: {
+      KVal x = conv(eval(in, s->e), s->e->t, s->var->t);
+      KVal *v = &in->vars[s->var->id];
+      *v = s->accop < 0 ? x : binop(in, s->accop, s->var->t, *v, x);
+      break;
+    }
+    case KS_STORE: {
+      int64_t i = leaf(in, s->idx).i;
+      KVal x = conv(leaf(in, s->e), s->e->t, s->buf->t);
+      if (s->accop >= 0) x = binop(in, s->accop, s->buf->t, load(in, s->buf, i), x);
+      store(in, s->buf, i, x);
+      break;
+    }
+    case KS_IF: {
+      KVal c = eval(in, s->e);
+      exec(in, (isf(s->e->t) ? c.f != 0 : c.i != 0) ? s->body : s->els);
+      break;
+    }
+    case KS_CALL: call(in, s); break;
+    case KS_COMMENT: break;
+    }
+  }
+}
+
+/* ---- validation: type errors of the lowering, reported before running ---- */
+static void vexpr(Interp *in, KExpr *e) {
+  if (!e) fail(in, "missing expression");
+  switch (e->k) {
+  case KE_CONST: case KE_BATCH: return;
+  case KE_VAR:
+    if (e->var->id < 0 || e->var->id >= in->fn->nvars || in->fn->vars[e->var->id] != e->var)
+      fail(in, "variable '%s' is not of this kernel", e->var->name);
+    return;
+  case KE_LOAD: case KE_ADDR:
+    if (e->buf->id < 0 || e->buf->id >= in->fn->nbufs || in->fn->bufs[e->buf->id] != e->buf)
+      fail(in, "buffer '%s' is not of this kernel", e->buf->name);
+    vexpr(in, e->a);
+    if (!isint(e->a->t)) fail(in, "index into '%s' is %s", e->buf->name, fm_dtype_name(e->a->t));
+    return;
+  case KE_UN: vexpr(in, e->a); return;
+  case KE_BIN:
+    vexpr(in, e->a), vexpr(in, e->b);
+    if (e->op == KB_LDEXP) {
+      if (!isf(e->a->t) || !isint(e->b->t)) fail(in, "ldexp needs (float, int)");
+    } else if (e->op != KB_SHL && e->op != KB_SHR && e->a->t != e->b->t)
+      fail(in, "%s of %s and %s (insert k_cast)", binnames[e->op], fm_dtype_name(e->a->t),
+           fm_dtype_name(e->b->t));
+    return;
+  case KE_FMA:
+    vexpr(in, e->a), vexpr(in, e->b), vexpr(in, e->c);
+    if (e->a->t != e->t || e->b->t != e->t || e->c->t != e->t) fail(in, "fma of mixed types");
+    return;
+  case KE_SELECT:
+    vexpr(in, e->a), vexpr(in, e->b), vexpr(in, e->c);
+    if (e->b->t != e->c->t) fail(in, "select of %s and %s", fm_dtype_name(e->b->t), fm_dtype_name(e->c->t));
+    return;
+  case KE_CAST: vexpr(in, e->a); return;
+  }
+  fail(in, "bad expression kind %d", (int)e->k);
+}
+
+static void vstmts(Interp *in, KStmt *s) {
+  for (; s; s = s->next) {
+    switch (s->k) {
+    case KS_FOR:
+      vexpr(in, s->lo), vexpr(in, s->hi);
+      if (!isint(s->lo->t) || !isint(s->hi->t)) fail(in, "loop '%s' bounds are not integers", s->var->name);
+      vstmts(in, s->body);
+      break;
+    case KS_LET: case KS_SET:
+      vexpr(in, s->e);
+      if (s->accop >= 0 && s->e->t != s->var->t)
+        fail(in, "%s= on '%s' (%s) of %s", binnames[s->accop], s->var->name,
+             fm_dtype_name(s->var->t), fm_dtype_name(s->e->t));
+      break;
+    case KS_STORE:
+      vexpr(in, s->idx), vexpr(in, s->e);
+      if (s->buf->id < 0 || s->buf->id >= in->fn->nbufs || in->fn->bufs[s->buf->id] != s->buf)
+        fail(in, "buffer '%s' is not of this kernel", s->buf->name);
+      if (s->buf->kind == KBUF_CONST) fail(in, "store to constant buffer '%s'", s->buf->name);
+      if (s->accop >= 0 && s->e->t != s->buf->t)
+        fail(in, "%s= into '%s' (%s) of %s", binnames[s->accop], s->buf->name,
+             fm_dtype_name(s->buf->t), fm_dtype_name(s->e->t));
+      break;
+    case KS_IF: vexpr(in, s->e), vstmts(in, s->body), vstmts(in, s->els); break;
+    case KS_CALL: {
+      const FmRoutine *r = fm_routine_find(s->fn);
+      if (!r) fail(in, "call of unknown routine '%s' (not in kinterp.c's ROUTINES)", s->fn);
+      if ((size_t)s->nargs != strlen(r->kinds) || s->nargs > 32)
+        fail(in, "call %s with %d arguments, it takes %zu", s->fn, s->nargs, strlen(r->kinds));
+      for (int k = 0; k < s->nargs; k++) {
+        KExpr *x = s->args[k];
+        char want = r->kinds[k];
+        vexpr(in, x);
+        int ok = want == 'p' || want == 'c' ? x->k == KE_ADDR : want == 'f' ? isf(x->t) && x->k != KE_ADDR
+                                                                            : isint(x->t) && x->k != KE_ADDR;
+        if (!ok) fail(in, "call %s: argument %d is not of kind '%c'", s->fn, k, want);
+        if (want == 'p' && x->buf->kind == KBUF_CONST)
+          fail(in, "call %s: argument %d writes constant buffer '%s'", s->fn, k, x->buf->name);
+      }
+      break;
+    }
+    case KS_COMMENT: break;
+    }
+  }
+}
+
+/* Elements of a buffer at the batch, or -1 if unknown. */
+static int64_t buf_nelem(KBuf *b, int64_t batch) {
+  if (b->kind == KBUF_TENSOR) {
+    const Tensor *t = b->tensor;
+    if (!t || t->rank < 0) return -1;
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++) {
+      int64_t x = t->dims[d];
+      if (x == FM_DIM_UNKNOWN) return -1;
+      n *= x >= 0 ? x : -x * batch;
+    }
+    return n;
+  }
+  if (b->nelem == FM_DIM_UNKNOWN) return -1;
+  return b->nelem >= 0 ? b->nelem : -b->nelem * batch;
+}
+
+int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen) {
+  char dummy[8];
+  if (!err || !errlen) err = dummy, errlen = sizeof dummy;
+  err[0] = 0;
+  Interp in = {.fn = fn, .batch = batch, .err = err, .errlen = errlen};
+  in.vars = calloc((size_t)fn->nvars + 1, sizeof *in.vars);
+  in.bufs = calloc((size_t)fn->nbufs + 1, sizeof *in.bufs);
+  void **owned = calloc((size_t)fn->nbufs + 1, sizeof *owned);
+  int rc = -1;
+  if (!in.vars || !in.bufs || !owned) {
+    snprintf(err, errlen, "kernel '%s': out of memory", fn->name);
+    goto done;
+  }
+  if (setjmp(in.jb)) goto done;
+  for (int i = 0; i < fn->nbufs; i++) {
+    KBuf *b = fn->bufs[i];
+    BufState *bs = &in.bufs[i];
+    bs->esz = fm_dtype_size(b->t);
+    bs->n = buf_nelem(b, batch);
+    if (bs->n < 0) fail(&in, "buffer '%s' has an unknown size", b->name);
+    if (!bs->esz) fail(&in, "buffer '%s' has unsupported dtype %s", b->name, fm_dtype_name(b->t));
+    if (b->kind == KBUF_CONST) bs->p = b->data;
+    else if (ptrs && ptrs[i]) bs->p = ptrs[i];
+    else if (b->kind == KBUF_TENSOR && b->tensor->data) bs->p = b->tensor->data;
+    else if (b->kind == KBUF_SCRATCH) {
+      bs->p = owned[i] = calloc((size_t)bs->n + 1, bs->esz);
+      if (!bs->p) fail(&in, "out of memory for scratch '%s'", b->name);
+    } else if (bs->n > 0) fail(&in, "buffer '%s' is not bound (ptrs[%d] is NULL)", b->name, i);
+    if (!bs->p) bs->n = 0;
+  }
+  vstmts(&in, fn->body);
+  exec(&in, fn->body);
+  rc = 0;
+done:
+  if (owned)
+    for (int i = 0; i < fn->nbufs; i++) free(owned[i]);
+  free(owned), free(in.vars), free(in.bufs);
+  return rc;
+}
