@@ -268,9 +268,11 @@ static void pe_un(Em *m, const KExpr *e) {
   if (isf(t)) {
     if (e->op == KU_NEG) { fputc('-', f); pe(m, e->a, 15); return; }
     if (e->op == KU_BITNOT) { assert(0 && "bitnot of a float"); }
-    fprintf(f, "%s(", unfn(e->op, t != FM_F64));
+    /* isinf/isnan return any nonzero int (glibc: -1 for -inf); a bool must be 0/1 */
+    int cls = e->op == KU_ISNAN || e->op == KU_ISINF;
+    fprintf(f, "%s%s(", cls ? "(" : "", unfn(e->op, t != FM_F64));
     pe(m, e->a, 0);
-    fputc(')', f);
+    fputs(cls ? ") != 0)" : ")", f);
     return;
   }
   if (e->op == KU_ISNAN || e->op == KU_ISINF) { fputc('0', f); return; }
