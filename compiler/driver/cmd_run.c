@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char help[] =
@@ -19,6 +20,8 @@ static const char help[] =
   "  --batch N                batch size (default: from the inputs' shapes)\n"
   "  --threads T              OpenMP threads\n"
   "  --shape NAME=DIMS        input shape, when MODEL.onnx is compiled first\n"
+  "  --labels FILE            class labels (.npy, one per sample): prints the accuracy\n"
+  "                           of the first output's argmax\n"
   "  -q, --quiet              no summary\n";
 
 #define MAXIN 64
@@ -112,6 +115,36 @@ static void summarise(const char *name, const FmArray *a) {
   }
 }
 
+/* Accuracy of the argmax of a (batch, classes) output against labels. */
+static void accuracy(const FmArray *a, const char *labels_file) {
+  FmArray l = {0};
+  fm_array_read(labels_file, &l);
+  int64_t n = fm_array_numel(&l);
+  if (a->rank != 2 || (a->dtype != FM_F32 && a->dtype != FM_F64))
+    fm_fail("--labels: the first output must be (batch, classes) floats to score it");
+  if (n != a->dims[0])
+    fm_fail("--labels: '%s' holds %lld labels for a batch of %lld", labels_file, (long long)n, (long long)a->dims[0]);
+  int64_t hit = 0;
+  for (int64_t r = 0; r < n; r++) {
+    int64_t want;
+    switch (l.dtype) {
+    case FM_I64: want = ((int64_t *)l.data)[r]; break;
+    case FM_I32: want = ((int32_t *)l.data)[r]; break;
+    case FM_U8: want = ((uint8_t *)l.data)[r]; break;
+    default: fm_fail("--labels: '%s' holds %s; integer labels expected", labels_file, fm_dtype_name(l.dtype));
+    }
+    int64_t best = 0, c = a->dims[1];
+    for (int64_t k = 1; k < c; k++) {
+      double v = a->dtype == FM_F32 ? ((float *)a->data)[r * c + k] : ((double *)a->data)[r * c + k];
+      double w = a->dtype == FM_F32 ? ((float *)a->data)[r * c + best] : ((double *)a->data)[r * c + best];
+      if (v > w) best = k;
+    }
+    hit += best == want;
+  }
+  printf("accuracy: %.2f%% (%lld of %lld)\n", 100.0 * (double)hit / (double)(n ? n : 1), (long long)hit, (long long)n);
+  fm_array_free(&l);
+}
+
 static const char *file_name(char *buf, size_t n, const char *name, int i) {
   size_t k = 0;
   for (const char *s = name; *s && k + 1 < n; s++, k++)
@@ -125,7 +158,7 @@ int fm_cmd_run(int argc, char **argv) {
   const char *cmd = "run";
   if (fm_wants_help(argc, argv)) return fputs(help, stdout), 0;
   Arena ar = {0};
-  const char *model = NULL, *outdir = NULL, *specs[MAXIN];
+  const char *model = NULL, *outdir = NULL, *labels = NULL, *specs[MAXIN];
   int nspecs = 0, pb = 0, quiet = 0, threads = 0, nshapes = 0;
   int64_t batch_arg = 0;
   FmShapeOverride shapes[16];
@@ -141,6 +174,7 @@ int fm_cmd_run(int argc, char **argv) {
     } else if ((v = fm_opt(cmd, argc, argv, &i, "--batch"))) batch_arg = fm_parse_int(cmd, "--batch", v, 1, INT32_MAX);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--threads"))) threads = (int)fm_parse_int(cmd, "--threads", v, 1, 4096);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--labels"))) labels = v;
     else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) quiet = 1;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!model) model = argv[i];
@@ -201,7 +235,10 @@ int fm_cmd_run(int argc, char **argv) {
     outp[i] = a->data;
   }
   if (threads) fm_set_threads(m, threads);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   if (fm_run(m, batch, inp, outp) != FM_OK) fm_fail("%s", fm_last_error());
+  clock_gettime(CLOCK_MONOTONIC, &t1);
 
   if (outdir) {
     fm_make_dir(outdir);
@@ -216,7 +253,10 @@ int fm_cmd_run(int argc, char **argv) {
   if (!quiet) {
     if (batch > 1 || batch_arg) printf("batch: %lld\n", (long long)batch);
     for (int i = 0; i < nout; i++) summarise(fm_output(m, i)->name, &out[i]);
+    printf("run: %.3f ms (batch %lld, first run)\n",
+           (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6, (long long)batch);
   }
+  if (labels && nout) accuracy(&out[0], labels);
   for (int i = 0; i < nin; i++) fm_array_free(&in[i]);
   for (int i = 0; i < nout; i++) fm_array_free(&out[i]);
   free(in), free(out), free(inp), free(outp);

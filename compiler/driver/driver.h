@@ -67,9 +67,6 @@ int fm_cmd_run(int argc, char **argv);
 int fm_cmd_info(int argc, char **argv);
 int fm_cmd_cost(int argc, char **argv);
 int fm_cmd_bench(int argc, char **argv);
-/* trainer/train_cmd.h; eval is weak here ("not built") until the trainer defines it.
-   (A weak reference does not pull an archive member in, so train, which lives in the
-   same file, must stay a strong reference.) */
+/* train and eval: trainer/train_cmd.h */
 #include "train_cmd.h"
-int fm_cmd_eval(int argc, char **argv) __attribute__((weak));
 #endif

@@ -94,10 +94,6 @@ void fm_remove_tree(const char *dir) {
   rmdir(dir);
 }
 
-static int not_built(const char *cmd) {
-  fprintf(stderr, "fewmul: error: '%s' is not built into this fewmul (the trainer is missing)\n", cmd);
-  return 1;
-}
 
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -117,6 +113,6 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "cost")) return fm_cmd_cost(n, av);
   if (!strcmp(cmd, "bench")) return fm_cmd_bench(n, av);
   if (!strcmp(cmd, "train")) return fm_cmd_train(n, av);
-  if (!strcmp(cmd, "eval")) return fm_cmd_eval ? fm_cmd_eval(n, av) : not_built(cmd);
+  if (!strcmp(cmd, "eval")) return fm_cmd_eval(n, av);
   fm_usage(NULL, "unknown command '%s'", cmd);
 }
