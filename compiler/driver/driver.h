@@ -40,23 +40,7 @@ void fm_driver_compile(const FmCompileArgs *a);
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v);
 const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes);
 
-/* ---- io_npy.c / io_pb.c: dense arrays on disk ---- */
-typedef struct FmArray {
-  int dtype;              /* FmDType / ONNX numbering */
-  int rank;
-  int64_t dims[FM_MAXRANK];
-  void *data;             /* malloc'ed */
-  size_t nbytes;
-  char *name;             /* .pb only (may be NULL); malloc'ed */
-} FmArray;
-void fm_npy_read(const char *path, FmArray *a);
-void fm_npy_write(const char *path, const FmArray *a);
-void fm_pb_read(const char *path, FmArray *a);
-void fm_pb_write(const char *path, const FmArray *a, const char *name);
-void fm_array_read(const char *path, FmArray *a); /* .npy or .pb by extension */
-void fm_array_free(FmArray *a);
-int64_t fm_array_numel(const FmArray *a);
-const char *fm_dims_str(char *buf, size_t n, int rank, const int64_t *dims, const char *batch);
+#include "io/io.h"
 
 /* runtime/runtime.c: the loaded model's description (CLI only, not public API) */
 const fm_model_desc *fm_rt_desc(const fm_model *m);

@@ -1,6 +1,6 @@
 /* io_pb.c - single ONNX TensorProto files (.pb), as the ONNX backend test data
  * directories hold them (test_data_set_0/input_0.pb). */
-#include "driver.h"
+#include "io/io.h"
 #include "onnx.pb-c.h"
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* io_npy.c - NumPy .npy files (format versions 1-3, little-endian, C order). */
-#include "driver.h"
+#include "io/io.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,11 @@ static const struct { const char *code; int dtype; } codes[] = {
   {"f4", FM_F32}, {"f8", FM_F64}, {"f2", FM_F16}, {"i8", FM_I64}, {"i4", FM_I32}, {"i2", FM_I16},
   {"i1", FM_I8}, {"u1", FM_U8}, {"u2", FM_U16}, {"u4", FM_U32}, {"u8", FM_U64}, {"b1", FM_BOOL},
 };
+
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
 
 int64_t fm_array_numel(const FmArray *a) {
   int64_t n = 1;
@@ -156,7 +161,7 @@ void fm_npy_write(const char *path, const FmArray *a) {
 }
 
 void fm_array_read(const char *path, FmArray *a) {
-  if (fm_has_suffix(path, ".npy")) fm_npy_read(path, a);
-  else if (fm_has_suffix(path, ".pb")) fm_pb_read(path, a);
+  if (has_suffix(path, ".npy")) fm_npy_read(path, a);
+  else if (has_suffix(path, ".pb")) fm_pb_read(path, a);
   else fm_fail("'%s': unknown input format (expected .npy or .pb)", path);
 }
