@@ -1,4 +1,7 @@
-/* export.c - trainer network -> graph IR -> ONNX, through the compiler's writer. */
+/* export.c - trainer network -> graph IR -> ONNX, through the compiler's writer.
+ * Training-method layers (method.h) become ai.fewmul TernaryConv/TernaryGemm and
+ * Pow2Conv/Pow2Gemm nodes, each op also written as a model-local function in
+ * standard ONNX ops, or standard QDQ (DequantizeLinear of int8 weights). */
 #include "export.h"
 #include "onnx/onnx.h"
 #include "ops/ops.h"
@@ -59,6 +62,14 @@ static Node *node(Ex *e, OpKind op, const FmLayer *l, const char *suffix, int ni
   return n;
 }
 
+static void conv_attrs(Graph *g, Node *n, const FmConvAttr *a) {
+  attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
+  attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
+  attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
+  attr_ints(g, n, "dilations", 2, (int64_t[]){a->dh, a->dw});
+  attr_i(g, n, "group", a->groups);
+}
+
 /* A 4-D (N,C,1,1) or (N,C,H,W) tensor flattened for a Linear layer. */
 static Tensor *as2d(Ex *e, const FmLayer *l, Tensor *x) {
   if (x->rank == 2) return x;
@@ -67,6 +78,54 @@ static Tensor *as2d(Ex *e, const FmLayer *l, Tensor *x) {
   Node *n = node(e, OP_Flatten, l, "flatten", 1, y);
   n->in[0] = x;
   attr_i(e->g, n, "axis", 1);
+  return y;
+}
+
+/* A training-method layer (method.h), in eval form:
+     ternary      TernaryConv / TernaryGemm (X, W int8 {-1,0,1}, Alpha [M], B)
+     deepshift    Pow2Conv / Pow2Gemm (X, Sign int8, Shift int8, B): W = Sign * 2^Shift
+     quant        DequantizeLinear(W int8, scale, zero point 0) -> Conv / Gemm
+   The Gemm forms take W as (M, K), with transB = 1 as a Linear layer has it. */
+static Tensor *method_layer(Ex *e, const FmLayer *l, Tensor *x, int out, const char *oname) {
+  Graph *g = e->g;
+  FmMethodExport me;
+  if (fm_method_export(e->net, l, &me)) fm_fail("export: layer '%s': out of memory", l->name);
+  int conv = me.conv, ternary = me.kind == FM_METHOD_TERNARY, quant = me.kind == FM_METHOD_QUANT;
+  const FmParam *bias = me.bias;
+  float scale = me.scale;
+  int8_t zero = 0;
+  /* graph copies of the integer weights, so nothing is left to free if a later step fails */
+  Tensor *wq = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.%s", l->name, ternary || quant ? "weight_q" : "sign"),
+                               FM_I8, me.wrank, me.wdims, me.q);
+  Tensor *w2 = NULL;
+  if (ternary) w2 = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.alpha", l->name), FM_F32, 1, (int64_t[]){me.M}, me.alpha);
+  else if (!quant) w2 = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.shift", l->name), FM_I8, me.wrank, me.wdims, me.shift);
+  fm_method_export_free(&me);
+  if (!conv) x = as2d(e, l, x);
+  Tensor *b = bias ? param(e, bias, 0, NULL) : NULL;
+  Tensor *y = act(e, out, oname);
+  Node *n;
+  if (quant) {
+    Tensor *wf = fm_tensor_new(g, fm_sprintf(&g->arena, "%s.weight_dq", l->name));
+    wf->dtype = FM_F32, wf->rank = wq->rank;
+    memcpy(wf->dims, wq->dims, sizeof wf->dims);
+    n = node(e, OP_DequantizeLinear, l, "dequant", 3, wf);
+    n->in[0] = wq;
+    n->in[1] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.scale", l->name), FM_F32, 0, NULL, &scale);
+    n->in[2] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.zero_point", l->name), FM_I8, 0, NULL, &zero);
+    n = node(e, conv ? OP_Conv : OP_Gemm, l, NULL, b ? 3 : 2, y);
+    n->in[0] = x, n->in[1] = wf;
+    if (b) n->in[2] = b;
+  } else {
+    const char *op = ternary ? (conv ? "TernaryConv" : "TernaryGemm") : (conv ? "Pow2Conv" : "Pow2Gemm");
+    /* a native op of the compiler's table when it has one, else written by name */
+    n = node(e, fm_op_lookup("ai.fewmul", op), l, NULL, b ? 4 : 3, y);
+    n->op_type = op, n->domain = "ai.fewmul";
+    n->in[0] = x, n->in[1] = wq, n->in[2] = w2;
+    if (b) n->in[3] = b;
+  }
+  if (conv) conv_attrs(g, n, &l->a.conv);
+  else attr_i(g, n, "transB", 1);
   return y;
 }
 
@@ -98,11 +157,7 @@ static void layer(Ex *e, const FmLayer *l) {
     n = node(e, OP_Conv, l, NULL, b ? 3 : 2, y);
     n->in[0] = x, n->in[1] = param(e, fm_layer_param(net, l, 0), 0, NULL);
     if (b) n->in[2] = param(e, b, 0, NULL);
-    attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
-    attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
-    attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
-    attr_ints(g, n, "dilations", 2, (int64_t[]){a->dh, a->dw});
-    attr_i(g, n, "group", a->groups);
+    conv_attrs(g, n, a);
     break;
   }
   case FM_LAYER_CONV_TRANSPOSE2D: {
@@ -199,6 +254,12 @@ static void layer(Ex *e, const FmLayer *l) {
     else n->in[1] = param(e, s, 0, NULL);
     break;
   }
+  case FM_LAYER_CUSTOM:
+    if (fm_method_layer(l)) {
+      y = method_layer(e, l, x, out, oname);
+      break;
+    }
+    fm_fail("export: layer '%s' (%s) has no ONNX export", l->name, l->ops && l->ops->name ? l->ops->name : "custom");
   default:
     fm_fail("export: layer '%s' (%s) has no ONNX export", l->name,
             l->ops && l->ops->name ? l->ops->name : fm_layer_kind_name(l->kind));
@@ -227,18 +288,89 @@ Graph *fm_export_graph(const FmNet *net) {
   return g;
 }
 
+/* ---- model-local functions: the ai.fewmul weight ops in standard ONNX ----
+   TernaryConv/Gemm(X, W, Alpha, B):  Wf = Cast(W) * Reshape(Alpha, [-1,1,1,1] | [-1,1])
+   Pow2Conv/Gemm(X, Sign, Shift, B):  Wf = Cast(Sign) * Pow(2, Cast(Shift))
+   then Y = Conv(X, Wf, B) | Gemm(X, Wf, B), the caller's attributes passed by reference. */
+static const char *const fewmul_weight_ops[] = {"TernaryConv", "TernaryGemm", "Pow2Conv", "Pow2Gemm"};
+#define N_FEWMUL_WEIGHT_OPS ((int)(sizeof fewmul_weight_ops / sizeof fewmul_weight_ops[0]))
+
+static Tensor *body_op(Graph *b, OpKind op, const char *out, Tensor *in0, Tensor *in1, Tensor *in2) {
+  int nin = in2 ? 3 : in1 ? 2 : 1;
+  Node *n = fm_node_new(b, op, NULL, nin, 1);
+  n->in[0] = in0, n->in[1] = in1;
+  if (in2) n->in[2] = in2;
+  n->out[0] = fm_tensor_new(b, out);
+  n->out[0]->producer = n;
+  return n->out[0];
+}
+
+static Tensor *body_cast_float(Graph *b, Tensor *in, const char *out) {
+  Tensor *t = body_op(b, OP_Cast, out, in, NULL, NULL);
+  Node *n = t->producer;
+  n->attrs = fm_alloc(&b->arena, sizeof(Attr)), n->nattrs = 1;
+  n->attrs[0] = (Attr){.name = "to", .type = FA_INT, .i = FM_F32};
+  return t;
+}
+
+static void weight_function(FmFunction *f, const char *op, Graph *b) {
+  static const char *tern_in[] = {"X", "W", "Alpha", "B"}, *pow2_in[] = {"X", "Sign", "Shift", "B"}, *outs[] = {"Y"};
+  static const char *conv_attr[] = {"kernel_shape", "strides", "pads", "dilations", "group"};
+  static const char *gemm_attr[] = {"transA", "transB", "alpha", "beta"};
+  static const AttrType conv_type[] = {FA_INTS, FA_INTS, FA_INTS, FA_INTS, FA_INT};
+  static const AttrType gemm_type[] = {FA_INT, FA_INT, FA_FLOAT, FA_FLOAT};
+  int ternary = !strncmp(op, "Ternary", 7), conv = strstr(op, "Conv") != NULL;
+  const char **ins = ternary ? tern_in : pow2_in;
+  b->opset = 13;
+  Tensor *x = fm_tensor_new(b, ins[0]), *w = fm_tensor_new(b, ins[1]), *a = fm_tensor_new(b, ins[2]);
+  Tensor *bias = fm_tensor_new(b, ins[3]);
+  Tensor *wc = body_cast_float(b, w, "Wc"), *wf;
+  if (ternary) {
+    int64_t shape[4] = {-1, 1, 1, 1}, rank = conv ? 4 : 2;
+    Tensor *s = fm_tensor_const(b, "AlphaShape", FM_I64, 1, &rank, shape);
+    wf = body_op(b, OP_Mul, "Wf", wc, body_op(b, OP_Reshape, "AlphaCol", a, s, NULL), NULL);
+  } else {
+    float two = 2.0f;
+    Tensor *base = fm_tensor_const(b, "Two", FM_F32, 0, NULL, &two);
+    wf = body_op(b, OP_Mul, "Wf", wc, body_op(b, OP_Pow, "Pow2", base, body_cast_float(b, a, "ShiftF"), NULL), NULL);
+  }
+  Tensor *y = body_op(b, conv ? OP_Conv : OP_Gemm, outs[0], x, wf, bias);
+  Node *n = y->producer;
+  int na = conv ? 5 : 4;
+  n->attrs = fm_alloc(&b->arena, sizeof(Attr) * (size_t)na), n->nattrs = na;
+  for (int i = 0; i < na; i++) {
+    const char *nm = conv ? conv_attr[i] : gemm_attr[i];
+    n->attrs[i] = (Attr){.name = nm, .type = conv ? conv_type[i] : gemm_type[i], .ref = nm};
+  }
+  *f = (FmFunction){"ai.fewmul", op, ins, 4, outs, 1, conv ? conv_attr : gemm_attr, na, b};
+}
+
 int fm_export_onnx(const FmNet *net, const char *path, char *err, size_t errlen) {
   Graph *volatile g = NULL;
+  Graph *volatile bodies[N_FEWMUL_WEIGHT_OPS] = {0};
+  FmFunction fns[N_FEWMUL_WEIGHT_OPS];
+  volatile int rc = 0;
   FmTry t;
   FM_TRY(&t) {
     g = fm_export_graph(net);
-    fm_onnx_write(g, path, NULL);
+    int nf = 0;
+    for (int k = 0; k < N_FEWMUL_WEIGHT_OPS; k++) {
+      int used = 0;
+      for (int i = 0; i < g->nnodes && !used; i++)
+        used = !strcmp(g->nodes[i]->domain, "ai.fewmul") && !strcmp(g->nodes[i]->op_type, fewmul_weight_ops[k]);
+      if (!used) continue;
+      bodies[nf] = fm_graph_new();
+      weight_function(&fns[nf], fewmul_weight_ops[k], bodies[nf]);
+      nf++;
+    }
+    FmWriteOpts wo = {.functions = fns, .nfunctions = nf};
+    fm_onnx_write(g, path, &wo);
     fm_try_pop(&t);
   } else {
     snprintf(err, errlen, "%s", fm_errmsg());
-    fm_graph_free(g);
-    return -1;
+    rc = -1;
   }
+  for (int k = 0; k < N_FEWMUL_WEIGHT_OPS; k++) fm_graph_free(bodies[k]);
   fm_graph_free(g);
-  return 0;
+  return rc;
 }

@@ -7,6 +7,12 @@
  * normalisation is part of the graph) with a symbolic batch N, and gives `output`
  * (N x classes logits). BatchNormalization is exported in inference form with the
  * running statistics; dropout is the identity at inference and is not exported.
+ *
+ * Training-method layers (method.h) are exported with their integer weights:
+ * ternary as ai.fewmul TernaryConv/TernaryGemm, DeepShift as Pow2Conv/Pow2Gemm
+ * (each op used is also written as a model-local function whose body is standard
+ * ONNX, so ONNX Runtime runs the model; opsets ai.onnx 13 and ai.fewmul 1), and
+ * quantised weights as DequantizeLinear(int8, scale, zero point 0) -> Conv/Gemm.
  */
 #ifndef FM_EXPORT_H
 #define FM_EXPORT_H

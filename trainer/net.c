@@ -69,6 +69,7 @@ FmNet *fm_net_new(int c, int h, int w, const FmNetOpts *opts) {
   fm_net_add_group(net, "frozen", 1.0f, -1.0f, 1);
   fm_rng_seed(&net->rng, opts->seed);
   fm_net_set_threads(net, opts->threads);
+  net->method = opts->method;
   if (c <= 0 || h <= 0 || w <= 0) set_err(net, "bad input shape %dx%dx%d", c, h, w);
   return net;
 }
@@ -191,6 +192,7 @@ int fm_net_finish(FmNet *net, int out) {
   if (net->err[0]) return -1;
   if (out < 0 || out >= net->ntensors) { set_err(net, "bad output tensor"); return -1; }
   net->output = out;
+  if (net->method.kind && fm_method_prepare(net)) return -1;   // method layers' parameters
   size_t np = 0, nb = 0;
   for (int i = 0; i < net->nparams; i++) net->params[i].off = np, np += align16(net->params[i].size);
   for (int i = 0; i < net->nbufs; i++) net->bufs[i].off = nb, nb += align16(net->bufs[i].size);
@@ -219,6 +221,7 @@ int fm_net_finish(FmNet *net, int out) {
     init_record(p, &net->rng);
   }
   net->finished = 1;
+  if (net->method.kind) fm_method_init(net);
   return 0;
 }
 
@@ -333,6 +336,7 @@ void fm_net_zero_grad(FmNet *net) { memset(net->grad_data, 0, sizeof(float) * ne
 
 void fm_net_step(FmNet *net, FmOptim *opt, float lr) {
   fm_optim_step(opt, net->param_data, net->grad_data, net->segs, net->nparams, net->groups, lr);
+  if (net->method.kind) fm_method_post_step(net);
 }
 
 FmOptim *fm_net_optim_new(FmNet *net, const FmOptimConfig *cfg) {

@@ -64,6 +64,11 @@
  *                    holds their attributes.
  * ---------------------------------------------------------------------------
  *
+ * Training methods (ternary, DeepShift, quantised weights; method.h): with
+ * FmNetOpts.method set, fm_net_conv2d/fm_net_linear build the method's variant
+ * (FM_LAYER_CUSTOM, l->method != 0) whose parameters fm_net_finish adds once
+ * the whole net is known; fm_net_step then applies the method's post-step rule.
+ *
  * Custom layers (ternary conv, SP conv, shift, ...) plug in without touching
  * this file: fill an FmLayerOps with forward/backward/workspace callbacks,
  * call fm_net_add_layer() and fm_net_add_param()/fm_net_add_buf(), and read
@@ -74,6 +79,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "method.h"
 #include "ops.h"
 #include "optim.h"
 
@@ -127,7 +133,7 @@ typedef struct {
 typedef enum { FM_INIT_CONST, FM_INIT_UNIFORM, FM_INIT_NORMAL, FM_INIT_DATA } FmInitKind;
 
 // Trainable parameter or non-trained buffer (same record; buffers have no grad).
-typedef struct {
+typedef struct FmParam {
   char name[48];        // "<layer>.weight", "<layer>.running_mean", ...
   int shape[4], ndim;
   size_t size, off;     // elements; offset in param_data / buf_data
@@ -171,6 +177,8 @@ struct FmLayer {
   size_t aux_off;
   float *aux;                   // valid after fm_net_reserve
   int train;                    // mode of the last forward
+  FmMethodKind method;          // training-method layers (method.h): the method, else 0
+  int has_bias;                 // method layers: bias wanted (added by fm_net_finish)
 };
 
 typedef struct {
@@ -179,10 +187,12 @@ typedef struct {
   float width;          // width multiplier for models that have one (default 1)
   int nmean;            // input normalisation: channels given (0 = none: mean 0, std 1)
   float mean[8], std[8];
+  FmMethod method;      // training method of conv2d/linear layers (method.h); kind 0 = dense
 } FmNetOpts;
 
 struct FmNet {
   char model[32];                 // model name (fm_model_build sets it)
+  FmMethod method;                // from FmNetOpts: conv2d/linear builders make its layers
   FmLayer *layers; int nlayers, layers_cap;
   FmTensor *tensors; int ntensors, tensors_cap;
   FmParam *params; int nparams, params_cap;
@@ -236,6 +246,10 @@ int fm_net_channel_scale(FmNet *net, int x, float init);
 // -1; builders given a -1 input return -1, and fm_net_finish then fails, so
 // a model function needs no error checks of its own.
 
+// The built-in ops of a kind (NULL for FM_LAYER_CUSTOM), for code that turns a
+// layer into a built-in one (method.c keeps the first conv dense this way).
+const FmLayerOps *fm_net_builtin_ops(FmLayerKind kind);
+
 // Generic layer construction (for custom kinds). Adds a layer reading ins[]
 // and producing a new (c,h,w) tensor; returns the layer index (-1 on error).
 int fm_net_add_layer(FmNet *net, const FmLayerOps *ops, const int *ins, int nin,
@@ -270,7 +284,8 @@ void fm_net_zero_act_grad(FmNet *net);
 // Back-propagates from the output grad; ADDS into parameter grads.
 void fm_net_backward(FmNet *net);
 void fm_net_zero_grad(FmNet *net);
-// One optimiser step over all parameters with their groups.
+// One optimiser step over all parameters with their groups, then the training
+// method's post-step rule (quantised weights back onto the grid, ...).
 void fm_net_step(FmNet *net, FmOptim *opt, float lr);
 // Evaluates count samples in batches (eval mode): mean loss and accuracy.
 void fm_net_eval(FmNet *net, const float *x, const int *labels, int count, int batch,

@@ -80,6 +80,7 @@ int fm_net_conv2d_ex(FmNet *net, int x, const FmConvAttr *attr, int bias) {
     return -1;
   }
   int oh = fm_conv_out(t.h, a.kh, a.sh, a.ph, a.dh), ow = fm_conv_out(t.w, a.kw, a.sw, a.pw, a.dw);
+  if (net->method.kind) return fm_method_conv2d(net, x, &a, bias, oh, ow);   // method.h
   int li = add1(net, &conv_ops, x, a.cout, oh, ow, 0);
   if (li < 0) return -1;
   net->layers[li].a.conv = a;
@@ -150,6 +151,7 @@ static const FmLayerOps linear_ops = {FM_LAYER_LINEAR, "linear", linear_fwd, lin
 
 int fm_net_linear(FmNet *net, int x, int out, int bias) {
   if (x < 0) return -1;
+  if (net->method.kind) return fm_method_linear(net, x, out, bias);   // method.h
   int in = (int)T(x)->size;
   int li = add1(net, &linear_ops, x, out, 1, 1, 1);
   if (li < 0) return -1;
@@ -356,4 +358,16 @@ int fm_net_channel_scale(FmNet *net, int x, float init) {
   int s[1] = {t.c};
   fm_net_add_param(net, li, "scale", s, 1, FM_INIT_CONST, init);
   return net->layers[li].out;
+}
+
+const FmLayerOps *fm_net_builtin_ops(FmLayerKind kind) {
+  static const FmLayerOps *const table[FM_LAYER_KIND_COUNT] = {
+    [FM_LAYER_NORMALIZE] = &normalize_ops, [FM_LAYER_CONV2D] = &conv_ops,
+    [FM_LAYER_CONV_TRANSPOSE2D] = &convt_ops, [FM_LAYER_LINEAR] = &linear_ops,
+    [FM_LAYER_BATCHNORM] = &bn_ops, [FM_LAYER_RELU] = &relu_ops, [FM_LAYER_MAXPOOL] = &maxpool_ops,
+    [FM_LAYER_AVGPOOL] = &avgpool_ops, [FM_LAYER_GLOBAL_AVGPOOL] = &gap_ops,
+    [FM_LAYER_DROPOUT] = &dropout_ops, [FM_LAYER_DROPOUT2D] = &dropout2d_ops,
+    [FM_LAYER_FLATTEN] = &flatten_ops, [FM_LAYER_ADD] = &add_ops, [FM_LAYER_CHANNEL_SCALE] = &chscale_ops,
+  };
+  return kind >= 0 && kind < FM_LAYER_KIND_COUNT ? table[kind] : NULL;
 }

@@ -3,6 +3,7 @@
  *
  *   fewmul train --model mnist_cnn --data fashion-mnist --epochs 5 -o fmnist_cnn.onnx
  *   fewmul train --resume run/checkpoint.fm
+ *   fewmul train --model resnet20 --data cifar10 --method ternary -o twn.onnx   (method.h)
  */
 #include "train_cmd.h"
 #include "checkpoint.h"
@@ -26,7 +27,11 @@ typedef struct {
   int epochs, batch, threads, subset, test_subset, classes_override;
   long steps;
   float lr, momentum, wd, gamma, width;
-  int nesterov, lr_set, momentum_set, quiet;
+  int nesterov, lr_set, momentum_set, optim_set, quiet;
+  // training method (method.h)
+  const char *method, *rounding, *quant_mode;
+  int weight_bits, zeroless, method_all, quant_range_set;
+  float quant_range;
   uint64_t seed;
 } TrainArgs;
 
@@ -56,6 +61,14 @@ static void usage(FILE *f) {
     "  --gamma X            factor of step/multistep/exp schedules (default 0.1)\n"
     "  --augment SPEC       e.g. crop:4,flip (default none)\n"
     "  --width X            width multiplier (resnet18)\n"
+    "  --method NAME        few-multiplication training of conv and linear layers (docs/METHODS.md):\n"
+    "                       ternary, deepshift-q, deepshift-ps (RAdam by default), quant\n"
+    "  --method-all         apply it to the first conv and the last linear too (default: those stay dense)\n"
+    "  --weight-bits B      deepshift: shifts in [-(2^(B-1)-2), 0] (default 5); quant: grid bits (default 8)\n"
+    "  --rounding R         quant: stochastic (default) or deterministic\n"
+    "  --zeroless           quant: a grid without 0\n"
+    "  --quant-range S      quant: grid over [-S, S] (default: per layer max|W| at init)\n"
+    "  --quant-mode M       quant: always (on the grid after every step; default) or fake (straight-through)\n"
     "  --subset K           use only the first K training images\n"
     "  --test-subset K      evaluate on the first K test images\n"
     "  --seed S             (default 1)\n"
@@ -75,9 +88,16 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     if (*e || x < 0) { snprintf(err, errlen, "%s: '%s' is not a non-negative integer", flag, v); return -1; } a->field = x; i++; continue; }
 #define FLT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; float x = strtof(v, &e); \
     if (*e) { snprintf(err, errlen, "%s: '%s' is not a number", flag, v); return -1; } a->field = x; i++; continue; }
+    if (!strcmp(k, "--optim")) { a->optim_set = 1; }
     STR("--model", model) STR("--data", data) STR("--data-dir", data_dir) STR("-o", out)
     STR("--checkpoint", ckpt) STR("--resume", resume) STR("--optim", optim) STR("--schedule", schedule)
     STR("--augment", augment)
+    STR("--method", method) STR("--rounding", rounding) STR("--quant-mode", quant_mode)
+    INT("--weight-bits", weight_bits)
+    if (!strcmp(k, "--quant-range")) { a->quant_range_set = 1; }
+    FLT("--quant-range", quant_range)
+    if (!strcmp(k, "--zeroless")) { a->zeroless = 1; continue; }
+    if (!strcmp(k, "--method-all")) { a->method_all = 1; continue; }
     INT("--epochs", epochs) INT("--batch", batch) INT("--threads", threads) INT("--subset", subset)
     INT("--test-subset", test_subset) INT("--steps", steps) INT("--seed", seed)
     FLT("--wd", wd) FLT("--gamma", gamma) FLT("--width", width)
@@ -150,6 +170,52 @@ static int parse_augment(FmAugment *aug, const char *spec, char *err, size_t err
   return 0;
 }
 
+/* --method and its settings; flags of another method are refused, not ignored. */
+static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errlen) {
+  fm_method_defaults(m, FM_METHOD_NONE);
+  int kind = a->method ? fm_method_kind_parse(a->method) : FM_METHOD_NONE;
+  if (kind < 0) {
+    snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant)", a->method);
+    return -1;
+  }
+  fm_method_defaults(m, (FmMethodKind)kind);
+  const char *quant_only = a->rounding ? "--rounding" : a->zeroless ? "--zeroless" : a->quant_range_set ? "--quant-range"
+                         : a->quant_mode ? "--quant-mode" : NULL;
+  if (quant_only && kind != FM_METHOD_QUANT) {
+    snprintf(err, errlen, "%s applies to --method quant only", quant_only);
+    return -1;
+  }
+  if (a->weight_bits && (kind == FM_METHOD_NONE || kind == FM_METHOD_TERNARY)) {
+    snprintf(err, errlen, "--weight-bits applies to --method deepshift-q, deepshift-ps and quant");
+    return -1;
+  }
+  if (a->method_all && kind == FM_METHOD_NONE) {
+    snprintf(err, errlen, "--method-all needs a --method");
+    return -1;
+  }
+  if (a->weight_bits) m->weight_bits = a->weight_bits;
+  m->all = a->method_all;
+  m->zeroless = a->zeroless;
+  if (a->rounding) {
+    if (!strcmp(a->rounding, "stochastic")) m->stochastic = 1;
+    else if (!strcmp(a->rounding, "deterministic")) m->stochastic = 0;
+    else { snprintf(err, errlen, "--rounding: '%s' is not stochastic or deterministic", a->rounding); return -1; }
+  }
+  if (a->quant_mode) {
+    if (!strcmp(a->quant_mode, "always")) m->quant_mode = FM_QUANT_ALWAYS;
+    else if (!strcmp(a->quant_mode, "fake")) m->quant_mode = FM_QUANT_FAKE;
+    else { snprintf(err, errlen, "--quant-mode: '%s' is not always or fake", a->quant_mode); return -1; }
+  }
+  if (a->quant_range_set) {
+    if (!(a->quant_range > 0) || isinf(a->quant_range)) {
+      snprintf(err, errlen, "--quant-range: must be a positive number");
+      return -1;
+    }
+    m->range = a->quant_range;
+  }
+  return fm_method_check(m, err, errlen);
+}
+
 static void fmt_time(char *buf, size_t n, double s) {
   if (s < 60) snprintf(buf, n, "%.0fs", s);
   else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
@@ -181,6 +247,10 @@ int fm_cmd_train(int argc, char **argv) {
   if (!a.data) { snprintf(err, sizeof err, "train: --data is required"); goto fail; }
   if (a.batch <= 0) { snprintf(err, sizeof err, "train: --batch must be positive"); goto fail; }
 
+  FmMethod method;
+  if (parse_method(&method, &a, err, sizeof err)) goto fail;
+  /* DeepShift-PS needs RAdam (the method's recipe) unless told otherwise */
+  if (method.kind == FM_METHOD_DEEPSHIFT_PS && !a.optim_set) a.optim = "radam";
   FmOptimConfig oc;
   int kind = fm_optim_kind_parse(a.optim);
   if (kind < 0) { snprintf(err, sizeof err, "--optim: unknown optimiser '%s'", a.optim); goto fail; }
@@ -209,6 +279,7 @@ int fm_cmd_train(int argc, char **argv) {
   no.seed = a.seed;
   no.threads = a.threads;
   no.width = a.width;
+  no.method = method;
   no.nmean = train.c <= 8 ? train.c : 0;
   fm_data_mean_std(&train, no.mean, no.std);
   for (int c = 0; c < no.nmean; c++)
@@ -245,6 +316,11 @@ int fm_cmd_train(int argc, char **argv) {
     fprintf(stderr, "train %s on %s: %d train / %d test images %dx%dx%d, %d classes, %lld parameters, "
             "%s lr %g, batch %d, %d threads\n", a.model, a.data, train.n, test.n, train.c, train.h, train.w,
             train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
+    if (method.kind) {
+      char desc[256];
+      fm_method_describe(&method, desc, sizeof desc);
+      fprintf(stderr, "method: %s\n", desc);
+    }
   }
   signal(SIGINT, on_sigint);
   signal(SIGTERM, on_sigint);

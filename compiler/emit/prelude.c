@@ -41,9 +41,12 @@
  *   (m1-m0)*(n1-n0)*K multiplications and as many additions.
  *
  *   Packing buffers live on the stack (about 330 KB), so no scratch is needed.
- *   Speed: 6x16 AVX2/FMA register tile over packed A (MC x KC) and B (KC x NC)
- *   panels; a portable C tile when compiled without AVX2/FMA; dedicated paths for
- *   fewer than 4 rows (GEMV-like, e.g. a fully connected layer at batch 1).
+ *   Speed: 8x32 AVX-512 (6x16 AVX2/FMA) register tile over packed A (MC x KC) and
+ *   B (KC x NC) panels; a portable C tile when compiled without AVX2/FMA; dedicated
+ *   paths for fewer than 4 rows (GEMV-like, e.g. a fully connected layer at batch 1).
+ *
+ * fm_im2col_pack + fm_sgemm_pb - Conv as a GEMM whose B operand im2col writes
+ *   already packed, with bias and Relu applied as the tile is stored (below).
  *
  * ---- helpers the C printer (emit_c.c) uses ----
  *   fm_h2f / fm_f2h   float16 <-> float (round to nearest even)
@@ -149,9 +152,17 @@ FM_INLINE int64_t fm_ipow(int64_t b, int64_t e) {
   return (int64_t)r;
 }
 
-/* ---- fm_sgemm ---- */
+/* ---- fm_sgemm ----
+ * Register tile MR x NR: 8 x 32 (16 zmm accumulators) with AVX-512, 6 x 16 (12 ymm)
+ * with AVX2/FMA, 6 x 16 portable C otherwise. */
+#if defined(FM_HAVE_AVX2) && defined(__AVX512F__)
+#define FM_HAVE_AVX512 1
+#define FM_GEMM_MR 8
+#define FM_GEMM_NR 32
+#else
 #define FM_GEMM_MR 6
 #define FM_GEMM_NR 16
+#endif
 #define FM_GEMM_MC 72
 #define FM_GEMM_KC 256
 #define FM_GEMM_NC 256
@@ -203,14 +214,44 @@ FM_INLINE void fm_sgemm_pack_b(int64_t kc, int64_t nc, const float *B, int64_t l
   }
 }
 
-/* c[6 x 16] (+)= a-sliver * b-sliver over kc. */
-FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c,
-                                int64_t ldc, int64_t accum) {
-#ifdef FM_HAVE_AVX2
+/* c[MR x NR] = a-sliver * b-sliver over kc (+ c when accum), then + bias[r] per row
+   when bias is not NULL, then max(., 0) when relu - the order of the separate passes
+   it replaces, so the sums round the same. b rows are NR floats apart. */
+FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                int64_t accum, const float *bias, int64_t relu) {
+#if defined(FM_HAVE_AVX512)
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  for (int64_t k = 0; k < kc; k++, a += 8, b += 32) {
+    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), x;
+#define FM_ROW_(r)                            \
+  x = _mm512_set1_ps(a[r]);                   \
+  c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
+  c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
+    FM_ROW_(0) FM_ROW_(1) FM_ROW_(2) FM_ROW_(3) FM_ROW_(4) FM_ROW_(5) FM_ROW_(6) FM_ROW_(7)
+#undef FM_ROW_
+  }
+  const __m512 z = _mm512_setzero_ps();
+#define FM_OUT_(r)                                                                   \
+  if (accum) {                                                                       \
+    c##r##0 = _mm512_add_ps(c##r##0, _mm512_loadu_ps(c + r * ldc));                  \
+    c##r##1 = _mm512_add_ps(c##r##1, _mm512_loadu_ps(c + r * ldc + 16));             \
+  }                                                                                  \
+  if (bias) {                                                                        \
+    c##r##0 = _mm512_add_ps(c##r##0, _mm512_set1_ps(bias[r]));                       \
+    c##r##1 = _mm512_add_ps(c##r##1, _mm512_set1_ps(bias[r]));                       \
+  }                                                                                  \
+  if (relu) c##r##0 = _mm512_max_ps(c##r##0, z), c##r##1 = _mm512_max_ps(c##r##1, z); \
+  _mm512_storeu_ps(c + r * ldc, c##r##0);                                            \
+  _mm512_storeu_ps(c + r * ldc + 16, c##r##1);
+  FM_OUT_(0) FM_OUT_(1) FM_OUT_(2) FM_OUT_(3) FM_OUT_(4) FM_OUT_(5) FM_OUT_(6) FM_OUT_(7)
+#undef FM_OUT_
+#elif defined(FM_HAVE_AVX2)
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
-    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), x;
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
 #define FM_ROW_(r)                        \
   x = _mm256_broadcast_ss(a + r);         \
   c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0); \
@@ -218,11 +259,17 @@ FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c
     FM_ROW_(0) FM_ROW_(1) FM_ROW_(2) FM_ROW_(3) FM_ROW_(4) FM_ROW_(5)
 #undef FM_ROW_
   }
+  const __m256 z = _mm256_setzero_ps();
 #define FM_OUT_(r)                                                                   \
   if (accum) {                                                                       \
     c##r##0 = _mm256_add_ps(c##r##0, _mm256_loadu_ps(c + r * ldc));                  \
     c##r##1 = _mm256_add_ps(c##r##1, _mm256_loadu_ps(c + r * ldc + 8));              \
   }                                                                                  \
+  if (bias) {                                                                        \
+    c##r##0 = _mm256_add_ps(c##r##0, _mm256_set1_ps(bias[r]));                       \
+    c##r##1 = _mm256_add_ps(c##r##1, _mm256_set1_ps(bias[r]));                       \
+  }                                                                                  \
+  if (relu) c##r##0 = _mm256_max_ps(c##r##0, z), c##r##1 = _mm256_max_ps(c##r##1, z); \
   _mm256_storeu_ps(c + r * ldc, c##r##0);                                            \
   _mm256_storeu_ps(c + r * ldc + 8, c##r##1);
   FM_OUT_(0) FM_OUT_(1) FM_OUT_(2) FM_OUT_(3) FM_OUT_(4) FM_OUT_(5)
@@ -234,8 +281,27 @@ FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c
     for (int r = 0; r < FM_GEMM_MR; r++)
       for (int j = 0; j < FM_GEMM_NR; j++) t[r][j] = FM_MADD(a[r], b[j], t[r][j]);
   for (int r = 0; r < FM_GEMM_MR; r++)
-    for (int j = 0; j < FM_GEMM_NR; j++) c[r * ldc + j] = accum ? c[r * ldc + j] + t[r][j] : t[r][j];
+    for (int j = 0; j < FM_GEMM_NR; j++) {
+      float v = accum ? c[r * ldc + j] + t[r][j] : t[r][j];
+      if (bias) v = v + bias[r];
+      c[r * ldc + j] = relu ? (v > 0 ? v : 0) : v;
+    }
 #endif
+}
+
+/* An mr x nr corner of a tile (mr <= MR, nr <= NR): the full tile into t, then the
+   valid part with the epilogue of fm_sgemm_ukr. */
+FM_INLINE void fm_sgemm_edge(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                 int64_t mr, int64_t nr, int64_t accum, const float *bias,
+                                 int64_t relu) {
+  float t[FM_GEMM_MR * FM_GEMM_NR] __attribute__((aligned(64)));
+  fm_sgemm_ukr(kc, a, b, t, FM_GEMM_NR, 0, NULL, 0);
+  for (int64_t r = 0; r < mr; r++)
+    for (int64_t j = 0; j < nr; j++) {
+      float v = accum ? c[r * ldc + j] + t[r * FM_GEMM_NR + j] : t[r * FM_GEMM_NR + j];
+      if (bias) v = v + bias[r];
+      c[r * ldc + j] = relu ? (v > 0 ? v : 0) : v;
+    }
 }
 
 /* Dot product of two contiguous float vectors. */
@@ -320,16 +386,106 @@ __attribute__((unused)) static void fm_sgemm(int64_t m0, int64_t m1, int64_t n0,
           for (int64_t ir = 0; ir < mc; ir += FM_GEMM_MR) {
             int64_t mr = mc - ir < FM_GEMM_MR ? mc - ir : FM_GEMM_MR;
             float *c = C + (ic + ir) * ldc + jc + jr;
-            if (mr == FM_GEMM_MR && nr == FM_GEMM_NR) {
-              fm_sgemm_ukr(kc, ap + ir * kc, bp + jr * kc, c, ldc, acc);
-            } else { /* edge tile: compute in full, write the valid part */
-              float t[FM_GEMM_MR * FM_GEMM_NR];
-              fm_sgemm_ukr(kc, ap + ir * kc, bp + jr * kc, t, FM_GEMM_NR, 0);
-              for (int64_t r = 0; r < mr; r++)
-                for (int64_t j = 0; j < nr; j++)
-                  c[r * ldc + j] = acc ? c[r * ldc + j] + t[r * FM_GEMM_NR + j] : t[r * FM_GEMM_NR + j];
-            }
+            if (mr == FM_GEMM_MR && nr == FM_GEMM_NR)
+              fm_sgemm_ukr(kc, ap + ir * kc, bp + jr * kc, c, ldc, acc, NULL, 0);
+            else
+              fm_sgemm_edge(kc, ap + ir * kc, bp + jr * kc, c, ldc, mr, nr, acc, NULL, 0);
           }
+        }
+      }
+    }
+  }
+}
+
+/* ---- convolution through fm_sgemm_pb ----
+ * fm_im2col_pack writes the im2col matrix of one image straight into the packed
+ * B layout of fm_sgemm_pb, so the GEMM needs no packing pass of its own:
+ *
+ *   fm_im2col_pack(x, C, IH, IW, KH, KW, SH, SW, PH, PW, DH, DW, OW, p0, p1, bp)
+ *
+ *   x: channel 0 of the image (C x IH x IW); output positions [p0, p1) of the
+ *   OH x OW output (flat, oh*OW + ow) become the n = p1 - p0 columns, K = C*KH*KW
+ *   rows (c, kh, kw). Column j, row k lands at
+ *     bp[(j / NR) * K * NR + k * NR + j % NR]   (NR = FM_GEMM_NR),
+ *   columns past n of the last sliver are zero: bp holds ceil(n / NR) * K * NR
+ *   floats (FM_GEMM_NR divides 64, so K * roundup(n, 64) is always enough).
+ *
+ *   fm_sgemm_pb(m0, m1, n, K, A, lda, bp, C, ldc, bias, hasbias, relu)
+ *
+ *   C[i*ldc + j] = A[i, :] . B[:, j] (+ bias[i] when hasbias) (max 0 when relu) for
+ *   rows [m0, m1), columns [0, n), B packed as above. */
+__attribute__((unused)) static void fm_im2col_pack(const float *x, int64_t C, int64_t IH, int64_t IW,
+                                                   int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+                                                   int64_t PH, int64_t PW, int64_t DH, int64_t DW,
+                                                   int64_t OW, int64_t p0, int64_t p1, float *bp) {
+  int64_t K = C * KH * KW;
+  for (int64_t q0 = p0; q0 < p1; q0 += FM_GEMM_NR, bp += K * FM_GEMM_NR) {
+    int64_t q1 = p1 - q0 < FM_GEMM_NR ? p1 : q0 + FM_GEMM_NR;
+    float *d = bp;
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t kh = 0; kh < KH; kh++)
+        for (int64_t kw = 0; kw < KW; kw++, d += FM_GEMM_NR) {
+          /* output columns ow in [lo, hi) read input column ow*SW + off inside the row */
+          int64_t off = kw * DW - PW;
+          int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
+          int64_t hi = IW - off <= 0 ? 0 : (IW - off + SW - 1) / SW;
+          if (hi > OW) hi = OW;
+          if (lo > hi) lo = hi;
+          const float *xc = x + c * IH * IW;
+          int64_t j = 0;
+          for (int64_t pos = q0; pos < q1;) {
+            int64_t oh = pos / OW, ow = pos - oh * OW;
+            int64_t run = OW - ow < q1 - pos ? OW - ow : q1 - pos, end = ow + run;
+            int64_t ih = oh * SH - PH + kh * DH;
+            if (ih < 0 || ih >= IH) {
+              for (int64_t t = 0; t < run; t++) d[j + t] = 0;
+            } else {
+              const float *xr = xc + ih * IW;
+              int64_t a = ow > lo ? ow : lo, e = end < hi ? end : hi, jo = j - ow, t = ow;
+              for (; t < a && t < end; t++) d[jo + t] = 0;
+              if (SW == 1)
+                for (; t < e; t++) d[jo + t] = xr[t + off];
+              else
+                for (; t < e; t++) d[jo + t] = xr[t * SW + off];
+              for (; t < end; t++) d[jo + t] = 0;
+            }
+            j += run, pos += run;
+          }
+          for (; j < FM_GEMM_NR; j++) d[j] = 0;
+        }
+  }
+}
+
+__attribute__((unused)) static void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t n, int64_t K,
+                                                const float *A, int64_t lda, const float *bp,
+                                                float *C, int64_t ldc, const float *bias,
+                                                int64_t hasbias, int64_t relu) {
+  if (m1 <= m0 || n <= 0) return;
+  if (K <= 0) {
+    for (int64_t i = m0; i < m1; i++)
+      for (int64_t j = 0; j < n; j++) {
+        float v = hasbias ? 0.0f + bias[i] : 0.0f;
+        C[i * ldc + j] = relu ? (v > 0 ? v : 0) : v;
+      }
+    return;
+  }
+  float ap[FM_GEMM_MC * FM_GEMM_KC] __attribute__((aligned(64)));
+  for (int64_t pc = 0; pc < K; pc += FM_GEMM_KC) {
+    int64_t kc = K - pc < FM_GEMM_KC ? K - pc : FM_GEMM_KC, last = pc + kc == K;
+    for (int64_t ic = m0; ic < m1; ic += FM_GEMM_MC) {
+      int64_t mc = m1 - ic < FM_GEMM_MC ? m1 - ic : FM_GEMM_MC;
+      fm_sgemm_pack_a(mc, kc, A, lda, 0, ic, pc, ap);
+      for (int64_t jr = 0; jr < n; jr += FM_GEMM_NR) {
+        int64_t nr = n - jr < FM_GEMM_NR ? n - jr : FM_GEMM_NR;
+        const float *b = bp + (jr / FM_GEMM_NR) * K * FM_GEMM_NR + pc * FM_GEMM_NR;
+        for (int64_t ir = 0; ir < mc; ir += FM_GEMM_MR) {
+          int64_t mr = mc - ir < FM_GEMM_MR ? mc - ir : FM_GEMM_MR;
+          float *c = C + (ic + ir) * ldc + jr;
+          const float *bi = last && hasbias ? bias + ic + ir : NULL;
+          if (mr == FM_GEMM_MR && nr == FM_GEMM_NR)
+            fm_sgemm_ukr(kc, ap + ir * kc, b, c, ldc, pc > 0, bi, last && relu);
+          else
+            fm_sgemm_edge(kc, ap + ir * kc, b, c, ldc, mr, nr, pc > 0, bi, last && relu);
         }
       }
     }

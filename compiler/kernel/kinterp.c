@@ -32,8 +32,12 @@
  * extents it touches (avail[k]: elements from pointer argument k to its buffer end)
  * and calls the routine. */
 static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
-#define ROUTINES(X) \
-  X(fm_sgemm, "iiiiiciiciipii", call_sgemm)
+static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len);
+static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len);
+#define ROUTINES(X)                                       \
+  X(fm_sgemm, "iiiiiciiciipii", call_sgemm)               \
+  X(fm_im2col_pack, "ciiiiiiiiiiiiiip", call_im2col_pack) \
+  X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)
 
 #define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
 static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
@@ -73,6 +77,46 @@ static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size
     if ((e = need(av, 11, (m1 - 1) * ldc + n1 - 1, "fm_sgemm C", msg, len))) return e;
   }
   fm_sgemm(m0, m1, n0, n1, K, a[5].p, lda, tA, a[8].p, ldb, tB, a[11].p, ldc, a[13].i);
+  return NULL;
+}
+
+/* floats of a packed B operand of n columns and K rows (fm_im2col_pack) */
+static int64_t packed_b_size(int64_t n, int64_t K) { return (n + FM_GEMM_NR - 1) / FM_GEMM_NR * K * FM_GEMM_NR; }
+
+static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t v[14];
+  for (int k = 0; k < 14; k++) v[k] = a[1 + k].i;
+  int64_t C = v[0], IH = v[1], IW = v[2], KH = v[3], KW = v[4], OW = v[11], p0 = v[12], p1 = v[13];
+  const char *e;
+  for (int k = 0; k < 14; k++)
+    if (v[k] < 0 || (k >= 3 && k <= 6 && v[k] == 0) || (k >= 9 && k <= 11 && v[k] == 0)) {
+      snprintf(msg, len, "fm_im2col_pack: bad geometry argument %d (%lld)", k + 1, (long long)v[k]);
+      return msg;
+    }
+  if (p1 <= p0) return NULL;
+  if (C > 0 && (e = need(av, 0, C * IH * IW - 1, "fm_im2col_pack x", msg, len))) return e;
+  if ((e = need(av, 15, packed_b_size(p1 - p0, C * KH * KW) - 1, "fm_im2col_pack B", msg, len))) return e;
+  (void)OW;
+  fm_im2col_pack(a[0].p, C, IH, IW, KH, KW, v[5], v[6], v[7], v[8], v[9], v[10], OW, p0, p1, a[15].p);
+  return NULL;
+}
+
+static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t m0 = a[0].i, m1 = a[1].i, n = a[2].i, K = a[3].i, lda = a[5].i, ldc = a[8].i, hasbias = a[10].i;
+  const char *e;
+  if (m0 < 0 || K < 0) {
+    snprintf(msg, len, "fm_sgemm_pb: negative range (m0 %lld, K %lld)", (long long)m0, (long long)K);
+    return msg;
+  }
+  if (m1 > m0 && n > 0) {
+    if (K > 0) {
+      if ((e = need(av, 4, (m1 - 1) * lda + K - 1, "fm_sgemm_pb A", msg, len))) return e;
+      if ((e = need(av, 6, packed_b_size(n, K) - 1, "fm_sgemm_pb B", msg, len))) return e;
+    }
+    if ((e = need(av, 7, (m1 - 1) * ldc + n - 1, "fm_sgemm_pb C", msg, len))) return e;
+    if (hasbias && (e = need(av, 9, m1 - 1, "fm_sgemm_pb bias", msg, len))) return e;
+  }
+  fm_sgemm_pb(m0, m1, n, K, a[4].p, lda, a[6].p, a[7].p, ldc, a[9].p, hasbias, a[11].i);
   return NULL;
 }
 

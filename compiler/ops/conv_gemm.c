@@ -7,15 +7,24 @@
  * output rows, block of output channels) so that batch 1 still has a few items for
  * the threads and batch 64 has plenty: a KL_PARALLEL loop over at most SLOTS chunks
  * of consecutive items, each chunk owning one im2col slot of the scratch buffer, so
- * the scratch never grows with the batch. Bias and the fused activation are applied
- * to each block while it is still in cache. A 1x1, stride-1, unpadded conv needs no
- * im2col: the input image already is the K x OH*OW matrix.
+ * the scratch never grows with the batch. im2col writes its block straight into
+ * the GEMM's packed B layout (fm_im2col_pack), and fm_sgemm_pb adds the bias and
+ * applies a fused Relu as it stores each register tile; other fused activations
+ * run over the block while it is still in cache.
  */
 #include "ops/dense.h"
 
 #define SLOTS 8          /* chunks of work items = im2col slots (>= threads used) */
 #define COLS_TARGET 256  /* output positions per item: the GEMM's N block */
 #define ITEMS_MIN 4      /* split output channels when an image has fewer items */
+/* The prelude's row tile (FM_GEMM_MR) on the machine this compiler is built for,
+   which is the machine the model is compiled for (both -march=native): channel
+   blocks are multiples of it. Only a blocking choice - any value is correct. */
+#ifdef __AVX512F__
+#define TILE_M 8
+#else
+#define TILE_M 6
+#endif
 
 typedef struct Geo2 { int64_t IH, IW, OH, OW, KH, KW, SH, SW, DH, DW, PH, PW; } Geo2;
 
@@ -28,47 +37,6 @@ static void geo2(const FmWin *w, Geo2 *q) {
     q->IH = q->OH = q->KH = q->SH = q->DH = 1, q->PH = 0;
 }
 
-/* col[crow + (oh-oh0)*OW + ow] for output rows [oh0, oh1): one row of the matrix per
-   (c, kh, kw), each output row split into left padding, input, right padding. */
-static void im2col(KB *b, const FmConv *c, const Geo2 *q, KBuf *X, KBuf *col, KExpr *xbase,
-                   KExpr *colbase, KExpr *oh0, KExpr *oh1, int64_t ldcol) {
-  KVar *ci = kb_for(b, "c", k_i(0), k_i(c->Cg), KL_SERIAL);
-  KVar *kh = kb_for(b, "kh", k_i(0), k_i(q->KH), KL_SERIAL);
-  KVar *kw = kb_for(b, "kw", k_i(0), k_i(q->KW), KL_SERIAL);
-  KExpr *r = k_add(k_mul(k_add(k_mul(k_var(ci), k_i(q->KH)), k_var(kh)), k_i(q->KW)), k_var(kw));
-  KVar *crow = kb_let(b, "crow", FM_I64, k_add(colbase, k_mul(r, k_i(ldcol))));
-  KExpr *off = k_sub(k_i(q->PW), k_mul(k_var(kw), k_i(q->DW))); /* PW - kw*DW */
-  KVar *lo = kb_let(b, "lo", FM_I64,
-                    k_min(k_i(q->OW), k_div(k_max(k_i(0), k_add(off, k_i(q->SW - 1))), k_i(q->SW))));
-  KVar *hi = kb_let(b, "hi", FM_I64,
-                    k_max(k_var(lo), k_min(k_i(q->OW), k_div(k_max(k_i(0), k_add(off, k_i(q->IW - 1 + q->SW))),
-                                                              k_i(q->SW)))));
-  KVar *oh = kb_for(b, "oh", oh0, oh1, KL_SERIAL);
-  KVar *dst = kb_let(b, "dst", FM_I64, k_add(k_var(crow), k_mul(k_sub(k_var(oh), oh0), k_i(q->OW))));
-  KVar *ih = kb_let(b, "ih", FM_I64,
-                    k_add(k_sub(k_mul(k_var(oh), k_i(q->SH)), k_i(q->PH)), k_mul(k_var(kh), k_i(q->DH))));
-  kb_if(b, k_and(k_ge(k_var(ih), k_i(0)), k_lt(k_var(ih), k_i(q->IH))));
-  KVar *src = kb_let(b, "src", FM_I64,
-                     k_sub(k_add(xbase, k_add(k_mul(k_var(ci), k_i(q->IH * q->IW)), k_mul(k_var(ih), k_i(q->IW)))),
-                           off));
-  KVar *j = kb_for(b, "j", k_i(0), k_var(lo), KL_SERIAL);
-  kb_store(b, col, k_add(k_var(dst), k_var(j)), k_f32(0));
-  kb_end(b);
-  j = kb_for(b, "j", k_var(lo), k_var(hi), KL_VECTOR);
-  kb_store(b, col, k_add(k_var(dst), k_var(j)), k_load(X, k_add(k_var(src), k_mul(k_var(j), k_i(q->SW)))));
-  kb_end(b);
-  j = kb_for(b, "j", k_var(hi), k_i(q->OW), KL_SERIAL);
-  kb_store(b, col, k_add(k_var(dst), k_var(j)), k_f32(0));
-  kb_end(b);
-  kb_else(b);
-  j = kb_for(b, "j", k_i(0), k_i(q->OW), KL_VECTOR);
-  kb_store(b, col, k_add(k_var(dst), k_var(j)), k_f32(0));
-  kb_end(b);
-  kb_end(b); /* if */
-  kb_end(b); /* oh */
-  kb_end(b), kb_end(b), kb_end(b); /* kw, kh, c */
-}
-
 int fm_conv_lower_gemm(KB *b, Node *n, const FmConv *c) {
   const FmWin *w = &c->win;
   /* depthwise (one input channel per group) has K = KH*KW: the direct kernel wins */
@@ -76,29 +44,26 @@ int fm_conv_lower_gemm(KB *b, Node *n, const FmConv *c) {
   Geo2 q;
   geo2(w, &q);
   int64_t K = c->Cg * q.KH * q.KW, HW = q.OH * q.OW, XS = q.IH * q.IW;
-  int no_col = q.KH == 1 && q.KW == 1 && q.SH == 1 && q.SW == 1 && q.PH == 0 && q.PW == 0 &&
-               q.OH == q.IH && q.OW == q.IW;
   int64_t R = COLS_TARGET / q.OW;
   if (R < 1) R = 1;
   if (R > q.OH) R = q.OH;
-  /* col rows 64-byte aligned and an odd number of cache lines apart, so that the
-     GEMM's packing, which reads a line from each of K rows, spreads over the L1 sets */
-  int64_t nbc = (q.OH + R - 1) / R, ldcol = (R * q.OW + 15) / 16 * 16;
-  if ((ldcol / 16) % 2 == 0) ldcol += 16;
-  /* blocks of output channels (multiples of the 6-row GEMM tile) for small images */
+  /* a slot holds the packed K x R*OW block: fm_im2col_pack's slivers of
+     FM_GEMM_NR (16 or 32) columns, so columns rounded up to 64 always fit */
+  int64_t nbc = (q.OH + R - 1) / R, ldp = (R * q.OW + 63) / 64 * 64;
+  /* blocks of output channels (multiples of the GEMM's row tile) for small images */
   int64_t nbr = 1, mb = c->Mg, per_img = c->G * nbc;
   if (per_img < ITEMS_MIN && c->Mg >= 24) {
     int64_t want = (ITEMS_MIN + per_img - 1) / per_img;
     if (want > c->Mg / 12) want = c->Mg / 12;
     mb = (c->Mg + want - 1) / want;
-    mb = (mb + 5) / 6 * 6;
+    mb = (mb + TILE_M - 1) / TILE_M * TILE_M;
     nbr = (c->Mg + mb - 1) / mb;
   }
+  int relu = n->fused_act == OP_Relu, other_act = n->fused_act && !relu;
   KBuf *X = kb_in(b, 0), *W = kb_in(b, 1), *B = c->bias ? kb_in(b, 2) : NULL, *Y = kb_out(b, 0);
-  KBuf *col = no_col ? NULL : kb_scratch(b, "col", FM_F32, SLOTS * K * ldcol);
-  kb_comment(b, "Conv %s+sgemm: M=%lld K=%lld N=%lld per image and group, %lld items per image",
-             no_col ? "1x1" : "im2col", (long long)c->Mg, (long long)K, (long long)HW,
-             (long long)(per_img * nbr));
+  KBuf *col = kb_scratch(b, "col", FM_F32, SLOTS * K * ldp);
+  kb_comment(b, "Conv im2col(packed)+sgemm: M=%lld K=%lld N=%lld per image and group, %lld items per image",
+             (long long)c->Mg, (long long)K, (long long)HW, (long long)(per_img * nbr));
 
   KExpr *items = k_mul(kb_dim(b, c->y->dims[0]), k_i(per_img * nbr));
   KVar *nitems = kb_let(b, "items", FM_I64, items);
@@ -114,42 +79,35 @@ int fm_conv_lower_gemm(KB *b, Node *n, const FmConv *c) {
   KVar *q2 = kb_let(b, "q2", FM_I64, k_div(k_var(q1), k_i(nbc)));
   KVar *g = kb_let(b, "g", FM_I64, k_mod(k_var(q2), k_i(c->G)));
   KVar *img = kb_let(b, "img", FM_I64, k_div(k_var(q2), k_i(c->G)));
-  KVar *oh0 = kb_let(b, "oh0", FM_I64, k_mul(k_var(cb), k_i(R)));
-  KVar *oh1 = kb_let(b, "oh1", FM_I64, k_min(k_add(k_var(oh0), k_i(R)), k_i(q.OH)));
-  KVar *ncols = kb_let(b, "ncols", FM_I64, k_mul(k_sub(k_var(oh1), k_var(oh0)), k_i(q.OW)));
+  KVar *p0 = kb_let(b, "p0", FM_I64, k_mul(k_var(cb), k_i(R * q.OW)));
+  KVar *p1 = kb_let(b, "p1", FM_I64, k_min(k_add(k_var(p0), k_i(R * q.OW)), k_i(HW)));
   KVar *xbase = kb_let(b, "xbase", FM_I64,
                        k_mul(k_add(k_mul(k_var(img), k_i(c->C)), k_mul(k_var(g), k_i(c->Cg))), k_i(XS)));
-  KExpr *bmat, *ldb;
-  if (no_col) {
-    bmat = k_addr(X, k_add(k_var(xbase), k_mul(k_var(oh0), k_i(q.OW))));
-    ldb = k_i(XS);
-  } else {
-    KVar *colbase = kb_let(b, "colbase", FM_I64, k_mul(k_var(t), k_i(K * ldcol)));
-    /* consecutive channel blocks of one image share its col block */
-    kb_if(b, k_bin(KB_OR, k_bin(KB_EQ, k_var(rb), k_i(0)), k_bin(KB_EQ, k_var(it), k_var(lo))));
-    im2col(b, c, &q, X, col, k_var(xbase), k_var(colbase), k_var(oh0), k_var(oh1), ldcol);
-    kb_end(b);
-    bmat = k_addr(col, k_var(colbase));
-    ldb = k_i(ldcol);
-  }
+  KVar *colbase = kb_let(b, "colbase", FM_I64, k_mul(k_var(t), k_i(K * ldp)));
+  /* consecutive channel blocks of one image share its packed block */
+  kb_if(b, k_bin(KB_OR, k_bin(KB_EQ, k_var(rb), k_i(0)), k_bin(KB_EQ, k_var(it), k_var(lo))));
+  kb_call(b, "fm_im2col_pack", k_i(0), k_i(0), 16, k_addr(X, k_var(xbase)), k_i(c->Cg), k_i(q.IH),
+          k_i(q.IW), k_i(q.KH), k_i(q.KW), k_i(q.SH), k_i(q.SW), k_i(q.PH), k_i(q.PW), k_i(q.DH),
+          k_i(q.DW), k_i(q.OW), k_var(p0), k_var(p1), k_addr(col, k_var(colbase)));
+  kb_end(b);
   KVar *m0 = kb_let(b, "m0", FM_I64, k_mul(k_var(rb), k_i(mb)));
   KVar *m1 = kb_let(b, "m1", FM_I64, k_min(k_add(k_var(m0), k_i(mb)), k_i(c->Mg)));
   KVar *ybase = kb_let(b, "ybase", FM_I64,
                        k_add(k_mul(k_add(k_mul(k_var(img), k_i(c->M)), k_mul(k_var(g), k_i(c->Mg))), k_i(HW)),
-                             k_mul(k_var(oh0), k_i(q.OW))));
+                             k_var(p0)));
+  KVar *ncols = kb_let(b, "ncols", FM_I64, k_sub(k_var(p1), k_var(p0)));
   KExpr *work = k_mul(k_mul(k_sub(k_var(m1), k_var(m0)), k_var(ncols)), k_i(K));
-  kb_call(b, "fm_sgemm", work, work, 14, k_var(m0), k_var(m1), k_i(0), k_var(ncols), k_i(K),
-          k_addr(W, k_mul(k_var(g), k_i(c->Mg * K))), k_i(K), k_i(0), bmat, ldb, k_i(0),
-          k_addr(Y, k_var(ybase)), k_i(HW), k_i(0));
-  if (B || n->fused_act) {
+  /* bias and Relu ride on the GEMM's stores; without a bias, W stands in (unread) */
+  KExpr *bias = B ? k_addr(B, k_mul(k_var(g), k_i(c->Mg))) : k_addr(W, k_i(0));
+  kb_call(b, "fm_sgemm_pb", work, work, 12, k_var(m0), k_var(m1), k_var(ncols), k_i(K),
+          k_addr(W, k_mul(k_var(g), k_i(c->Mg * K))), k_i(K), k_addr(col, k_var(colbase)),
+          k_addr(Y, k_var(ybase)), k_i(HW), bias, k_i(B != NULL), k_i(relu));
+  if (other_act) {
     KVar *m = kb_for(b, "m", k_var(m0), k_var(m1), KL_SERIAL);
     KVar *row = kb_let(b, "row", FM_I64, k_add(k_var(ybase), k_mul(k_var(m), k_i(HW))));
-    KVar *bv = B ? kb_let(b, "bv", FM_F32, k_load(B, k_add(k_mul(k_var(g), k_i(c->Mg)), k_var(m)))) : NULL;
     KVar *j = kb_for(b, "j", k_i(0), k_var(ncols), KL_VECTOR);
     KExpr *yi = k_add(k_var(row), k_var(j));
-    KExpr *v = k_load(Y, yi);
-    if (bv) v = k_add(v, k_var(bv));
-    fm_dense_store(b, n, Y, yi, v);
+    fm_dense_store(b, n, Y, yi, k_load(Y, yi));
     kb_end(b);
     kb_end(b);
   }

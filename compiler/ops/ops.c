@@ -108,11 +108,14 @@ double fm_const_f(const Tensor *t, int64_t k) {
   }
 }
 
-/* The activation a fusion pass folded into n (n->fused_act), applied to v. */
+/* The activation a fusion pass folded into n (n->fused_act), applied to v. Relu is
+   a compare and select, (v > 0) ? v : 0 - fmaxf(v, 0) for every v but -0 (and NaN
+   gives 0 like fmaxf) - because C compilers turn it into vmaxps, where fmaxf stays
+   a libm call that blocks vectorisation unless -ffinite-math-only. */
 KExpr *fm_apply_act(Node *n, KExpr *v) {
   switch (n->fused_act) {
   case 0: return v;
-  case OP_Relu: return k_max(v, k_const(v->t, 0));
+  case OP_Relu: return k_select(k_bin(KB_GT, v, k_const(v->t, 0)), v, k_const(v->t, 0));
   case OP_LeakyRelu: return k_select(k_lt(v, k_const(v->t, 0)), k_mul(v, k_const(v->t, n->act_alpha)), v);
   case OP_Clip: return k_min(k_max(v, k_const(v->t, n->act_alpha)), k_const(v->t, n->act_beta));
   case OP_Sigmoid:
