@@ -328,6 +328,7 @@ int fm_cmd_train(int argc, char **argv) {
   int rc = 0, stop = 0;
   double t_start = now();
   long steps_done_here = 0;
+  double train_secs = 0, train_samples = 0; /* the training loop alone, for samples/s */
   float test_acc = -1, test_loss = 0;
   int epoch = start_epoch;
   for (; epoch < a.epochs && !stop; epoch++) {
@@ -356,6 +357,7 @@ int fm_cmd_train(int argc, char **argv) {
     }
     if (rc) break;
     double dt = now() - t0;
+    train_secs += dt, train_samples += (double)seen;
     int epoch_done = !stop || (a.steps && step >= a.steps && !interrupted);
     if (a.ckpt && !interrupted && epoch_done &&
         fm_checkpoint_save(a.ckpt, net, opt, epoch + 1, step, err, sizeof err)) {
@@ -391,6 +393,7 @@ int fm_cmd_train(int argc, char **argv) {
     double total = now() - t_start;
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);
+    printf("samples_per_s: %.1f\n", train_secs > 0 ? train_samples / train_secs : 0.0);
     if (a.out) {
       if (fm_export_onnx(net, a.out, err, sizeof err)) {
         fprintf(stderr, "fewmul: error: %s\n", err);

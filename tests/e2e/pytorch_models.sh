@@ -3,8 +3,9 @@
 # tools/gen_pytorch_fixtures.py) compile with `fewmul compile`, and `fewmul run` matches
 # PyTorch's outputs: every element within 1e-4 + 1e-3 * |expected|, and the same argmax.
 # Models with a symbolic batch run at batch 3 and at batch 1 (so a batch size baked into
-# the export by the tracer would show). When ONNX Runtime is installed (tools/ort), also
-# checks that ORT agrees with PyTorch on the fixtures themselves.
+# the export by the tracer would show); resnet_tiny also with --no-fuse (unfolded BN).
+# When ONNX Runtime is installed (tools/ort), also checks that ORT agrees with PyTorch on
+# the fixtures themselves. Needs node (tests/e2e/npy_compare.js), not Python or torch.
 # Usage: bash pytorch_models.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 set -u
 FEWMUL=$(realpath "$1")
@@ -87,6 +88,27 @@ while read -r name batch; do
     bad "$name: fewmul vs PyTorch (batch 1): $out"
   fi
 done <"$FIX/models.txt"
+
+# BatchNormalization kept unfolded (--no-fuse): the BN kernels themselves against PyTorch
+name=resnet_tiny
+if [ -f "$FIX/$name.onnx" ]; then
+  "$FEWMUL" compile "$FIX/$name.onnx" -o "nf_$name" --no-fuse -q >"compile_nf_$name.log" 2>&1
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    bad "$name --no-fuse: fewmul compile: $(first "compile_nf_$name.log")"
+  else
+    "$FEWMUL" run "nf_$name" --input "$FIX/${name}_input.npy" -o "rnf_$name" -q >"run_nf_$name.log" 2>&1
+    rc=$?
+    if [ "$rc" != 0 ]; then
+      bad "$name --no-fuse: fewmul run: $(first "run_nf_$name.log")"
+    elif out=$(node "$CMP" "rnf_$name/output.npy" "$FIX/${name}_output.npy" $TOL 2>&1); then
+      echo "$name --no-fuse: fewmul vs PyTorch (batch 3): $out"
+      pass=$((pass + 1))
+    else
+      bad "$name --no-fuse: fewmul vs PyTorch (batch 3): $out"
+    fi
+  fi
+fi
 
 echo "pytorch_models: $pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
