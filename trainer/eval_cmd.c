@@ -45,7 +45,7 @@ int fm_cmd_eval(int argc, char **argv) {
 
   char err[512];
   FmDataset ds;
-  if (fm_data_load(&ds, data, dir, !train, err, sizeof err)) fm_fail("%s", err);
+  if (fm_data_load(&ds, data, dir, train, err, sizeof err)) fm_fail("%s", err);
   if (limit > 0) fm_data_take(&ds, (int)limit);
 
   const char *out = fm_driver_compile_tmp(model, NULL, 0);
