@@ -62,7 +62,7 @@ static void usage(FILE *f) {
     "  --augment SPEC       e.g. crop:4,flip (default none)\n"
     "  --width X            width multiplier (resnet18)\n"
     "  --method NAME        few-multiplication training of conv and linear layers (docs/METHODS.md):\n"
-    "                       ternary, deepshift-q, deepshift-ps (RAdam by default), quant\n"
+    "                       ternary, deepshift-q, deepshift-ps (RAdam, lr 0.01 by default), quant\n"
     "  --method-all         apply it to the first conv and the last linear too (default: those stay dense)\n"
     "  --weight-bits B      deepshift: shifts in [-(2^(B-1)-2), 0] (default 5); quant: grid bits (default 8)\n"
     "  --rounding R         quant: stochastic (default) or deterministic\n"
@@ -257,6 +257,7 @@ int fm_cmd_train(int argc, char **argv) {
   fm_optim_defaults(&oc, (FmOptimKind)kind);
   if (a.lr_set) oc.lr = a.lr;
   else if (kind == FM_OPT_SGD) oc.lr = 0.01f;
+  else if (method.kind == FM_METHOD_DEEPSHIFT_PS && kind == FM_OPT_RADAM) oc.lr = 0.01f;   // P, S move ~lr a step
   if (a.momentum_set) oc.momentum = a.momentum;
   else if (kind == FM_OPT_SGD) oc.momentum = 0.9f;
   oc.weight_decay = a.wd;
