@@ -214,19 +214,22 @@ FM_INLINE void fm_sgemm_pack_b(int64_t kc, int64_t nc, const float *B, int64_t l
   }
 }
 
-/* c[MR x NR] = a-sliver * b-sliver over kc (+ c when accum), then + bias[r] per row
+/* c[MR x NR] = A-sliver * b-sliver over kc (+ c when accum), then + bias[r] per row
    when bias is not NULL, then max(., 0) when relu - the order of the separate passes
-   it replaces, so the sums round the same. b rows are NR floats apart. */
-FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                                int64_t accum, const float *bias, int64_t relu) {
+   it replaces, so the sums round the same. A(r, k) = a[r*ars + k*aks]: a packed
+   sliver (1, MR) or rows of a row-major matrix (lda, 1); b rows are NR floats apart.
+   Always inlined, so each caller gets a copy specialised to its strides. */
+__attribute__((unused, always_inline)) static inline void
+fm_sgemm_ukr(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+             int64_t ldc, int64_t accum, const float *bias, int64_t relu) {
 #if defined(FM_HAVE_AVX512)
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-  for (int64_t k = 0; k < kc; k++, a += 8, b += 32) {
+  for (int64_t k = 0; k < kc; k++, a += aks, b += 32) {
     __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), x;
 #define FM_ROW_(r)                            \
-  x = _mm512_set1_ps(a[r]);                   \
+  x = _mm512_set1_ps(a[r * ars]);             \
   c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0); \
   c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);
     FM_ROW_(0) FM_ROW_(1) FM_ROW_(2) FM_ROW_(3) FM_ROW_(4) FM_ROW_(5) FM_ROW_(6) FM_ROW_(7)
@@ -250,10 +253,10 @@ FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c
 #elif defined(FM_HAVE_AVX2)
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int64_t k = 0; k < kc; k++, a += 6, b += 16) {
+  for (int64_t k = 0; k < kc; k++, a += aks, b += 16) {
     __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
 #define FM_ROW_(r)                        \
-  x = _mm256_broadcast_ss(a + r);         \
+  x = _mm256_broadcast_ss(a + r * ars);   \
   c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0); \
   c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
     FM_ROW_(0) FM_ROW_(1) FM_ROW_(2) FM_ROW_(3) FM_ROW_(4) FM_ROW_(5)
@@ -277,9 +280,9 @@ FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c
 #else
   float t[FM_GEMM_MR][FM_GEMM_NR];
   memset(t, 0, sizeof t);
-  for (int64_t k = 0; k < kc; k++, a += FM_GEMM_MR, b += FM_GEMM_NR)
+  for (int64_t k = 0; k < kc; k++, a += aks, b += FM_GEMM_NR)
     for (int r = 0; r < FM_GEMM_MR; r++)
-      for (int j = 0; j < FM_GEMM_NR; j++) t[r][j] = FM_MADD(a[r], b[j], t[r][j]);
+      for (int j = 0; j < FM_GEMM_NR; j++) t[r][j] = FM_MADD(a[r * ars], b[j], t[r][j]);
   for (int r = 0; r < FM_GEMM_MR; r++)
     for (int j = 0; j < FM_GEMM_NR; j++) {
       float v = accum ? c[r * ldc + j] + t[r][j] : t[r][j];
@@ -289,13 +292,13 @@ FM_INLINE void fm_sgemm_ukr(int64_t kc, const float *a, const float *b, float *c
 #endif
 }
 
-/* An mr x nr corner of a tile (mr <= MR, nr <= NR): the full tile into t, then the
-   valid part with the epilogue of fm_sgemm_ukr. */
-FM_INLINE void fm_sgemm_edge(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                                 int64_t mr, int64_t nr, int64_t accum, const float *bias,
-                                 int64_t relu) {
+/* An mr x nr corner of a tile (mr <= MR, nr <= NR) from a packed A sliver: the full
+   tile into t, then the valid part with the epilogue of fm_sgemm_ukr. */
+__attribute__((unused, noinline)) static void fm_sgemm_edge(int64_t kc, const float *a, const float *b,
+                                                            float *c, int64_t ldc, int64_t mr, int64_t nr,
+                                                            int64_t accum, const float *bias, int64_t relu) {
   float t[FM_GEMM_MR * FM_GEMM_NR] __attribute__((aligned(64)));
-  fm_sgemm_ukr(kc, a, b, t, FM_GEMM_NR, 0, NULL, 0);
+  fm_sgemm_ukr(kc, a, 1, FM_GEMM_MR, b, t, FM_GEMM_NR, 0, NULL, 0);
   for (int64_t r = 0; r < mr; r++)
     for (int64_t j = 0; j < nr; j++) {
       float v = accum ? c[r * ldc + j] + t[r * FM_GEMM_NR + j] : t[r * FM_GEMM_NR + j];
@@ -387,7 +390,7 @@ __attribute__((unused)) static void fm_sgemm(int64_t m0, int64_t m1, int64_t n0,
             int64_t mr = mc - ir < FM_GEMM_MR ? mc - ir : FM_GEMM_MR;
             float *c = C + (ic + ir) * ldc + jc + jr;
             if (mr == FM_GEMM_MR && nr == FM_GEMM_NR)
-              fm_sgemm_ukr(kc, ap + ir * kc, bp + jr * kc, c, ldc, acc, NULL, 0);
+              fm_sgemm_ukr(kc, ap + ir * kc, 1, FM_GEMM_MR, bp + jr * kc, c, ldc, acc, NULL, 0);
             else
               fm_sgemm_edge(kc, ap + ir * kc, bp + jr * kc, c, ldc, mr, nr, acc, NULL, 0);
           }
@@ -419,6 +422,43 @@ __attribute__((unused)) static void fm_im2col_pack(const float *x, int64_t C, in
                                                    int64_t PH, int64_t PW, int64_t DH, int64_t DW,
                                                    int64_t OW, int64_t p0, int64_t p1, float *bp) {
   int64_t K = C * KH * KW;
+#if defined(FM_HAVE_AVX512)
+  /* stride 1 over whole output rows whose w-lane chunks (w = 16, or OW when OW
+     divides 16) stay inside one sliver: per (sliver, k, chunk) one masked load -
+     masked-off lanes, the padding, read nothing and come back 0 - and one store, in
+     the order of bp. A chunk's lane mask depends only on kw and its place in the
+     row (mk). */
+  int64_t w = OW < 16 ? OW : 16, cpr = OW / (w ? w : 1);
+  if (SW == 1 && p0 % OW == 0 && p1 % OW == 0 && (OW % 16 == 0 || 16 % OW == 0) && KW * cpr <= 256) {
+    int64_t oh0 = p0 / OW, n = p1 - p0, nq = n / w, cps = FM_GEMM_NR / w;
+    __mmask16 mk[256];
+    for (int64_t kw = 0; kw < KW; kw++)
+      for (int64_t ci = 0; ci < cpr; ci++) {
+        int64_t off = kw * DW - PW, lo = off >= 0 ? 0 : -off, hi = IW - off < OW ? IW - off : OW;
+        int64_t a = lo - ci * w, e = hi - ci * w;
+        if (a < 0) a = 0;
+        if (e > w) e = w;
+        mk[kw * cpr + ci] = e > a ? (__mmask16)(((1u << e) - 1) & ~((1u << a) - 1)) : 0;
+      }
+    for (int64_t q0 = 0; q0 < nq; q0 += cps) {
+      float *d = bp + (q0 / cps) * K * FM_GEMM_NR;
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+          for (int64_t kw = 0; kw < KW; kw++, d += FM_GEMM_NR)
+            for (int64_t i = 0; i < cps; i++) {
+              int64_t q = q0 + i, oh = oh0 + q / cpr, ci = q % cpr, ih = oh * SH - PH + kh * DH;
+              __mmask16 m = q < nq && ih >= 0 && ih < IH ? mk[kw * cpr + ci] : 0;
+              /* lane 0's address may lie outside x: only unmasked lanes are read */
+              uintptr_t src = (uintptr_t)x + (uintptr_t)(c * IH * IW + ih * IW + ci * w + kw * DW - PW) * sizeof(float);
+              __m512 v = _mm512_maskz_loadu_ps(m, (const float *)src);
+              if (w == 16) _mm512_storeu_ps(d + i * 16, v); /* plain stores: partial masks are slow */
+              else if (w == 8) _mm256_storeu_ps(d + i * 8, _mm512_castps512_ps256(v));
+              else _mm512_mask_storeu_ps(d + i * w, (__mmask16)((1u << w) - 1), v);
+            }
+    }
+    return;
+  }
+#endif
   for (int64_t q0 = p0; q0 < p1; q0 += FM_GEMM_NR, bp += K * FM_GEMM_NR) {
     int64_t q1 = p1 - q0 < FM_GEMM_NR ? p1 : q0 + FM_GEMM_NR;
     float *d = bp;
@@ -469,24 +509,27 @@ __attribute__((unused)) static void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t 
       }
     return;
   }
-  float ap[FM_GEMM_MC * FM_GEMM_KC] __attribute__((aligned(64)));
+  /* A is read in place (8 or 6 row streams that stay in L1 over a B sliver); only a
+     last sliver of fewer than MR rows is packed, zero padded */
+  float ap[FM_GEMM_MR * FM_GEMM_KC] __attribute__((aligned(64)));
+  int64_t mfull = m0 + (m1 - m0) / FM_GEMM_MR * FM_GEMM_MR;
   for (int64_t pc = 0; pc < K; pc += FM_GEMM_KC) {
     int64_t kc = K - pc < FM_GEMM_KC ? K - pc : FM_GEMM_KC, last = pc + kc == K;
-    for (int64_t ic = m0; ic < m1; ic += FM_GEMM_MC) {
-      int64_t mc = m1 - ic < FM_GEMM_MC ? m1 - ic : FM_GEMM_MC;
-      fm_sgemm_pack_a(mc, kc, A, lda, 0, ic, pc, ap);
-      for (int64_t jr = 0; jr < n; jr += FM_GEMM_NR) {
-        int64_t nr = n - jr < FM_GEMM_NR ? n - jr : FM_GEMM_NR;
-        const float *b = bp + (jr / FM_GEMM_NR) * K * FM_GEMM_NR + pc * FM_GEMM_NR;
-        for (int64_t ir = 0; ir < mc; ir += FM_GEMM_MR) {
-          int64_t mr = mc - ir < FM_GEMM_MR ? mc - ir : FM_GEMM_MR;
-          float *c = C + (ic + ir) * ldc + jr;
-          const float *bi = last && hasbias ? bias + ic + ir : NULL;
-          if (mr == FM_GEMM_MR && nr == FM_GEMM_NR)
-            fm_sgemm_ukr(kc, ap + ir * kc, b, c, ldc, pc > 0, bi, last && relu);
-          else
-            fm_sgemm_edge(kc, ap + ir * kc, b, c, ldc, mr, nr, pc > 0, bi, last && relu);
-        }
+    if (mfull < m1) fm_sgemm_pack_a(m1 - mfull, kc, A, lda, 0, mfull, pc, ap);
+    for (int64_t jr = 0; jr < n; jr += FM_GEMM_NR) {
+      int64_t nr = n - jr < FM_GEMM_NR ? n - jr : FM_GEMM_NR;
+      const float *b = bp + (jr / FM_GEMM_NR) * K * FM_GEMM_NR + pc * FM_GEMM_NR;
+      for (int64_t i = m0; i < m1; i += FM_GEMM_MR) {
+        float *c = C + i * ldc + jr;
+        const float *bi = last && hasbias ? bias + i : NULL;
+        if (i < mfull && nr == FM_GEMM_NR)
+          fm_sgemm_ukr(kc, A + i * lda + pc, lda, 1, b, c, ldc, pc > 0, bi, last && relu);
+        else if (i < mfull) {
+          float as[FM_GEMM_MR * FM_GEMM_KC] __attribute__((aligned(64)));
+          fm_sgemm_pack_a(FM_GEMM_MR, kc, A, lda, 0, i, pc, as);
+          fm_sgemm_edge(kc, as, b, c, ldc, FM_GEMM_MR, nr, pc > 0, bi, last && relu);
+        } else
+          fm_sgemm_edge(kc, ap, b, c, ldc, m1 - i, nr, pc > 0, bi, last && relu);
       }
     }
   }

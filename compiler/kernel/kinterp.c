@@ -96,7 +96,6 @@ static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg
   if (p1 <= p0) return NULL;
   if (C > 0 && (e = need(av, 0, C * IH * IW - 1, "fm_im2col_pack x", msg, len))) return e;
   if ((e = need(av, 15, packed_b_size(p1 - p0, C * KH * KW) - 1, "fm_im2col_pack B", msg, len))) return e;
-  (void)OW;
   fm_im2col_pack(a[0].p, C, IH, IW, KH, KW, v[5], v[6], v[7], v[8], v[9], v[10], OW, p0, p1, a[15].p);
   return NULL;
 }

@@ -99,7 +99,8 @@ int fm_conv_lower_gemm(KB *b, Node *n, const FmConv *c) {
   KExpr *work = k_mul(k_mul(k_sub(k_var(m1), k_var(m0)), k_var(ncols)), k_i(K));
   /* bias and Relu ride on the GEMM's stores; without a bias, W stands in (unread) */
   KExpr *bias = B ? k_addr(B, k_mul(k_var(g), k_i(c->Mg))) : k_addr(W, k_i(0));
-  kb_call(b, "fm_sgemm_pb", work, work, 12, k_var(m0), k_var(m1), k_var(ncols), k_i(K),
+  KExpr *adds = B ? k_add(work, k_mul(k_sub(k_var(m1), k_var(m0)), k_var(ncols))) : work;
+  kb_call(b, "fm_sgemm_pb", work, adds, 12, k_var(m0), k_var(m1), k_var(ncols), k_i(K),
           k_addr(W, k_mul(k_var(g), k_i(c->Mg * K))), k_i(K), k_addr(col, k_var(colbase)),
           k_addr(Y, k_var(ybase)), k_i(HW), bias, k_i(B != NULL), k_i(relu));
   if (other_act) {
