@@ -13,25 +13,6 @@ typedef struct {
   Tensor **t;       /* trainer tensor id -> graph tensor */
 } Ex;
 
-static Attr *add_attr(Graph *g, Node *n, const char *name, AttrType type) {
-  Attr *a = fm_alloc(&g->arena, sizeof(Attr) * (size_t)(n->nattrs + 1));
-  if (n->nattrs) memcpy(a, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
-  n->attrs = a;
-  Attr *r = &a[n->nattrs++];
-  r->name = fm_strdup(&g->arena, name);
-  r->type = type;
-  return r;
-}
-
-static void attr_i(Graph *g, Node *n, const char *name, int64_t v) { add_attr(g, n, name, FA_INT)->i = v; }
-static void attr_f(Graph *g, Node *n, const char *name, float v) { add_attr(g, n, name, FA_FLOAT)->f = v; }
-static void attr_ints(Graph *g, Node *n, const char *name, int k, const int64_t *v) {
-  Attr *a = add_attr(g, n, name, FA_INTS);
-  a->ints = fm_alloc(&g->arena, sizeof(int64_t) * (size_t)k);
-  memcpy(a->ints, v, sizeof(int64_t) * (size_t)k);
-  a->n = k;
-}
-
 /* The graph tensor for trainer tensor id, with its (N, c, h, w) or (N, c) shape. */
 static Tensor *act(Ex *e, int id, const char *name) {
   const FmTensor *ft = &e->net->tensors[id];
@@ -63,11 +44,11 @@ static Node *node(Ex *e, OpKind op, const FmLayer *l, const char *suffix, int ni
 }
 
 static void conv_attrs(Graph *g, Node *n, const FmConvAttr *a) {
-  attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
-  attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
-  attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
-  attr_ints(g, n, "dilations", 2, (int64_t[]){a->dh, a->dw});
-  attr_i(g, n, "group", a->groups);
+  fm_set_attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
+  fm_set_attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
+  fm_set_attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
+  fm_set_attr_ints(g, n, "dilations", 2, (int64_t[]){a->dh, a->dw});
+  fm_set_attr_i(g, n, "group", a->groups);
 }
 
 /* A 4-D (N,C,1,1) or (N,C,H,W) tensor flattened for a Linear layer. */
@@ -77,7 +58,7 @@ static Tensor *as2d(Ex *e, const FmLayer *l, Tensor *x) {
   y->dtype = FM_F32, y->rank = 2, y->dims[0] = -1, y->dims[1] = x->dims[1] * x->dims[2] * x->dims[3];
   Node *n = node(e, OP_Flatten, l, "flatten", 1, y);
   n->in[0] = x;
-  attr_i(e->g, n, "axis", 1);
+  fm_set_attr_i(e->g, n, "axis", 1);
   return y;
 }
 
@@ -125,7 +106,7 @@ static Tensor *method_layer(Ex *e, const FmLayer *l, Tensor *x, int out, const c
     if (b) n->in[3] = b;
   }
   if (conv) conv_attrs(g, n, &l->a.conv);
-  else attr_i(g, n, "transB", 1);
+  else fm_set_attr_i(g, n, "transB", 1);
   return y;
 }
 
@@ -167,12 +148,12 @@ static void layer(Ex *e, const FmLayer *l) {
     n = node(e, OP_ConvTranspose, l, NULL, b ? 3 : 2, y);
     n->in[0] = x, n->in[1] = param(e, fm_layer_param(net, l, 0), 0, NULL);
     if (b) n->in[2] = param(e, b, 0, NULL);
-    attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
-    attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
-    attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
-    attr_ints(g, n, "dilations", 2, (int64_t[]){a->dh, a->dw});
-    attr_ints(g, n, "output_padding", 2, (int64_t[]){a->oph, a->opw});
-    attr_i(g, n, "group", a->groups);
+    fm_set_attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
+    fm_set_attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
+    fm_set_attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
+    fm_set_attr_ints(g, n, "dilations", 2, (int64_t[]){a->dh, a->dw});
+    fm_set_attr_ints(g, n, "output_padding", 2, (int64_t[]){a->oph, a->opw});
+    fm_set_attr_i(g, n, "group", a->groups);
     break;
   }
   case FM_LAYER_LINEAR: {
@@ -182,7 +163,7 @@ static void layer(Ex *e, const FmLayer *l) {
     n = node(e, OP_Gemm, l, NULL, b ? 3 : 2, y);
     n->in[0] = x, n->in[1] = param(e, fm_layer_param(net, l, 0), 0, NULL);
     if (b) n->in[2] = param(e, b, 0, NULL);
-    attr_i(g, n, "transB", 1);
+    fm_set_attr_i(g, n, "transB", 1);
     break;
   }
   case FM_LAYER_BATCHNORM:
@@ -193,8 +174,8 @@ static void layer(Ex *e, const FmLayer *l) {
     n->in[2] = param(e, fm_layer_param(net, l, 1), 0, NULL);
     n->in[3] = param(e, fm_layer_buf(net, l, 0), 0, NULL);
     n->in[4] = param(e, fm_layer_buf(net, l, 1), 0, NULL);
-    attr_f(g, n, "epsilon", l->a.bn.eps);
-    attr_f(g, n, "momentum", 1 - l->a.bn.momentum);
+    fm_set_attr_f(g, n, "epsilon", l->a.bn.eps);
+    fm_set_attr_f(g, n, "momentum", 1 - l->a.bn.momentum);
     break;
   case FM_LAYER_RELU:
     y = act(e, out, oname);
@@ -206,10 +187,10 @@ static void layer(Ex *e, const FmLayer *l) {
     y = act(e, out, oname);
     n = node(e, l->kind == FM_LAYER_MAXPOOL ? OP_MaxPool : OP_AveragePool, l, NULL, 1, y);
     n->in[0] = x;
-    attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
-    attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
-    attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
-    if (l->kind == FM_LAYER_AVGPOOL) attr_i(g, n, "count_include_pad", 1);
+    fm_set_attr_ints(g, n, "kernel_shape", 2, (int64_t[]){a->kh, a->kw});
+    fm_set_attr_ints(g, n, "strides", 2, (int64_t[]){a->sh, a->sw});
+    fm_set_attr_ints(g, n, "pads", 4, (int64_t[]){a->ph, a->pw, a->ph, a->pw});
+    if (l->kind == FM_LAYER_AVGPOOL) fm_set_attr_i(g, n, "count_include_pad", 1);
     break;
   }
   case FM_LAYER_GLOBAL_AVGPOOL: {
@@ -223,7 +204,7 @@ static void layer(Ex *e, const FmLayer *l) {
     if (y->rank == 2) {
       n = node(e, OP_Flatten, l, NULL, 1, y);
       n->in[0] = mid;
-      attr_i(g, n, "axis", 1);
+      fm_set_attr_i(g, n, "axis", 1);
     } else {
       e->t[out] = mid;
       return;
@@ -238,7 +219,7 @@ static void layer(Ex *e, const FmLayer *l) {
     y = act(e, out, oname);
     n = node(e, OP_Flatten, l, NULL, 1, y);
     n->in[0] = x;
-    attr_i(g, n, "axis", 1);
+    fm_set_attr_i(g, n, "axis", 1);
     break;
   case FM_LAYER_ADD:
     y = act(e, out, oname);

@@ -126,6 +126,36 @@ int fm_attr_ints(const Node *n, const char *name, int64_t *out, int max) {
   return a->n;
 }
 
+Attr *fm_attr_add(Graph *g, Node *n, const char *name, AttrType type) {
+  Attr *a = fm_alloc(&g->arena, sizeof(Attr) * (size_t)(n->nattrs + 1));
+  if (n->nattrs) memcpy(a, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
+  n->attrs = a;
+  Attr *r = &a[n->nattrs++];
+  r->name = fm_strdup(&g->arena, name);
+  r->type = type;
+  return r;
+}
+
+void fm_set_attr_i(Graph *g, Node *n, const char *name, int64_t v) { fm_attr_add(g, n, name, FA_INT)->i = v; }
+void fm_set_attr_f(Graph *g, Node *n, const char *name, float v) { fm_attr_add(g, n, name, FA_FLOAT)->f = v; }
+void fm_set_attr_s(Graph *g, Node *n, const char *name, const char *v) {
+  fm_attr_add(g, n, name, FA_STRING)->s = fm_strdup(&g->arena, v);
+}
+
+void fm_set_attr_ints(Graph *g, Node *n, const char *name, int k, const int64_t *v) {
+  Attr *a = fm_attr_add(g, n, name, FA_INTS);
+  a->ints = fm_alloc(&g->arena, sizeof(int64_t) * (size_t)(k ? k : 1));
+  if (k) memcpy(a->ints, v, sizeof(int64_t) * (size_t)k);
+  a->n = k;
+}
+
+void fm_set_attr_floats(Graph *g, Node *n, const char *name, int k, const float *v) {
+  Attr *a = fm_attr_add(g, n, name, FA_FLOATS);
+  a->floats = fm_alloc(&g->arena, sizeof(float) * (size_t)(k ? k : 1));
+  if (k) memcpy(a->floats, v, sizeof(float) * (size_t)k);
+  a->n = k;
+}
+
 Graph *fm_graph_new(void) {
   Arena a = {0};
   Graph *g = fm_alloc(&a, sizeof *g);

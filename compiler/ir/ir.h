@@ -129,9 +129,16 @@ Attr *fm_attr(const Node *n, const char *name);          /* NULL if absent */
 int64_t fm_attr_i(const Node *n, const char *name, int64_t def);
 float fm_attr_f(const Node *n, const char *name, float def);
 const char *fm_attr_s(const Node *n, const char *name, const char *def);
-/* list attribute: copies up to max ints into out, returns the count (or def_n and
-   fills def when absent and def != NULL) */
+/* list attribute: copies up to max ints into out and returns the count; -1 when absent */
 int fm_attr_ints(const Node *n, const char *name, int64_t *out, int max);
+/* Adding attributes to a node built in code (export, passes, tests); values are
+   copied into the graph's arena. */
+Attr *fm_attr_add(Graph *g, Node *n, const char *name, AttrType type);
+void fm_set_attr_i(Graph *g, Node *n, const char *name, int64_t v);
+void fm_set_attr_f(Graph *g, Node *n, const char *name, float v);
+void fm_set_attr_s(Graph *g, Node *n, const char *name, const char *v);
+void fm_set_attr_ints(Graph *g, Node *n, const char *name, int k, const int64_t *v);
+void fm_set_attr_floats(Graph *g, Node *n, const char *name, int k, const float *v);
 
 /* ---- graph ---- */
 struct Graph {
