@@ -568,8 +568,18 @@ void fm_codegen(KProgram *p, const FmCodegenOpts *o) {
   const char *outdir = o->outdir ? o->outdir : ".";
   struct stat st;
   if (stat(outdir, &st) != 0) {
-    if (mkdir(outdir, 0777) != 0) fm_fail("cannot create output directory '%s': %s", outdir, strerror(errno));
-    fm_cleanup_add(outdir);
+    /* mkdir -p; each directory made is removed again if compilation fails */
+    char *p = fm_strdup(a, outdir);
+    for (char *q = p + 1;; q++) {
+      if (*q != '/' && *q) continue;
+      char c = *q;
+      *q = 0;
+      if (stat(p, &st) != 0) {
+        if (mkdir(p, 0777) != 0) fm_fail("cannot create output directory '%s': %s", p, strerror(errno));
+        fm_cleanup_add(p);
+      }
+      if (!(*q = c)) break;
+    }
   } else if (!S_ISDIR(st.st_mode)) {
     fm_fail("output '%s' exists and is not a directory", outdir);
   }
