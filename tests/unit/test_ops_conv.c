@@ -3,108 +3,14 @@
  * lowering (im2col + fm_sgemm where it applies) and the direct one (FM_CONV=direct),
  * with a symbolic batch at N = 2 and 3 and a fixed batch of 1, on the kernel
  * interpreter. The cost model must count exactly the multiplications done. */
-#include "check.h"
-#include "ops/ops.h"
-#include <stdlib.h>
-#include <string.h>
+#include "opcheck.h"
 
-static Graph *G;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static double frand(void) {
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return (double)(rng >> 11) / (double)(1ull << 53) * 2 - 1;
-}
-
-/* ---- building nodes ---- */
-static Node *node(OpKind op, int nin, int nout) {
-  Node *n = fm_node_new(G, op, NULL, nin, nout);
-  n->attrs = fm_alloc(&G->arena, sizeof(Attr) * 16);
-  for (int i = 0; i < nout; i++) {
-    n->out[i] = fm_tensor_new(G, NULL);
-    n->out[i]->producer = n;
-  }
-  return n;
-}
-static Attr *attr(Node *n, const char *name, AttrType t) {
-  Attr *a = &n->attrs[n->nattrs++];
-  a->name = name, a->type = t;
-  return a;
-}
-static void attr_ints(Node *n, const char *name, int cnt, const int64_t *v) {
-  Attr *a = attr(n, name, FA_INTS);
-  a->ints = fm_alloc(&G->arena, sizeof(int64_t) * (size_t)(cnt ? cnt : 1));
-  memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
-  a->n = cnt;
-}
-static void attr_int(Node *n, const char *name, int64_t v) { attr(n, name, FA_INT)->i = v; }
-static void attr_str(Node *n, const char *name, const char *s) { attr(n, name, FA_STRING)->s = s; }
-
-static Tensor *input(FmDType t, int rank, const int64_t *dims) {
-  Tensor *x = fm_tensor_new(G, NULL);
-  x->dtype = t, x->rank = rank, x->is_input = 1;
-  memcpy(x->dims, dims, sizeof(int64_t) * (size_t)rank);
-  return x;
-}
-
-static int64_t numel_at(const Tensor *t, int64_t batch) {
-  int64_t n = 1;
-  for (int i = 0; i < t->rank; i++) n *= t->dims[i] < 0 ? -t->dims[i] * batch : t->dims[i];
-  return n;
-}
-
-/* host[t->id] for non-constant tensors; returns 0 on success and the cost */
-static int run(Node *n, int64_t batch, void **host, KCost *cost) {
-  KB b;
-  kb_begin(&b, G, n, "k");
-  fm_ops[n->op].lower(&b, n);
-  CHECK(b.depth == 0);
-  KFn *fn = b.fn;
-  void **ptrs = calloc((size_t)fn->nbufs + 1, sizeof(void *));
-  for (int i = 0; i < fn->nbufs; i++) {
-    KBuf *bf = fn->bufs[i];
-    if (bf->kind == KBUF_TENSOR) ptrs[i] = bf->tensor->data ? bf->tensor->data : host[bf->tensor->id];
-    if (bf->kind == KBUF_SCRATCH) {
-      int64_t ne = bf->nelem < 0 ? -bf->nelem * batch : bf->nelem;
-      ptrs[i] = calloc((size_t)ne + 1, fm_dtype_size(bf->t));
-    }
-  }
-  char err[512];
-  int rc = fm_kinterp(fn, batch, ptrs, err, sizeof err);
-  if (rc) fprintf(stderr, "kinterp: %s\n", err);
-  for (int i = 0; i < fn->nbufs; i++)
-    if (fn->bufs[i]->kind == KBUF_SCRATCH) free(ptrs[i]);
-  free(ptrs);
-  if (cost) *cost = fm_kcost(fn, batch);
-  return rc;
-}
-
-/* values as doubles <-> buffers of dtype t */
-static void *to_buf(const double *v, int64_t n, FmDType t) {
-  void *p = calloc((size_t)n + 1, fm_dtype_size(t));
-  for (int64_t i = 0; i < n; i++) {
-    if (t == FM_F32) ((float *)p)[i] = (float)v[i];
-    else ((double *)p)[i] = v[i];
-  }
-  return p;
-}
-static double at(const void *p, FmDType t, int64_t i) {
-  return t == FM_F32 ? ((const float *)p)[i] : ((const double *)p)[i];
-}
+static double frand(void) { return oc_xorshift(&rng); }
 static double *rand_vals(int64_t n) {
   double *v = malloc(sizeof(double) * (size_t)(n + 1));
   for (int64_t i = 0; i < n; i++) v[i] = frand();
   return v;
-}
-
-/* Compares n values; prints the first mismatch; one CHECK per comparison. */
-static void compare(const char *what, const double *want, const void *got, FmDType t, int64_t n) {
-  int64_t bad = -1;
-  double tol = t == FM_F32 ? 1e-4 : 1e-10;
-  for (int64_t i = 0; i < n && bad < 0; i++)
-    if (!(fabs(want[i] - at(got, t, i)) <= tol * (1 + fabs(want[i])))) bad = i;
-  if (bad >= 0)
-    fprintf(stderr, "%s: element %lld: want %.8g got %.8g\n", what, (long long)bad, want[bad], at(got, t, bad));
-  CHECK(bad < 0);
 }
 
 static double act(int a, double v) {
@@ -160,7 +66,7 @@ static void ref_conv(const ConvCase *c, int64_t N, const int64_t *out, const dou
 }
 
 static void conv_case(const ConvCase *c) {
-  G = fm_graph_new();
+  oc_graph_new(0);
   int nsp = c->nsp, rank = nsp + 2;
   int64_t xd[5] = {-1, c->C}, wd[5] = {c->M, c->C / c->G}, out[3], bd[1] = {c->M};
   for (int j = 0; j < nsp; j++) {
@@ -170,50 +76,50 @@ static void conv_case(const ConvCase *c) {
   int64_t wn = c->M * (c->C / c->G);
   for (int j = 0; j < nsp; j++) wn *= c->k[j];
   double *w = rand_vals(wn), *bias = rand_vals(c->M);
-  void *wbuf = to_buf(w, wn, c->dt), *bbuf = to_buf(bias, c->M, c->dt);
+  void *wbuf = oc_to_buf(w, wn, c->dt), *bbuf = oc_to_buf(bias, c->M, c->dt);
   for (int fixed = 0; fixed < 2; fixed++) {
     /* fixed = 0: symbolic batch run at 2 and 3; fixed = 1: batch 1 in the shape */
     xd[0] = fixed ? 1 : -1;
-    Tensor *x = input(c->dt, rank, xd);
-    Tensor *wt = fm_tensor_const(G, NULL, c->dt, rank, wd, wbuf);
-    Tensor *bt = c->bias ? fm_tensor_const(G, NULL, c->dt, 1, bd, bbuf) : NULL;
-    Node *n = node(OP_Conv, c->bias ? 3 : 2, 1);
+    Tensor *x = oc_input(c->dt, rank, xd, NULL);
+    Tensor *wt = oc_const(c->dt, rank, wd, wbuf);
+    Tensor *bt = c->bias ? oc_const(c->dt, 1, bd, bbuf) : NULL;
+    Node *n = oc_node(OP_Conv, 0, c->bias ? 3 : 2, NULL, 1);
     n->in[0] = x, n->in[1] = wt;
     if (bt) n->in[2] = bt;
     int64_t v[6];
     for (int j = 0; j < nsp; j++) v[j] = c->s[j];
-    attr_ints(n, "strides", nsp, v);
+    oc_attr_ints(n, "strides", nsp, v);
     for (int j = 0; j < nsp; j++) v[j] = c->d[j];
-    attr_ints(n, "dilations", nsp, v);
-    attr_ints(n, "kernel_shape", nsp, c->k);
-    if (c->G != 1) attr_int(n, "group", c->G);
-    if (c->auto_pad) attr_str(n, "auto_pad", c->auto_pad);
+    oc_attr_ints(n, "dilations", nsp, v);
+    oc_attr_ints(n, "kernel_shape", nsp, c->k);
+    if (c->G != 1) oc_attr_i(n, "group", c->G);
+    if (c->auto_pad) oc_attr_s(n, "auto_pad", c->auto_pad);
     else {
       for (int j = 0; j < nsp; j++) v[j] = c->pb[j], v[nsp + j] = c->pe[j];
-      attr_ints(n, "pads", 2 * nsp, v);
+      oc_attr_ints(n, "pads", 2 * nsp, v);
     }
     n->fused_act = c->act, n->act_alpha = 0.1f;
-    fm_infer_Conv(G, n);
+    fm_infer_Conv(oc_g, n);
     Tensor *y = n->out[0];
     CHECK(y->rank == rank && y->dtype == c->dt && y->dims[0] == xd[0] && y->dims[1] == c->M);
     for (int j = 0; j < nsp; j++) CHECK(y->dims[2 + j] == out[j]);
     for (int bi = 0; bi < 2 - fixed; bi++) {
       int64_t N = fixed ? 1 : 2 + bi;
-      int64_t xn = numel_at(x, N), yn = numel_at(y, N);
+      int64_t xn = oc_numel(x, N), yn = oc_numel(y, N);
       double *xv = rand_vals(xn), *want = malloc(sizeof(double) * (size_t)yn);
       int64_t taps;
       ref_conv(c, N, out, xv, w, bias, want, &taps);
       void *host[64] = {0};
-      host[x->id] = to_buf(xv, xn, c->dt);
+      host[x->id] = oc_to_buf(xv, xn, c->dt);
       for (int mode = 0; mode < 2; mode++) {
         if (mode) setenv("FM_CONV", "direct", 1);
         else unsetenv("FM_CONV");
         host[y->id] = calloc((size_t)yn, fm_dtype_size(c->dt));
         KCost k;
-        CHECK(run(n, N, host, &k) == 0);
+        CHECK(oc_run_ex(n, N, host, &k) == 0);
         char what[160];
         snprintf(what, sizeof what, "%s (%s, N=%lld)", c->name, mode ? "direct" : "default", (long long)N);
-        compare(what, want, host[y->id], c->dt, yn);
+        oc_compare(what, want, host[y->id], c->dt, yn, oc_tol(c->dt));
         int64_t macs = !mode && c->gemm ? yn * (c->C / c->G) * (wn / c->M / (c->C / c->G)) : taps;
         int64_t act_muls = c->act == OP_LeakyRelu ? yn : 0; /* alpha * v */
         if (k.muls != (double)(macs + act_muls))
@@ -228,7 +134,7 @@ static void conv_case(const ConvCase *c) {
     }
   }
   free(w), free(bias), free(wbuf), free(bbuf);
-  fm_graph_free(G);
+  oc_graph_free();
 }
 
 static const ConvCase conv_cases[] = {
@@ -300,51 +206,51 @@ static void ref_convT(const TCase *c, int64_t N, const double *x, const double *
 }
 
 static void convT_case(const TCase *c) {
-  G = fm_graph_new();
+  oc_graph_new(0);
   int nsp = c->nsp, rank = nsp + 2;
   int64_t xd[5] = {-1, c->C}, wd[5] = {c->C, c->M / c->G}, bd[1] = {c->M};
   int64_t wn = c->C * (c->M / c->G);
   for (int j = 0; j < nsp; j++) xd[2 + j] = c->in[j], wd[2 + j] = c->k[j], wn *= c->k[j];
   double *w = rand_vals(wn), *bias = rand_vals(c->M);
-  Tensor *x = input(FM_F32, rank, xd);
-  void *wbuf = to_buf(w, wn, FM_F32), *bbuf = to_buf(bias, c->M, FM_F32);
-  Tensor *wt = fm_tensor_const(G, NULL, FM_F32, rank, wd, wbuf);
-  Node *n = node(OP_ConvTranspose, c->bias ? 3 : 2, 1);
+  Tensor *x = oc_input(FM_F32, rank, xd, NULL);
+  void *wbuf = oc_to_buf(w, wn, FM_F32), *bbuf = oc_to_buf(bias, c->M, FM_F32);
+  Tensor *wt = oc_const(FM_F32, rank, wd, wbuf);
+  Node *n = oc_node(OP_ConvTranspose, 0, c->bias ? 3 : 2, NULL, 1);
   n->in[0] = x, n->in[1] = wt;
-  if (c->bias) n->in[2] = fm_tensor_const(G, NULL, FM_F32, 1, bd, bbuf);
+  if (c->bias) n->in[2] = oc_const(FM_F32, 1, bd, bbuf);
   int64_t v[6];
   for (int j = 0; j < nsp; j++) v[j] = c->s[j];
-  attr_ints(n, "strides", nsp, v);
+  oc_attr_ints(n, "strides", nsp, v);
   for (int j = 0; j < nsp; j++) v[j] = c->d[j];
-  attr_ints(n, "dilations", nsp, v);
+  oc_attr_ints(n, "dilations", nsp, v);
   for (int j = 0; j < nsp; j++) v[j] = c->op[j];
-  attr_ints(n, "output_padding", nsp, v);
-  if (c->G != 1) attr_int(n, "group", c->G);
-  if (c->oshape[0] > 0) attr_ints(n, "output_shape", nsp, c->oshape);
-  if (c->auto_pad) attr_str(n, "auto_pad", c->auto_pad);
+  oc_attr_ints(n, "output_padding", nsp, v);
+  if (c->G != 1) oc_attr_i(n, "group", c->G);
+  if (c->oshape[0] > 0) oc_attr_ints(n, "output_shape", nsp, c->oshape);
+  if (c->auto_pad) oc_attr_s(n, "auto_pad", c->auto_pad);
   else if (c->oshape[0] <= 0) {
     for (int j = 0; j < nsp; j++) v[j] = c->pb[j], v[nsp + j] = c->pe[j];
-    attr_ints(n, "pads", 2 * nsp, v);
+    oc_attr_ints(n, "pads", 2 * nsp, v);
   }
-  fm_infer_ConvTranspose(G, n);
+  fm_infer_ConvTranspose(oc_g, n);
   Tensor *y = n->out[0];
   CHECK(y->rank == rank && y->dims[0] == -1 && y->dims[1] == c->M);
   for (int j = 0; j < nsp; j++) CHECK(y->dims[2 + j] == c->out[j]);
   for (int64_t N = 2; N <= 3; N++) {
-    int64_t xn = numel_at(x, N), yn = numel_at(y, N);
+    int64_t xn = oc_numel(x, N), yn = oc_numel(y, N);
     double *xv = rand_vals(xn), *want = malloc(sizeof(double) * (size_t)yn);
     ref_convT(c, N, xv, w, bias, want);
     void *host[64] = {0};
-    host[x->id] = to_buf(xv, xn, FM_F32);
+    host[x->id] = oc_to_buf(xv, xn, FM_F32);
     host[y->id] = calloc((size_t)yn, sizeof(float));
-    CHECK(run(n, N, host, NULL) == 0);
+    CHECK(oc_run_ex(n, N, host, NULL) == 0);
     char what[160];
     snprintf(what, sizeof what, "ConvTranspose %s (N=%lld)", c->name, (long long)N);
-    compare(what, want, host[y->id], FM_F32, yn);
+    oc_compare(what, want, host[y->id], FM_F32, yn, oc_tol(FM_F32));
     free(host[x->id]), free(host[y->id]), free(xv), free(want);
   }
   free(w), free(bias), free(wbuf), free(bbuf);
-  fm_graph_free(G);
+  oc_graph_free();
 }
 
 static const TCase convT_cases[] = {
@@ -363,22 +269,14 @@ static const TCase convT_cases[] = {
 };
 
 static void errors(void) {
-  G = fm_graph_new();
+  oc_graph_new(0);
   int64_t xd[4] = {-1, 3, 8, 8}, wd[4] = {4, 2, 3, 3};
-  Node *n = node(OP_Conv, 2, 1);
-  n->in[0] = input(FM_F32, 4, xd);
-  n->in[1] = fm_tensor_const(G, NULL, FM_F32, 4, wd, NULL);
-  FmTry t;
-  int failed = 0;
-  FM_TRY(&t) {
-    fm_infer_Conv(G, n);
-    fm_try_pop(&t);
-  } else {
-    failed = 1;
-    CHECK(strstr(fm_errmsg(), n->name) && strstr(fm_errmsg(), "channels"));
-  }
-  CHECK(failed);
-  fm_graph_free(G);
+  Node *n = oc_node(OP_Conv, 0, 2, NULL, 1);
+  n->in[0] = oc_input(FM_F32, 4, xd, NULL);
+  n->in[1] = oc_const(FM_F32, 4, wd, NULL);
+  CHECK(oc_infer(n) == -1);
+  CHECK(strstr(fm_errmsg(), n->name) && strstr(fm_errmsg(), "channels"));
+  oc_graph_free();
 }
 
 int main(void) {

@@ -2,104 +2,17 @@
  * here, through fm_sgemm (default) and the direct loops (FM_GEMM=direct), with
  * symbolic batch dims run at N = 2 and 3, on the kernel interpreter; the cost model
  * must count exactly the multiplications and additions done. */
-#include "check.h"
-#include "ops/ops.h"
-#include <stdlib.h>
-#include <string.h>
+#include "opcheck.h"
 
-static Graph *G;
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static double frand(void) {
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return (double)(rng >> 11) / (double)(1ull << 53) * 2 - 1;
-}
-
-static Node *node(OpKind op, int nin, int nout) {
-  Node *n = fm_node_new(G, op, NULL, nin, nout);
-  n->attrs = fm_alloc(&G->arena, sizeof(Attr) * 16);
-  for (int i = 0; i < nout; i++) {
-    n->out[i] = fm_tensor_new(G, NULL);
-    n->out[i]->producer = n;
-  }
-  return n;
-}
-static void attr_int(Node *n, const char *name, int64_t v) {
-  Attr *a = &n->attrs[n->nattrs++];
-  a->name = name, a->type = FA_INT, a->i = v;
-}
-static void attr_float(Node *n, const char *name, float v) {
-  Attr *a = &n->attrs[n->nattrs++];
-  a->name = name, a->type = FA_FLOAT, a->f = v;
-}
-static Tensor *input(FmDType t, int rank, const int64_t *dims) {
-  Tensor *x = fm_tensor_new(G, NULL);
-  x->dtype = t, x->rank = rank, x->is_input = 1;
-  memcpy(x->dims, dims, sizeof(int64_t) * (size_t)rank);
-  return x;
-}
-static int64_t dim_at(int64_t d, int64_t batch) { return d < 0 ? -d * batch : d; }
-static int64_t numel_at(const Tensor *t, int64_t batch) {
-  int64_t n = 1;
-  for (int i = 0; i < t->rank; i++) n *= dim_at(t->dims[i], batch);
-  return n;
-}
+static double frand(void) { return oc_xorshift(&rng); }
 
 static int isint(FmDType t) { return t == FM_I32 || t == FM_I64; }
-static void *to_buf(const double *v, int64_t n, FmDType t) {
-  void *p = calloc((size_t)n + 1, fm_dtype_size(t));
-  for (int64_t i = 0; i < n; i++) switch (t) {
-    case FM_F32: ((float *)p)[i] = (float)v[i]; break;
-    case FM_F64: ((double *)p)[i] = v[i]; break;
-    case FM_I32: ((int32_t *)p)[i] = (int32_t)v[i]; break;
-    default: ((int64_t *)p)[i] = (int64_t)v[i]; break;
-    }
-  return p;
-}
-static double at(const void *p, FmDType t, int64_t i) {
-  switch (t) {
-  case FM_F32: return ((const float *)p)[i];
-  case FM_F64: return ((const double *)p)[i];
-  case FM_I32: return ((const int32_t *)p)[i];
-  default: return (double)((const int64_t *)p)[i];
-  }
-}
 /* floats in [-1, 1), integers in [-9, 9] */
 static double *rand_vals(int64_t n, FmDType t) {
   double *v = malloc(sizeof(double) * (size_t)(n + 1));
   for (int64_t i = 0; i < n; i++) v[i] = isint(t) ? (double)(int)(frand() * 9.99) : frand();
   return v;
-}
-
-static void compare(const char *what, const double *want, const void *got, FmDType t, int64_t n) {
-  int64_t bad = -1;
-  double tol = t == FM_F32 ? 1e-4 : t == FM_F64 ? 1e-10 : 0;
-  for (int64_t i = 0; i < n && bad < 0; i++)
-    if (!(fabs(want[i] - at(got, t, i)) <= tol * (1 + fabs(want[i])))) bad = i;
-  if (bad >= 0)
-    fprintf(stderr, "%s: element %lld: want %.8g got %.8g\n", what, (long long)bad, want[bad], at(got, t, bad));
-  CHECK(bad < 0);
-}
-
-static int run(Node *n, int64_t batch, void **host, KCost *cost) {
-  KB b;
-  kb_begin(&b, G, n, "k");
-  fm_ops[n->op].lower(&b, n);
-  CHECK(b.depth == 0);
-  KFn *fn = b.fn;
-  void **ptrs = calloc((size_t)fn->nbufs + 1, sizeof(void *));
-  for (int i = 0; i < fn->nbufs; i++) {
-    KBuf *bf = fn->bufs[i];
-    if (bf->kind == KBUF_TENSOR) ptrs[i] = bf->tensor->data ? bf->tensor->data : host[bf->tensor->id];
-    if (bf->kind == KBUF_SCRATCH) ptrs[i] = calloc((size_t)dim_at(bf->nelem, batch) + 1, fm_dtype_size(bf->t));
-  }
-  char err[512];
-  int rc = fm_kinterp(fn, batch, ptrs, err, sizeof err);
-  if (rc) fprintf(stderr, "kinterp: %s\n", err);
-  for (int i = 0; i < fn->nbufs; i++)
-    if (fn->bufs[i]->kind == KBUF_SCRATCH) free(ptrs[i]);
-  free(ptrs);
-  *cost = fm_kcost(fn, batch);
-  return rc;
 }
 
 /* Runs n at N = 2, 3 in both modes against ref(N, inputs..., want). ins: the
@@ -118,13 +31,13 @@ static void run_both(const char *name, Node *n, int nin, const void *ctx, RefFn 
       if (x->data) { /* constant: its values as doubles */
         int64_t k = fm_numel(x);
         vals[i] = malloc(sizeof(double) * (size_t)(k + 1));
-        for (int64_t j = 0; j < k; j++) vals[i][j] = at(x->data, t, j);
+        for (int64_t j = 0; j < k; j++) vals[i][j] = oc_at(x->data, t, j);
       } else {
-        vals[i] = rand_vals(numel_at(x, N), t);
-        host[x->id] = to_buf(vals[i], numel_at(x, N), t);
+        vals[i] = rand_vals(oc_numel(x, N), t);
+        host[x->id] = oc_to_buf(vals[i], oc_numel(x, N), t);
       }
     }
-    int64_t yn = numel_at(y, N), muls, adds;
+    int64_t yn = oc_numel(y, N), muls, adds;
     double *want = malloc(sizeof(double) * (size_t)(yn + 1));
     ref(ctx, N, vals, want, &muls, &adds);
     for (int mode = 0; mode < 2; mode++) {
@@ -132,10 +45,10 @@ static void run_both(const char *name, Node *n, int nin, const void *ctx, RefFn 
       else unsetenv(env);
       host[y->id] = calloc((size_t)yn + 1, fm_dtype_size(t));
       KCost k;
-      CHECK(run(n, N, host, &k) == 0);
+      CHECK(oc_run_ex(n, N, host, &k) == 0);
       char what[200];
       snprintf(what, sizeof what, "%s (%s, N=%lld)", name, mode ? "direct" : "default", (long long)N);
-      compare(what, want, host[y->id], t, yn);
+      oc_compare(what, want, host[y->id], t, yn, oc_tol(t));
       /* the cost model takes int64 arithmetic for index arithmetic: not counted */
       if (t == FM_I64) muls = adds = 0;
       if (k.muls != (double)muls || k.adds != (double)adds)
@@ -167,8 +80,8 @@ typedef struct GemmCase {
 
 static void gemm_ref(const void *ctx, int64_t Nb, double **in, double *y, int64_t *muls, int64_t *adds) {
   const GemmCase *c = ctx;
-  int64_t M = dim_at(c->M, Nb), K = c->K, N = c->N;
-  int64_t cd0 = c->crank == 2 ? dim_at(c->cd[0], Nb) : 1, cd1 = c->crank >= 1 ? c->cd[c->crank - 1] : 1;
+  int64_t M = oc_dim(c->M, Nb), K = c->K, N = c->N;
+  int64_t cd0 = c->crank == 2 ? oc_dim(c->cd[0], Nb) : 1, cd1 = c->crank >= 1 ? c->cd[c->crank - 1] : 1;
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
       double s = 0;
@@ -185,29 +98,29 @@ static void gemm_ref(const void *ctx, int64_t Nb, double **in, double *y, int64_
 }
 
 static void gemm_case(const GemmCase *c) {
-  G = fm_graph_new();
+  oc_graph_new(0);
   int64_t ad[2] = {c->ta ? c->K : c->M, c->ta ? c->M : c->K}, bd[2] = {c->tb ? c->N : c->K, c->tb ? c->K : c->N};
-  Node *n = node(OP_Gemm, c->crank >= 0 ? 3 : 2, 1);
-  n->in[0] = input(c->dt, 2, ad);
+  Node *n = oc_node(OP_Gemm, 0, c->crank >= 0 ? 3 : 2, NULL, 1);
+  n->in[0] = oc_input(c->dt, 2, ad, NULL);
   if (c->bconst) {
     double *bv = rand_vals(c->K * c->N, c->dt);
-    void *bb = to_buf(bv, c->K * c->N, c->dt);
-    n->in[1] = fm_tensor_const(G, NULL, c->dt, 2, bd, bb);
+    void *bb = oc_to_buf(bv, c->K * c->N, c->dt);
+    n->in[1] = oc_const(c->dt, 2, bd, bb);
     free(bv), free(bb);
   } else {
-    n->in[1] = input(c->dt, 2, bd);
+    n->in[1] = oc_input(c->dt, 2, bd, NULL);
   }
-  if (c->crank >= 0) n->in[2] = input(c->dt, c->crank, c->cd);
-  if (c->ta) attr_int(n, "transA", 1);
-  if (c->tb) attr_int(n, "transB", 1);
-  if (c->alpha != 1) attr_float(n, "alpha", c->alpha);
-  if (c->beta != 1) attr_float(n, "beta", c->beta);
+  if (c->crank >= 0) n->in[2] = oc_input(c->dt, c->crank, c->cd, NULL);
+  if (c->ta) oc_attr_i(n, "transA", 1);
+  if (c->tb) oc_attr_i(n, "transB", 1);
+  if (c->alpha != 1) oc_attr_f(n, "alpha", c->alpha);
+  if (c->beta != 1) oc_attr_f(n, "beta", c->beta);
   n->fused_act = c->act;
-  fm_infer_Gemm(G, n);
+  fm_infer_Gemm(oc_g, n);
   Tensor *y = n->out[0];
   CHECK(y->rank == 2 && y->dims[0] == c->M && y->dims[1] == c->N && y->dtype == c->dt);
   run_both(c->name, n, n->nin, c, gemm_ref, "FM_GEMM");
-  fm_graph_free(G);
+  oc_graph_free();
 }
 
 static const GemmCase gemm_cases[] = {
@@ -240,9 +153,9 @@ static void mm_ref(const void *ctx, int64_t Nb, double **in, double *y, int64_t 
   /* A as [ab.., M, K], B as [bb.., K, N], batch dims right-aligned to 4 */
   int64_t A[6] = {1, 1, 1, 1, 1, 1}, B[6] = {1, 1, 1, 1, 1, 1};
   if (c->ra == 1) A[5] = c->ad[0];
-  else for (int d = 0; d < c->ra; d++) A[6 - c->ra + d] = dim_at(c->ad[d], Nb);
+  else for (int d = 0; d < c->ra; d++) A[6 - c->ra + d] = oc_dim(c->ad[d], Nb);
   if (c->rb == 1) B[4] = c->bd[0];
-  else for (int d = 0; d < c->rb; d++) B[6 - c->rb + d] = dim_at(c->bd[d], Nb);
+  else for (int d = 0; d < c->rb; d++) B[6 - c->rb + d] = oc_dim(c->bd[d], Nb);
   int64_t M = A[4], K = A[5], N = B[5], Y[4], k = 0;
   for (int d = 0; d < 4; d++) Y[d] = A[d] > B[d] ? A[d] : B[d];
   for (int64_t b0 = 0; b0 < Y[0]; b0++)
@@ -265,26 +178,26 @@ static void mm_ref(const void *ctx, int64_t Nb, double **in, double *y, int64_t 
 }
 
 static void mm_case(const MMCase *c) {
-  G = fm_graph_new();
-  Node *n = node(OP_MatMul, 2, 1);
-  n->in[0] = input(c->dt, c->ra, c->ad);
+  oc_graph_new(0);
+  Node *n = oc_node(OP_MatMul, 0, 2, NULL, 1);
+  n->in[0] = oc_input(c->dt, c->ra, c->ad, NULL);
   if (c->bconst) {
     int64_t k = 1;
     for (int d = 0; d < c->rb; d++) k *= c->bd[d];
     double *bv = rand_vals(k, c->dt);
-    void *bb = to_buf(bv, k, c->dt);
-    n->in[1] = fm_tensor_const(G, NULL, c->dt, c->rb, c->bd, bb);
+    void *bb = oc_to_buf(bv, k, c->dt);
+    n->in[1] = oc_const(c->dt, c->rb, c->bd, bb);
     free(bv), free(bb);
   } else {
-    n->in[1] = input(c->dt, c->rb, c->bd);
+    n->in[1] = oc_input(c->dt, c->rb, c->bd, NULL);
   }
   n->fused_act = c->act;
-  fm_infer_MatMul(G, n);
+  fm_infer_MatMul(oc_g, n);
   Tensor *y = n->out[0];
   CHECK(y->rank == c->ry && y->dtype == c->dt);
   for (int d = 0; d < c->ry && d < y->rank; d++) CHECK(y->dims[d] == c->yd[d]);
   run_both(c->name, n, 2, c, mm_ref, "FM_GEMM");
-  fm_graph_free(G);
+  oc_graph_free();
 }
 
 static const MMCase mm_cases[] = {
@@ -305,21 +218,13 @@ static const MMCase mm_cases[] = {
 };
 
 static void errors(void) {
-  G = fm_graph_new();
+  oc_graph_new(0);
   int64_t ad[2] = {3, 4}, bd[2] = {5, 2};
-  Node *n = node(OP_MatMul, 2, 1);
-  n->in[0] = input(FM_F32, 2, ad), n->in[1] = input(FM_F32, 2, bd);
-  FmTry t;
-  int failed = 0;
-  FM_TRY(&t) {
-    fm_infer_MatMul(G, n);
-    fm_try_pop(&t);
-  } else {
-    failed = 1;
-    CHECK(strstr(fm_errmsg(), n->name) && strstr(fm_errmsg(), "inner dims"));
-  }
-  CHECK(failed);
-  fm_graph_free(G);
+  Node *n = oc_node(OP_MatMul, 0, 2, NULL, 1);
+  n->in[0] = oc_input(FM_F32, 2, ad, NULL), n->in[1] = oc_input(FM_F32, 2, bd, NULL);
+  CHECK(oc_infer(n) == -1);
+  CHECK(strstr(fm_errmsg(), n->name) && strstr(fm_errmsg(), "inner dims"));
+  oc_graph_free();
 }
 
 int main(void) {

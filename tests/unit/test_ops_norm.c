@@ -1,75 +1,11 @@
 /* test_ops_norm.c - normalisation, softmax, quantisation and resize ops (ops/norm.c,
  * ops/resize.c): hand-built nodes, inferred, lowered, run by the kernel interpreter
  * and compared with plain C references computed here. */
-#include "check.h"
-#include "ops/ops.h"
-#include <stdlib.h>
-#include <string.h>
-
-static Graph *G;
+#include "opcheck.h"
 
 /* fm_ops[] refers to the op functions weakly: name one per file so that the linker
    pulls norm.o and resize.o out of the static fm_compiler library. */
 void *const force_link_norm[] = {(void *)fm_infer_Softmax, (void *)fm_infer_Resize};
-
-static Tensor *input(FmDType dt, int rank, const int64_t *dims, void *host) {
-  Tensor *t = fm_tensor_new(G, NULL);
-  t->dtype = dt, t->rank = rank, t->is_input = 1, t->aux = host;
-  memcpy(t->dims, dims, sizeof(int64_t) * (size_t)rank);
-  return t;
-}
-
-static Tensor *cst(FmDType dt, int rank, const int64_t *dims, const void *data) {
-  return fm_tensor_const(G, NULL, dt, rank, dims, data);
-}
-
-static Node *node(OpKind op, int opset, int nin, Tensor **ins, int nout) {
-  Node *n = fm_node_new(G, op, NULL, nin, nout);
-  n->opset = opset;
-  for (int i = 0; i < nin; i++) n->in[i] = ins[i];
-  for (int j = 0; j < nout; j++) n->out[j] = fm_tensor_new(G, NULL);
-  return n;
-}
-
-static Attr *attr(Node *n, const char *name, AttrType t) {
-  Attr *a = fm_alloc(&G->arena, sizeof(Attr) * (size_t)(n->nattrs + 1));
-  if (n->nattrs) memcpy(a, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
-  n->attrs = a;
-  Attr *r = &a[n->nattrs++];
-  r->name = name, r->type = t;
-  return r;
-}
-static void attr_i(Node *n, const char *name, int64_t v) { attr(n, name, FA_INT)->i = v; }
-static void attr_f(Node *n, const char *name, float v) { attr(n, name, FA_FLOAT)->f = v; }
-static void attr_s(Node *n, const char *name, const char *v) { attr(n, name, FA_STRING)->s = v; }
-
-static int infer(Node *n) {
-  FmTry t;
-  FM_TRY(&t) {
-    fm_ops[n->op].infer(G, n);
-    fm_try_pop(&t);
-    return 0;
-  }
-  return -1;
-}
-
-static int run(Node *n, int64_t batch) {
-  KB b;
-  kb_begin(&b, G, n, "k");
-  fm_ops[n->op].lower(&b, n);
-  void *ptrs[64] = {0}, *scratch[64] = {0};
-  for (int i = 0; i < b.fn->nbufs; i++) {
-    KBuf *bf = b.fn->bufs[i];
-    if (bf->kind == KBUF_TENSOR) ptrs[i] = bf->tensor->data ? bf->tensor->data : bf->tensor->aux;
-    else if (bf->kind == KBUF_SCRATCH)
-      ptrs[i] = scratch[i] = calloc((size_t)(bf->nelem < 0 ? -bf->nelem * batch : bf->nelem) + 1, 8);
-  }
-  char err[256];
-  int rc = fm_kinterp(b.fn, batch, ptrs, err, sizeof err);
-  if (rc) fprintf(stderr, "kinterp: %s\n", err);
-  for (int i = 0; i < b.fn->nbufs; i++) free(scratch[i]);
-  return rc;
-}
 
 static double frand(void) { return (double)rand() / RAND_MAX * 4 - 2; }
 
@@ -91,14 +27,14 @@ static void test_batchnorm(void) {
     for (int64_t batch = 2; batch <= 3; batch++) {
       float x[3 * 3 * 4], y[36], e[36];
       for (int i = 0; i < 36; i++) x[i] = (float)frand();
-      Tensor *tx = input(FM_F32, 4, (int64_t[]){-1, 3, 2, 2}, x), *p[4];
+      Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){-1, 3, 2, 2}, x), *p[4];
       float *pd[4] = {sc, bi, mu, var};
-      for (int k = 0; k < 4; k++) p[k] = mode ? input(FM_F32, 1, (int64_t[]){3}, pd[k]) : cst(FM_F32, 1, (int64_t[]){3}, pd[k]);
-      Node *n = node(OP_BatchNormalization, 15, 5, (Tensor *[]){tx, p[0], p[1], p[2], p[3]}, 1);
-      attr_f(n, "epsilon", 1e-3f);
+      for (int k = 0; k < 4; k++) p[k] = mode ? oc_input(FM_F32, 1, (int64_t[]){3}, pd[k]) : oc_const(FM_F32, 1, (int64_t[]){3}, pd[k]);
+      Node *n = oc_node(OP_BatchNormalization, 15, 5, (Tensor *[]){tx, p[0], p[1], p[2], p[3]}, 1);
+      oc_attr_f(n, "epsilon", 1e-3f);
       n->fused_act = mode ? OP_Relu : 0;
       n->out[0]->aux = y;
-      CHECK(infer(n) == 0 && n->out[0]->dims[0] == -1 && run(n, batch) == 0);
+      CHECK(oc_infer(n) == 0 && n->out[0]->dims[0] == -1 && oc_run(n, batch) == 0);
       for (int i = 0; i < batch * 12; i++) {
         int c = (i / 4) % 3;
         double v = (x[i] - mu[c]) / sqrt(var[c] + 1e-3) * sc[c] + bi[c];
@@ -109,15 +45,15 @@ static void test_batchnorm(void) {
   /* training mode: batch statistics; running stats updated with momentum */
   float x[2 * 3 * 2], y[12], rm[3], rv[3];
   for (int i = 0; i < 12; i++) x[i] = (float)frand();
-  Tensor *tx = input(FM_F32, 3, (int64_t[]){2, 3, 2}, x);
+  Tensor *tx = oc_input(FM_F32, 3, (int64_t[]){2, 3, 2}, x);
   Tensor *p[4];
   float *pd[4] = {sc, bi, mu, var};
-  for (int k = 0; k < 4; k++) p[k] = cst(FM_F32, 1, (int64_t[]){3}, pd[k]);
-  Node *n = node(OP_BatchNormalization, 15, 5, (Tensor *[]){tx, p[0], p[1], p[2], p[3]}, 3);
-  attr_i(n, "training_mode", 1);
-  attr_f(n, "momentum", 0.8f);
+  for (int k = 0; k < 4; k++) p[k] = oc_const(FM_F32, 1, (int64_t[]){3}, pd[k]);
+  Node *n = oc_node(OP_BatchNormalization, 15, 5, (Tensor *[]){tx, p[0], p[1], p[2], p[3]}, 3);
+  oc_attr_i(n, "training_mode", 1);
+  oc_attr_f(n, "momentum", 0.8f);
   n->out[0]->aux = y, n->out[1]->aux = rm, n->out[2]->aux = rv;
-  CHECK(infer(n) == 0 && n->out[1]->dims[0] == 3 && run(n, 1) == 0);
+  CHECK(oc_infer(n) == 0 && n->out[1]->dims[0] == 3 && oc_run(n, 1) == 0);
   for (int c = 0; c < 3; c++) {
     double m = 0, v = 0;
     for (int b = 0; b < 2; b++)
@@ -131,9 +67,9 @@ static void test_batchnorm(void) {
     CHECK_NEAR((x[c * 2] - m) / sqrt(v + 1e-5) * sc[c] + bi[c], y[c * 2], 1e-4);
   }
   /* parameters of the wrong size fail naming the node */
-  Tensor *bad = cst(FM_F32, 1, (int64_t[]){2}, sc);
-  n = node(OP_BatchNormalization, 15, 5, (Tensor *[]){tx, bad, p[1], p[2], p[3]}, 1);
-  CHECK(infer(n) == -1 && strstr(fm_errmsg(), "BatchNormalization"));
+  Tensor *bad = oc_const(FM_F32, 1, (int64_t[]){2}, sc);
+  n = oc_node(OP_BatchNormalization, 15, 5, (Tensor *[]){tx, bad, p[1], p[2], p[3]}, 1);
+  CHECK(oc_infer(n) == -1 && strstr(fm_errmsg(), "BatchNormalization"));
 }
 
 /* ---------------- Instance / Layer / LRN / MVN ---------------- */
@@ -141,11 +77,11 @@ static void test_batchnorm(void) {
 static void test_instancenorm(void) {
   float x[2 * 3 * 5], y[30], e[30], sc[3] = {1, 2, 0.5f}, bi[3] = {0, 1, -1};
   for (int i = 0; i < 30; i++) x[i] = (float)(frand() * 3 + 5);
-  Tensor *tx = input(FM_F32, 3, (int64_t[]){-1, 3, 5}, x);
-  Node *n = node(OP_InstanceNormalization, 6, 3,
-                 (Tensor *[]){tx, cst(FM_F32, 1, (int64_t[]){3}, sc), cst(FM_F32, 1, (int64_t[]){3}, bi)}, 1);
+  Tensor *tx = oc_input(FM_F32, 3, (int64_t[]){-1, 3, 5}, x);
+  Node *n = oc_node(OP_InstanceNormalization, 6, 3,
+                 (Tensor *[]){tx, oc_const(FM_F32, 1, (int64_t[]){3}, sc), oc_const(FM_F32, 1, (int64_t[]){3}, bi)}, 1);
   n->out[0]->aux = y;
-  CHECK(infer(n) == 0 && run(n, 2) == 0);
+  CHECK(oc_infer(n) == 0 && oc_run(n, 2) == 0);
   for (int r = 0; r < 6; r++) {
     double m = 0, v = 0;
     for (int i = 0; i < 5; i++) m += x[r * 5 + i];
@@ -164,15 +100,15 @@ static void check_layernorm(int axis, int64_t batch, int prank) {
   for (int i = 0; i < 12; i++) sc[i] = (float)frand(), bi[i] = (float)frand();
   int64_t pd[2] = {3, 4};
   int64_t inner = axis == 1 ? 12 : 4, rows = batch * 12 / inner;
-  Tensor *tx = input(FM_F32, 3, (int64_t[]){-1, 3, 4}, x);
-  Tensor *ts = cst(FM_F32, prank, pd + 2 - prank, sc), *tb = cst(FM_F32, prank, pd + 2 - prank, bi);
-  Node *n = node(OP_LayerNormalization, 17, 3, (Tensor *[]){tx, ts, tb}, 3);
-  attr_i(n, "axis", axis == 1 ? 1 : -1);
+  Tensor *tx = oc_input(FM_F32, 3, (int64_t[]){-1, 3, 4}, x);
+  Tensor *ts = oc_const(FM_F32, prank, pd + 2 - prank, sc), *tb = oc_const(FM_F32, prank, pd + 2 - prank, bi);
+  Node *n = oc_node(OP_LayerNormalization, 17, 3, (Tensor *[]){tx, ts, tb}, 3);
+  oc_attr_i(n, "axis", axis == 1 ? 1 : -1);
   n->out[0]->aux = y, n->out[1]->aux = mean, n->out[2]->aux = inv;
-  CHECK(infer(n) == 0);
+  CHECK(oc_infer(n) == 0);
   CHECK(n->out[1]->rank == 3 && n->out[1]->dims[0] == -1 && n->out[1]->dims[2] == 1);
   CHECK(n->out[1]->dims[1] == (axis == 1 ? 1 : 3));
-  CHECK(run(n, batch) == 0);
+  CHECK(oc_run(n, batch) == 0);
   int bad = 0;
   for (int r = 0; r < rows; r++) {
     double m = 0, v = 0;
@@ -200,11 +136,11 @@ static void test_lrn(void) {
   for (int size = 2; size <= 3; size++) {
     float x[5 * 2], y[10], e[10];
     for (int i = 0; i < 10; i++) x[i] = (float)frand();
-    Tensor *tx = input(FM_F32, 4, (int64_t[]){1, 5, 1, 2}, x);
-    Node *n = node(OP_LRN, 13, 1, &tx, 1);
-    attr_i(n, "size", size), attr_f(n, "alpha", 0.1f), attr_f(n, "bias", 2);
+    Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){1, 5, 1, 2}, x);
+    Node *n = oc_node(OP_LRN, 13, 1, &tx, 1);
+    oc_attr_i(n, "size", size), oc_attr_f(n, "alpha", 0.1f), oc_attr_f(n, "bias", 2);
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && run(n, 1) == 0);
+    CHECK(oc_infer(n) == 0 && oc_run(n, 1) == 0);
     for (int c = 0; c < 5; c++)
       for (int s = 0; s < 2; s++) {
         double sum = 0;
@@ -214,18 +150,18 @@ static void test_lrn(void) {
       }
     CHECK(near_all(e, y, 10, 1e-5));
   }
-  Tensor *tx = input(FM_F32, 4, (int64_t[]){1, 5, 1, 2}, NULL);
-  Node *n = node(OP_LRN, 13, 1, &tx, 1);
-  CHECK(infer(n) == -1 && strstr(fm_errmsg(), "size"));
+  Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){1, 5, 1, 2}, NULL);
+  Node *n = oc_node(OP_LRN, 13, 1, &tx, 1);
+  CHECK(oc_infer(n) == -1 && strstr(fm_errmsg(), "size"));
 }
 
 static void test_mvn(void) {
   float x[2 * 3 * 4], y[24], e[24];
   for (int i = 0; i < 24; i++) x[i] = (float)(frand() + 1);
-  Tensor *tx = input(FM_F32, 4, (int64_t[]){-1, 3, 2, 2}, x);
-  Node *n = node(OP_MeanVarianceNormalization, 13, 1, &tx, 1);
+  Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){-1, 3, 2, 2}, x);
+  Node *n = oc_node(OP_MeanVarianceNormalization, 13, 1, &tx, 1);
   n->out[0]->aux = y;
-  CHECK(infer(n) == 0 && run(n, 2) == 0);
+  CHECK(oc_infer(n) == 0 && oc_run(n, 2) == 0);
   for (int c = 0; c < 3; c++) { /* default axes [0, 2, 3]: per channel */
     double m = 0, m2 = 0;
     for (int b = 0; b < 2; b++)
@@ -263,44 +199,44 @@ static void test_softmax(void) {
     float x[24], y[24], e[24];
     for (int i = 0; i < 24; i++) x[i] = (float)(frand() * 3 + 1000); /* large: needs the max shift */
     x[5] = x[6]; /* a tie: Hardmax takes the first */
-    Tensor *tx = input(FM_F32, 3, (int64_t[]){2, 3, 4}, x);
+    Tensor *tx = oc_input(FM_F32, 3, (int64_t[]){2, 3, 4}, x);
     /* opset 11, axis 1: [2, 12] rows */
-    Node *n = node(ops[o], 11, 1, &tx, 1);
-    attr_i(n, "axis", 1);
+    Node *n = oc_node(ops[o], 11, 1, &tx, 1);
+    oc_attr_i(n, "axis", 1);
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && run(n, 1) == 0);
+    CHECK(oc_infer(n) == 0 && oc_run(n, 1) == 0);
     ref_softmax(ops[o], x, e, 12, 1);
     CHECK(near_all(e, y, 24, 1e-4));
     /* opset 13, axis 1: the single axis of 3, stride 4 */
-    n = node(ops[o], 13, 1, &tx, 1);
-    attr_i(n, "axis", 1);
+    n = oc_node(ops[o], 13, 1, &tx, 1);
+    oc_attr_i(n, "axis", 1);
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && run(n, 1) == 0);
+    CHECK(oc_infer(n) == 0 && oc_run(n, 1) == 0);
     ref_softmax(ops[o], x, e, 3, 4);
     CHECK(near_all(e, y, 24, 1e-4));
     /* opset 13 default axis -1 on a symbolic batch; opset 1 default axis 1 */
-    Tensor *ts = input(FM_F32, 3, (int64_t[]){-1, 3, 4}, x);
-    n = node(ops[o], 13, 1, &ts, 1);
+    Tensor *ts = oc_input(FM_F32, 3, (int64_t[]){-1, 3, 4}, x);
+    n = oc_node(ops[o], 13, 1, &ts, 1);
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && run(n, 2) == 0);
+    CHECK(oc_infer(n) == 0 && oc_run(n, 2) == 0);
     ref_softmax(ops[o], x, e, 4, 1);
     CHECK(near_all(e, y, 24, 1e-4));
-    n = node(ops[o], 1, 1, &ts, 1);
+    n = oc_node(ops[o], 1, 1, &ts, 1);
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && run(n, 2) == 0);
+    CHECK(oc_infer(n) == 0 && oc_run(n, 2) == 0);
     ref_softmax(ops[o], x, e, 12, 1);
     CHECK(near_all(e, y, 24, 1e-4));
   }
   /* Hardmax ties pick the first maximum */
   float x[4] = {1, 3, 3, 2}, y[4];
-  Tensor *tx = input(FM_F32, 2, (int64_t[]){1, 4}, x);
-  Node *n = node(OP_Hardmax, 13, 1, &tx, 1);
+  Tensor *tx = oc_input(FM_F32, 2, (int64_t[]){1, 4}, x);
+  Node *n = oc_node(OP_Hardmax, 13, 1, &tx, 1);
   n->out[0]->aux = y;
-  CHECK(infer(n) == 0 && run(n, 1) == 0);
+  CHECK(oc_infer(n) == 0 && oc_run(n, 1) == 0);
   CHECK(y[0] == 0 && y[1] == 1 && y[2] == 0 && y[3] == 0);
-  n = node(OP_Softmax, 13, 1, &tx, 1);
-  attr_i(n, "axis", 2);
-  CHECK(infer(n) == -1 && strstr(fm_errmsg(), "axis"));
+  n = oc_node(OP_Softmax, 13, 1, &tx, 1);
+  oc_attr_i(n, "axis", 2);
+  CHECK(oc_infer(n) == -1 && strstr(fm_errmsg(), "axis"));
 }
 
 /* ---------------- quantisation ---------------- */
@@ -311,21 +247,21 @@ static void test_quant(void) {
   /* per tensor, uint8, zero point 128: ties round to even, results saturate */
   float x[8] = {0.25f, 1, 1.5f, 2.5f, -0.75f, 300, -300, 0.75f}, s = 0.5f;
   uint8_t z = 128, y[8];
-  Tensor *tx = input(FM_F32, 1, (int64_t[]){8}, x);
-  Node *n = node(OP_QuantizeLinear, 13, 3, (Tensor *[]){tx, cst(FM_F32, 0, NULL, &s), cst(FM_U8, 0, NULL, &z)}, 1);
+  Tensor *tx = oc_input(FM_F32, 1, (int64_t[]){8}, x);
+  Node *n = oc_node(OP_QuantizeLinear, 13, 3, (Tensor *[]){tx, oc_const(FM_F32, 0, NULL, &s), oc_const(FM_U8, 0, NULL, &z)}, 1);
   n->out[0]->aux = y;
-  CHECK(infer(n) == 0 && n->out[0]->dtype == FM_U8 && run(n, 1) == 0);
+  CHECK(oc_infer(n) == 0 && n->out[0]->dtype == FM_U8 && oc_run(n, 1) == 0);
   for (int i = 0; i < 8; i++) CHECK(y[i] == (uint8_t)fmin(255, fmax(0, rne(x[i] / 0.5) + 128)));
   CHECK(y[0] == 128 && y[4] == 126 && y[7] == 130 && y[5] == 255 && y[6] == 0); /* 0.5, -1.5, 1.5: to even */
   /* per axis (axis 1), int8 */
   float xs[2 * 3 * 2], sc[3] = {0.1f, 1, 0.02f};
   int8_t zp[3] = {0, -10, 5}, q[12];
   for (int i = 0; i < 12; i++) xs[i] = (float)(frand() * 3);
-  Tensor *txs = input(FM_F32, 3, (int64_t[]){-1, 3, 2}, xs);
-  Tensor *tsc = cst(FM_F32, 1, (int64_t[]){3}, sc), *tzp = cst(FM_I8, 1, (int64_t[]){3}, zp);
-  n = node(OP_QuantizeLinear, 13, 3, (Tensor *[]){txs, tsc, tzp}, 1);
+  Tensor *txs = oc_input(FM_F32, 3, (int64_t[]){-1, 3, 2}, xs);
+  Tensor *tsc = oc_const(FM_F32, 1, (int64_t[]){3}, sc), *tzp = oc_const(FM_I8, 1, (int64_t[]){3}, zp);
+  n = oc_node(OP_QuantizeLinear, 13, 3, (Tensor *[]){txs, tsc, tzp}, 1);
   n->out[0]->aux = q;
-  CHECK(infer(n) == 0 && n->out[0]->dtype == FM_I8 && run(n, 2) == 0);
+  CHECK(oc_infer(n) == 0 && n->out[0]->dtype == FM_I8 && oc_run(n, 2) == 0);
   int bad = 0;
   for (int i = 0; i < 12; i++) {
     int c = (i / 2) % 3;
@@ -334,16 +270,16 @@ static void test_quant(void) {
   CHECK(bad == 0);
   /* dequantize back, per axis */
   float d[12];
-  Tensor *tq = input(FM_I8, 3, (int64_t[]){-1, 3, 2}, q);
-  n = node(OP_DequantizeLinear, 13, 3, (Tensor *[]){tq, tsc, tzp}, 1);
+  Tensor *tq = oc_input(FM_I8, 3, (int64_t[]){-1, 3, 2}, q);
+  n = oc_node(OP_DequantizeLinear, 13, 3, (Tensor *[]){tq, tsc, tzp}, 1);
   n->out[0]->aux = d;
-  CHECK(infer(n) == 0 && n->out[0]->dtype == FM_F32 && run(n, 2) == 0);
+  CHECK(oc_infer(n) == 0 && n->out[0]->dtype == FM_F32 && oc_run(n, 2) == 0);
   bad = 0;
   for (int i = 0; i < 12; i++) bad += fabs(d[i] - (q[i] - zp[(i / 2) % 3]) * sc[(i / 2) % 3]) > 1e-6;
   CHECK(bad == 0);
   /* opset 10 has no per-axis form */
-  n = node(OP_DequantizeLinear, 10, 3, (Tensor *[]){tq, tsc, tzp}, 1);
-  CHECK(infer(n) == -1 && strstr(fm_errmsg(), "scalar"));
+  n = oc_node(OP_DequantizeLinear, 10, 3, (Tensor *[]){tq, tsc, tzp}, 1);
+  CHECK(oc_infer(n) == -1 && strstr(fm_errmsg(), "scalar"));
 }
 
 /* ---------------- resize ---------------- */
@@ -363,14 +299,14 @@ static void test_resize(void) {
     float x[3 * 2 * 12], y[3 * 2 * 6 * 6], e[3 * 2 * 36];
     for (int i = 0; i < 72; i++) x[i] = (float)frand();
     float scales[4] = {1, 1, 2, 1.5f};
-    Tensor *tx = input(FM_F32, 4, (int64_t[]){-1, 2, 3, 4}, x);
-    Node *n = node(OP_Resize, 13, 3, (Tensor *[]){tx, NULL, cst(FM_F32, 1, (int64_t[]){4}, scales)}, 1);
-    attr_s(n, "mode", "linear");
+    Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){-1, 2, 3, 4}, x);
+    Node *n = oc_node(OP_Resize, 13, 3, (Tensor *[]){tx, NULL, oc_const(FM_F32, 1, (int64_t[]){4}, scales)}, 1);
+    oc_attr_s(n, "mode", "linear");
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0);
+    CHECK(oc_infer(n) == 0);
     Tensor *o = n->out[0];
     CHECK(o->dims[0] == -1 && o->dims[1] == 2 && o->dims[2] == 6 && o->dims[3] == 6);
-    CHECK(run(n, batch) == 0);
+    CHECK(oc_run(n, batch) == 0);
     for (int p = 0; p < batch * 2; p++)
       for (int oy = 0; oy < 6; oy++)
         for (int ox = 0; ox < 6; ox++) e[(p * 6 + oy) * 6 + ox] = bilinear(x + p * 12, 3, 4, 2, 1.5, oy, ox);
@@ -380,11 +316,11 @@ static void test_resize(void) {
   {
     float x[6] = {1, 2, 3, 4, 5, 6}, y[4 * 5];
     int64_t sizes[4] = {1, 1, 4, 5};
-    Tensor *tx = input(FM_F32, 4, (int64_t[]){1, 1, 2, 3}, x);
-    Node *n = node(OP_Resize, 13, 4, (Tensor *[]){tx, NULL, NULL, cst(FM_I64, 1, (int64_t[]){4}, sizes)}, 1);
-    attr_s(n, "coordinate_transformation_mode", "asymmetric"), attr_s(n, "nearest_mode", "floor");
+    Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){1, 1, 2, 3}, x);
+    Node *n = oc_node(OP_Resize, 13, 4, (Tensor *[]){tx, NULL, NULL, oc_const(FM_I64, 1, (int64_t[]){4}, sizes)}, 1);
+    oc_attr_s(n, "coordinate_transformation_mode", "asymmetric"), oc_attr_s(n, "nearest_mode", "floor");
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && n->out[0]->dims[2] == 4 && n->out[0]->dims[3] == 5 && run(n, 1) == 0);
+    CHECK(oc_infer(n) == 0 && n->out[0]->dims[2] == 4 && n->out[0]->dims[3] == 5 && oc_run(n, 1) == 0);
     int bad = 0;
     for (int oy = 0; oy < 4; oy++)
       for (int ox = 0; ox < 5; ox++) bad += y[oy * 5 + ox] != x[(oy * 2 / 4) * 3 + (int)floor(ox * 3.0 / 5)];
@@ -395,20 +331,20 @@ static void test_resize(void) {
     float x[8], y[15];
     for (int i = 0; i < 8; i++) x[i] = (float)(2 * i + 1);
     float scales[2] = {1, 15.0f / 8};
-    Tensor *tx = input(FM_F32, 2, (int64_t[]){1, 8}, x);
-    Node *n = node(OP_Resize, 11, 3, (Tensor *[]){tx, cst(FM_F32, 1, (int64_t[]){0}, NULL), cst(FM_F32, 1, (int64_t[]){2}, scales)}, 1);
-    attr_s(n, "mode", "cubic"), attr_s(n, "coordinate_transformation_mode", "align_corners");
+    Tensor *tx = oc_input(FM_F32, 2, (int64_t[]){1, 8}, x);
+    Node *n = oc_node(OP_Resize, 11, 3, (Tensor *[]){tx, oc_const(FM_F32, 1, (int64_t[]){0}, NULL), oc_const(FM_F32, 1, (int64_t[]){2}, scales)}, 1);
+    oc_attr_s(n, "mode", "cubic"), oc_attr_s(n, "coordinate_transformation_mode", "align_corners");
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && n->out[0]->dims[1] == 15 && run(n, 1) == 0);
+    CHECK(oc_infer(n) == 0 && n->out[0]->dims[1] == 15 && oc_run(n, 1) == 0);
     for (int o = 3; o < 12; o++) CHECK_NEAR(2 * (o * 7.0 / 14) + 1, y[o], 1e-4);
   }
   /* Upsample (opset 9), nearest x2 in H and x3 in W */
   {
     float x[4] = {1, 2, 3, 4}, y[2 * 2 * 3 * 2], sc[4] = {1, 1, 2, 3};
-    Tensor *tx = input(FM_F32, 4, (int64_t[]){1, 1, 2, 2}, x);
-    Node *n = node(OP_Upsample, 9, 2, (Tensor *[]){tx, cst(FM_F32, 1, (int64_t[]){4}, sc)}, 1);
+    Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){1, 1, 2, 2}, x);
+    Node *n = oc_node(OP_Upsample, 9, 2, (Tensor *[]){tx, oc_const(FM_F32, 1, (int64_t[]){4}, sc)}, 1);
     n->out[0]->aux = y;
-    CHECK(infer(n) == 0 && n->out[0]->dims[2] == 4 && n->out[0]->dims[3] == 6 && run(n, 1) == 0);
+    CHECK(oc_infer(n) == 0 && n->out[0]->dims[2] == 4 && n->out[0]->dims[3] == 6 && oc_run(n, 1) == 0);
     int bad = 0;
     for (int oy = 0; oy < 4; oy++)
       for (int ox = 0; ox < 6; ox++) bad += y[oy * 6 + ox] != x[(oy / 2) * 2 + ox / 3];
@@ -416,17 +352,16 @@ static void test_resize(void) {
   }
   /* scaling the batch axis, or non-constant scales, fail clearly */
   float s2[4] = {2, 1, 1, 1};
-  Tensor *tx = input(FM_F32, 4, (int64_t[]){-1, 1, 2, 2}, NULL);
-  Node *n = node(OP_Resize, 13, 3, (Tensor *[]){tx, NULL, cst(FM_F32, 1, (int64_t[]){4}, s2)}, 1);
-  CHECK(infer(n) == -1 && strstr(fm_errmsg(), "batch"));
-  n = node(OP_Resize, 13, 3, (Tensor *[]){tx, NULL, input(FM_F32, 1, (int64_t[]){4}, s2)}, 1);
-  CHECK(infer(n) == -1 && strstr(fm_errmsg(), "constant"));
+  Tensor *tx = oc_input(FM_F32, 4, (int64_t[]){-1, 1, 2, 2}, NULL);
+  Node *n = oc_node(OP_Resize, 13, 3, (Tensor *[]){tx, NULL, oc_const(FM_F32, 1, (int64_t[]){4}, s2)}, 1);
+  CHECK(oc_infer(n) == -1 && strstr(fm_errmsg(), "batch"));
+  n = oc_node(OP_Resize, 13, 3, (Tensor *[]){tx, NULL, oc_input(FM_F32, 1, (int64_t[]){4}, s2)}, 1);
+  CHECK(oc_infer(n) == -1 && strstr(fm_errmsg(), "constant"));
 }
 
 int main(void) {
   srand(2);
-  G = fm_graph_new();
-  G->opset = 17;
+  oc_graph_new(17);
   test_batchnorm();
   test_instancenorm();
   test_layernorm();
@@ -435,6 +370,6 @@ int main(void) {
   test_softmax();
   test_quant();
   test_resize();
-  fm_graph_free(G);
+  oc_graph_free();
   return check_done("test_ops_norm");
 }

@@ -3,74 +3,19 @@
  * attribute and as an input, on a symbolic batch run at batch 2 and 3, against a
  * reference that loops over the input in double precision; plus the folding of
  * integer shape arithmetic (ReduceProd of a Shape slice). */
-#include "check.h"
-#include "ops/ops.h"
-#include <stdlib.h>
-#include <string.h>
+#include "opcheck.h"
 
-static Graph *G;
-
-static Tensor *input(const char *name, FmDType dt, int r, const int64_t *dims) {
-  Tensor *t = fm_tensor_new(G, name);
-  fm_set_shape(t, dt, r, dims);
-  t->is_input = 1;
-  return t;
-}
-
-static Tensor *ci64(int64_t n, const int64_t *v) { return fm_tensor_const(G, NULL, FM_I64, 1, &n, v); }
-
-static Node *mk(OpKind op, int opset, int nin, Tensor *const *ins) {
-  Node *n = fm_node_new(G, op, NULL, nin, 1);
-  n->opset = opset;
-  for (int i = 0; i < nin; i++) n->in[i] = ins[i];
-  n->out[0] = fm_tensor_new(G, fm_sprintf(&G->arena, "%s_out", n->name));
-  n->out[0]->producer = n;
-  return n;
-}
-
-static Attr *add_attr(Node *n, const char *name, AttrType t) {
-  Attr *a = fm_alloc(&G->arena, sizeof(Attr) * (size_t)(n->nattrs + 1));
-  if (n->nattrs) memcpy(a, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
-  n->attrs = a;
-  a = &n->attrs[n->nattrs++];
-  a->name = name, a->type = t;
-  return a;
-}
-static void set_i(Node *n, const char *name, int64_t v) { add_attr(n, name, FA_INT)->i = v; }
-static void set_ints(Node *n, const char *name, int k, const int64_t *v) {
-  Attr *a = add_attr(n, name, FA_INTS);
-  a->ints = fm_alloc(&G->arena, sizeof(int64_t) * (size_t)(k ? k : 1));
-  memcpy(a->ints, v, sizeof(int64_t) * (size_t)k);
-  a->n = k;
-}
-
+/* 1 if inference succeeded, else 0 with the message on stderr. */
 static int infer(Node *n) {
-  FmTry t;
-  FM_TRY(&t) {
-    fm_ops[n->op].infer(G, n);
-    fm_try_pop(&t);
-    return 1;
-  } else {
-    fprintf(stderr, "infer: %s\n", fm_errmsg());
-    return 0;
-  }
+  if (oc_infer(n) == 0) return 1;
+  fprintf(stderr, "infer: %s\n", fm_errmsg());
+  return 0;
 }
 
-/* Lowers n and runs it at batch with x bound to input 0 and y to output 0. */
+/* Lowers n and runs it at batch with x bound to input 0 and y to output 0; 1 on success. */
 static int run(Node *n, int64_t batch, void *x, void *y) {
-  KB b;
-  kb_begin(&b, G, n, "k");
-  fm_ops[n->op].lower(&b, n);
-  void **ptrs = calloc((size_t)b.fn->nbufs + 1, sizeof(void *));
-  for (int i = 0; i < b.fn->nbufs; i++) {
-    if (b.fn->bufs[i]->tensor == n->in[0]) ptrs[i] = x;
-    if (b.fn->bufs[i]->tensor == n->out[0]) ptrs[i] = y;
-  }
-  char err[512];
-  int rc = fm_kinterp(b.fn, batch, ptrs, err, sizeof err);
-  free(ptrs);
-  if (rc) fprintf(stderr, "interp: %s\n", err);
-  return rc == 0;
+  n->in[0]->aux = x, n->out[0]->aux = y;
+  return oc_run(n, batch) == 0;
 }
 
 /* ---- the reference ---- */
@@ -117,7 +62,7 @@ static void ref_reduce(RKind k, const float *x, int64_t B, const int *red, doubl
 }
 
 static void test_reduce_kinds(void) {
-  Tensor *x = input("rx", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("rx", FM_F32, 3, (int64_t[]){-1, 3, 4});
   /* axis sets: {1}, {0, 2}, {-1}, all (no axes) */
   const int64_t axsets[4][2] = {{1, 0}, {0, 2}, {-1, 0}, {0, 0}};
   const int naxes[4] = {1, 2, 1, 0};
@@ -128,10 +73,10 @@ static void test_reduce_kinds(void) {
         for (int form = 0; form <= 1; form++) { /* 0: attribute (opset 11), 1: input (13 / 18) */
           int opset = form ? (k == R_SUM ? 13 : 18) : 11;
           Node *n;
-          if (form && naxes[s]) n = mk(rops[k], opset, 2, (Tensor *[]){x, ci64(naxes[s], axsets[s])});
-          else n = mk(rops[k], opset, 1, (Tensor *[]){x});
-          if (!form && naxes[s]) set_ints(n, "axes", naxes[s], axsets[s]);
-          set_i(n, "keepdims", keep);
+          if (form && naxes[s]) n = oc_node(rops[k], opset, 2, (Tensor *[]){x, oc_const_i64(naxes[s], axsets[s])}, 1);
+          else n = oc_node(rops[k], opset, 1, (Tensor *[]){x}, 1);
+          if (!form && naxes[s]) oc_attr_ints(n, "axes", naxes[s], axsets[s]);
+          oc_attr_i(n, "keepdims", keep);
           if (!infer(n)) { CHECK(0); continue; }
           /* output shape */
           int64_t want[3], r = 0;
@@ -163,64 +108,56 @@ static void test_reduce_kinds(void) {
 }
 
 static void test_reduce_special(void) {
-  Tensor *x = input("rsx", FM_F32, 2, (int64_t[]){2, 3});
+  Tensor *x = oc_input_named("rsx", FM_F32, 2, (int64_t[]){2, 3});
   /* noop_with_empty_axes: identity */
-  Node *n = mk(OP_ReduceSum, 13, 1, (Tensor *[]){x});
-  set_i(n, "noop_with_empty_axes", 1);
+  Node *n = oc_node(OP_ReduceSum, 13, 1, (Tensor *[]){x}, 1);
+  oc_attr_i(n, "noop_with_empty_axes", 1);
   CHECK(infer(n) && n->out[0]->rank == 2 && n->out[0]->dims[1] == 3);
   float xv[6] = {1, -2, 3, 4, 5, -6}, y[6];
   CHECK(run(n, 1, xv, y) && y[5] == -6 && y[1] == -2);
   /* empty axes input without the flag: reduce everything */
   int64_t none = 0;
-  Node *n2 = mk(OP_ReduceSum, 13, 2, (Tensor *[]){x, fm_tensor_const(G, NULL, FM_I64, 1, &none, NULL)});
+  Node *n2 = oc_node(OP_ReduceSum, 13, 2, (Tensor *[]){x, oc_const(FM_I64, 1, &none, NULL)}, 1);
   CHECK(infer(n2) && n2->out[0]->rank == 2 && n2->out[0]->dims[0] == 1 && n2->out[0]->dims[1] == 1);
   CHECK(run(n2, 1, xv, y) && y[0] == 5);
   /* integer ReduceMax */
-  Tensor *xi = input("rsi", FM_I32, 2, (int64_t[]){2, 3});
-  Node *n3 = mk(OP_ReduceMax, 11, 1, (Tensor *[]){xi});
-  set_ints(n3, "axes", 1, (int64_t[]){1}), set_i(n3, "keepdims", 0);
+  Tensor *xi = oc_input_named("rsi", FM_I32, 2, (int64_t[]){2, 3});
+  Node *n3 = oc_node(OP_ReduceMax, 11, 1, (Tensor *[]){xi}, 1);
+  oc_attr_ints(n3, "axes", 1, (int64_t[]){1}), oc_attr_i(n3, "keepdims", 0);
   CHECK(infer(n3) && n3->out[0]->rank == 1);
   int32_t iv[6] = {-5, -9, -7, 3, 8, 8}, iy[2];
   CHECK(run(n3, 1, iv, iy) && iy[0] == -5 && iy[1] == 8);
   /* bad axis */
-  Node *n4 = mk(OP_ReduceMean, 11, 1, (Tensor *[]){x});
-  set_ints(n4, "axes", 1, (int64_t[]){2});
-  FmTry t;
-  int failed = 0;
-  FM_TRY(&t) {
-    fm_ops[n4->op].infer(G, n4);
-    fm_try_pop(&t);
-  } else {
-    failed = strstr(fm_errmsg(), n4->name) != NULL;
-  }
-  CHECK(failed);
+  Node *n4 = oc_node(OP_ReduceMean, 11, 1, (Tensor *[]){x}, 1);
+  oc_attr_ints(n4, "axes", 1, (int64_t[]){2});
+  CHECK(oc_infer(n4) == -1 && strstr(fm_errmsg(), n4->name));
 }
 
 /* Integer reductions of shapes resolve at compile time, symbolic ones too. */
 static void test_reduce_fold(void) {
-  Tensor *x = input("rfx", FM_F32, 4, (int64_t[]){-1, 3, 4, 5});
-  Node *sh = mk(OP_Shape, 13, 1, (Tensor *[]){x});
+  Tensor *x = oc_input_named("rfx", FM_F32, 4, (int64_t[]){-1, 3, 4, 5});
+  Node *sh = oc_node(OP_Shape, 13, 1, (Tensor *[]){x}, 1);
   CHECK(infer(sh));
-  Node *sl = mk(OP_Slice, 13, 3, (Tensor *[]){sh->out[0], ci64(1, (int64_t[]){1}), ci64(1, (int64_t[]){4})});
+  Node *sl = oc_node(OP_Slice, 13, 3, (Tensor *[]){sh->out[0], oc_const_i64(1, (int64_t[]){1}), oc_const_i64(1, (int64_t[]){4})}, 1);
   CHECK(infer(sl));
-  Node *p = mk(OP_ReduceProd, 13, 1, (Tensor *[]){sl->out[0]});
-  set_i(p, "keepdims", 1);
+  Node *p = oc_node(OP_ReduceProd, 13, 1, (Tensor *[]){sl->out[0]}, 1);
+  oc_attr_i(p, "keepdims", 1);
   CHECK(infer(p) && p->out[0]->data && *(int64_t *)p->out[0]->data == 60);
-  Node *p2 = mk(OP_ReduceProd, 13, 1, (Tensor *[]){sh->out[0]});
-  set_i(p2, "keepdims", 0);
+  Node *p2 = oc_node(OP_ReduceProd, 13, 1, (Tensor *[]){sh->out[0]}, 1);
+  oc_attr_i(p2, "keepdims", 0);
   CHECK(infer(p2) && p2->out[0]->symval && p2->out[0]->symval[0] == -60);
-  Node *s = mk(OP_ReduceSum, 11, 1, (Tensor *[]){sh->out[0]});
+  Node *s = oc_node(OP_ReduceSum, 11, 1, (Tensor *[]){sh->out[0]}, 1);
   CHECK(infer(s) && !s->out[0]->data && !s->out[0]->symval); /* N + 12 is neither */
 }
 
 static void test_arg(void) {
-  Tensor *x = input("ax", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("ax", FM_F32, 3, (int64_t[]){-1, 3, 4});
   for (int op = 0; op <= 1; op++)
     for (int last = 0; last <= 1; last++)
       for (int axis = -1; axis <= 1; axis++)
         for (int keep = 0; keep <= 1; keep++) {
-          Node *n = mk(op ? OP_ArgMin : OP_ArgMax, 13, 1, (Tensor *[]){x});
-          set_i(n, "axis", axis), set_i(n, "keepdims", keep), set_i(n, "select_last_index", last);
+          Node *n = oc_node(op ? OP_ArgMin : OP_ArgMax, 13, 1, (Tensor *[]){x}, 1);
+          oc_attr_i(n, "axis", axis), oc_attr_i(n, "keepdims", keep), oc_attr_i(n, "select_last_index", last);
           CHECK(infer(n) && n->out[0]->dtype == FM_I64 && n->out[0]->rank == 3 - !keep);
           int a = axis < 0 ? axis + 3 : axis;
           int64_t B = 3, d[3] = {B, 3, 4};
@@ -249,13 +186,13 @@ static void test_arg(void) {
 }
 
 static void test_cumsum(void) {
-  Tensor *x = input("cx", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("cx", FM_F32, 3, (int64_t[]){-1, 3, 4});
   for (int axis = 0; axis <= 2; axis++)
     for (int excl = 0; excl <= 1; excl++)
       for (int rev = 0; rev <= 1; rev++) {
         int32_t av = axis == 2 ? -1 : axis;
-        Node *n = mk(OP_CumSum, 14, 2, (Tensor *[]){x, fm_tensor_const(G, NULL, FM_I32, 0, NULL, &av)});
-        set_i(n, "exclusive", excl), set_i(n, "reverse", rev);
+        Node *n = oc_node(OP_CumSum, 14, 2, (Tensor *[]){x, oc_const(FM_I32, 0, NULL, &av)}, 1);
+        oc_attr_i(n, "exclusive", excl), oc_attr_i(n, "reverse", rev);
         CHECK(infer(n) && n->out[0]->rank == 3 && n->out[0]->dims[0] == -1);
         int64_t B = 2, d[3] = {B, 3, 4};
         float xv[24], y[24];
@@ -277,9 +214,9 @@ static void test_cumsum(void) {
         CHECK(ok);
       }
   /* integer CumSum */
-  Tensor *xi = input("cxi", FM_I64, 1, (int64_t[]){5});
+  Tensor *xi = oc_input_named("cxi", FM_I64, 1, (int64_t[]){5});
   int64_t ax = 0;
-  Node *n = mk(OP_CumSum, 14, 2, (Tensor *[]){xi, fm_tensor_const(G, NULL, FM_I64, 0, NULL, &ax)});
+  Node *n = oc_node(OP_CumSum, 14, 2, (Tensor *[]){xi, oc_const(FM_I64, 0, NULL, &ax)}, 1);
   CHECK(infer(n));
   int64_t iv[5] = {1, 2, 3, 4, 5}, iy[5];
   CHECK(run(n, 1, iv, iy) && iy[4] == 15 && iy[2] == 6);
@@ -290,12 +227,12 @@ int main(void) {
      the static library even where fm_ops[] only holds weak references. */
   volatile FmInferFn pull[] = {fm_infer_ReduceSum, fm_infer_Shape, fm_infer_Slice};
   (void)pull;
-  G = fm_graph_new();
+  oc_graph_new(0);
   test_reduce_kinds();
   test_reduce_special();
   test_reduce_fold();
   test_arg();
   test_cumsum();
-  fm_graph_free(G);
+  oc_graph_free();
   return check_done("test_ops_reduce");
 }

@@ -2,98 +2,37 @@
  * inference (dims, constant and symbolic values of shape arithmetic) and lowering,
  * run on the kernel interpreter against straightforward references, at batch 2 and 3
  * where a dim is symbolic. */
-#include "check.h"
-#include "ops/ops.h"
-#include <stdlib.h>
-#include <string.h>
+#include "opcheck.h"
 
-static Graph *G;
 static char lastmsg[512];
-
-/* ---- building tiny graphs ---- */
-
-static Tensor *input(const char *name, FmDType dt, int r, const int64_t *dims) {
-  Tensor *t = fm_tensor_new(G, name);
-  fm_set_shape(t, dt, r, dims);
-  t->is_input = 1;
-  return t;
-}
-
-static Tensor *ci64(int64_t n, const int64_t *v) { return fm_tensor_const(G, NULL, FM_I64, 1, &n, v); }
-static Tensor *ci64s(int64_t v) { return fm_tensor_const(G, NULL, FM_I64, 0, NULL, &v); }
-
-static Node *mk(OpKind op, int opset, int nin, Tensor *const *ins, int nout) {
-  Node *n = fm_node_new(G, op, NULL, nin, nout);
-  n->opset = opset;
-  for (int i = 0; i < nin; i++) n->in[i] = ins[i];
-  for (int j = 0; j < nout; j++) {
-    n->out[j] = fm_tensor_new(G, fm_sprintf(&G->arena, "%s_out%d", n->name, j));
-    n->out[j]->producer = n;
-  }
-  return n;
-}
-
-static Attr *add_attr(Node *n, const char *name, AttrType t) {
-  Attr *a = fm_alloc(&G->arena, sizeof(Attr) * (size_t)(n->nattrs + 1));
-  if (n->nattrs) memcpy(a, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
-  n->attrs = a;
-  a = &n->attrs[n->nattrs++];
-  a->name = name, a->type = t;
-  return a;
-}
-static void set_i(Node *n, const char *name, int64_t v) { add_attr(n, name, FA_INT)->i = v; }
-static void set_f(Node *n, const char *name, float v) { add_attr(n, name, FA_FLOAT)->f = v; }
-static void set_s(Node *n, const char *name, const char *v) { add_attr(n, name, FA_STRING)->s = v; }
-static void set_ints(Node *n, const char *name, int k, const int64_t *v) {
-  Attr *a = add_attr(n, name, FA_INTS);
-  a->ints = fm_alloc(&G->arena, sizeof(int64_t) * (size_t)(k ? k : 1));
-  memcpy(a->ints, v, sizeof(int64_t) * (size_t)k);
-  a->n = k;
-}
 
 /* Runs inference; 1 if it succeeded, else 0 with the message in lastmsg. */
 static int infer(Node *n) {
-  FmTry t;
-  FM_TRY(&t) {
-    fm_ops[n->op].infer(G, n);
-    fm_try_pop(&t);
-    return 1;
-  } else {
-    snprintf(lastmsg, sizeof lastmsg, "%s", fm_errmsg());
-    return 0;
-  }
-}
-
-static int64_t numel_at(const Tensor *t, int64_t batch) {
-  int64_t m = 1;
-  for (int i = 0; i < t->rank; i++) m *= t->dims[i] < 0 ? -t->dims[i] * batch : t->dims[i];
-  return m;
+  if (oc_infer(n) == 0) return 1;
+  snprintf(lastmsg, sizeof lastmsg, "%s", fm_errmsg());
+  return 0;
 }
 
 /* Lowers n and runs it at batch; io[] holds a pointer per input then per output
-   (NULL: the tensor's constant data). Returns 1 on success. */
+   (NULL: the tensor's constant data, else zeros: an input the kernel does not read,
+   like Shape's x). Returns 1 on success. */
 static int run(Node *n, int64_t batch, void **io) {
-  KB b;
-  kb_begin(&b, G, n, "k");
-  fm_ops[n->op].lower(&b, n);
-  void **ptrs = calloc((size_t)b.fn->nbufs + 1, sizeof(void *));
-  void **owned = calloc((size_t)b.fn->nbufs + 1, sizeof(void *));
-  for (int i = 0; i < b.fn->nbufs; i++) {
-    KBuf *kb = b.fn->bufs[i];
-    if (kb->kind != KBUF_TENSOR) continue;
-    for (int j = 0; j < n->nin; j++)
-      if (n->in[j] == kb->tensor) ptrs[i] = io[j];
-    for (int j = 0; j < n->nout; j++)
-      if (n->out[j] == kb->tensor) ptrs[i] = io[n->nin + j];
-    if (!ptrs[i] && !kb->tensor->data) /* an input the kernel does not read (Shape's x) */
-      ptrs[i] = owned[i] = calloc((size_t)numel_at(kb->tensor, batch) + 1, 8);
+  int nt = n->nin + n->nout;
+  void **owned = calloc((size_t)nt + 1, sizeof(void *));
+  for (int j = 0; j < nt; j++) {
+    Tensor *t = j < n->nin ? n->in[j] : n->out[j - n->nin];
+    if (!t) continue;
+    t->aux = io[j];
+    if (!io[j] && !t->data) t->aux = owned[j] = calloc((size_t)oc_numel(t, batch) + 1, 8);
   }
-  char err[512];
-  int rc = fm_kinterp(b.fn, batch, ptrs, err, sizeof err);
-  for (int i = 0; i < b.fn->nbufs; i++) free(owned[i]);
-  free(ptrs), free(owned);
-  if (rc) fprintf(stderr, "interp: %s\n", err);
-  return rc == 0;
+  int ok = oc_run(n, batch) == 0;
+  for (int j = 0; j < nt; j++) {
+    Tensor *t = j < n->nin ? n->in[j] : n->out[j - n->nin];
+    if (t && owned[j]) t->aux = NULL;
+    free(owned[j]);
+  }
+  free(owned);
+  return ok;
 }
 
 static int dims_are(const Tensor *t, int r, const int64_t *d) {
@@ -101,10 +40,6 @@ static int dims_are(const Tensor *t, int r, const int64_t *d) {
   for (int i = 0; i < r; i++)
     if (t->dims[i] != d[i]) return 0;
   return 1;
-}
-
-static void resolve(const Tensor *t, int64_t batch, int64_t *d) {
-  for (int i = 0; i < t->rank; i++) d[i] = t->dims[i] < 0 ? -t->dims[i] * batch : t->dims[i];
 }
 
 static float *ramp(int64_t m) {
@@ -143,42 +78,42 @@ static int same_f(const float *a, const float *b, int64_t m) {
 
 static void test_reshape(void) {
   int64_t xd[] = {-1, 4, 6}, s[] = {0, -1, 3};
-  Tensor *x = input("rs_x", FM_F32, 3, xd);
-  Node *n = mk(OP_Reshape, 14, 2, (Tensor *[]){x, ci64(3, s)}, 1);
+  Tensor *x = oc_input_named("rs_x", FM_F32, 3, xd);
+  Node *n = oc_node(OP_Reshape, 14, 2, (Tensor *[]){x, oc_const_i64(3, s)}, 1);
   CHECK(infer(n));
   CHECK(dims_are(n->out[0], 3, (int64_t[]){-1, 8, 3}));
   for (int64_t batch = 2; batch <= 3; batch++) {
-    int64_t m = numel_at(x, batch);
+    int64_t m = oc_numel(x, batch);
     float *a = ramp(m), *y = calloc((size_t)m, sizeof(float));
     CHECK(run(n, batch, (void *[]){a, NULL, y}));
     CHECK(same_f(a, y, m));
     free(a), free(y);
   }
   /* [-1, 768] from a constant shape: N*12*64 -> N x 768 */
-  Tensor *x2 = input("rs_x2", FM_F32, 3, (int64_t[]){-1, 12, 64});
-  Node *n2 = mk(OP_Reshape, 13, 2, (Tensor *[]){x2, ci64(2, (int64_t[]){-1, 768})}, 1);
+  Tensor *x2 = oc_input_named("rs_x2", FM_F32, 3, (int64_t[]){-1, 12, 64});
+  Node *n2 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x2, oc_const_i64(2, (int64_t[]){-1, 768})}, 1);
   CHECK(infer(n2) && dims_are(n2->out[0], 2, (int64_t[]){-1, 768}));
   /* -1 absorbing the batch: [N, 10] -> [1, 10N] */
-  Tensor *x3 = input("rs_x3", FM_F32, 2, (int64_t[]){-1, 10});
-  Node *n3 = mk(OP_Reshape, 13, 2, (Tensor *[]){x3, ci64(2, (int64_t[]){1, -1})}, 1);
+  Tensor *x3 = oc_input_named("rs_x3", FM_F32, 2, (int64_t[]){-1, 10});
+  Node *n3 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x3, oc_const_i64(2, (int64_t[]){1, -1})}, 1);
   CHECK(infer(n3) && dims_are(n3->out[0], 2, (int64_t[]){1, -10}));
   /* allowzero: a 0 is a real zero dim */
-  Tensor *x4 = input("rs_x4", FM_F32, 2, (int64_t[]){0, 3});
-  Node *n4 = mk(OP_Reshape, 14, 2, (Tensor *[]){x4, ci64(2, (int64_t[]){3, 0})}, 1);
-  set_i(n4, "allowzero", 1);
+  Tensor *x4 = oc_input_named("rs_x4", FM_F32, 2, (int64_t[]){0, 3});
+  Node *n4 = oc_node(OP_Reshape, 14, 2, (Tensor *[]){x4, oc_const_i64(2, (int64_t[]){3, 0})}, 1);
+  oc_attr_i(n4, "allowzero", 1);
   CHECK(infer(n4) && dims_are(n4->out[0], 2, (int64_t[]){3, 0}));
   /* constant input folds */
   float cv[6] = {1, 2, 3, 4, 5, 6};
-  Tensor *c = fm_tensor_const(G, NULL, FM_F32, 2, (int64_t[]){2, 3}, cv);
-  Node *n5 = mk(OP_Reshape, 13, 2, (Tensor *[]){c, ci64(1, (int64_t[]){-1})}, 1);
+  Tensor *c = oc_const(FM_F32, 2, (int64_t[]){2, 3}, cv);
+  Node *n5 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){c, oc_const_i64(1, (int64_t[]){-1})}, 1);
   CHECK(infer(n5) && n5->out[0]->data && ((float *)n5->out[0]->data)[5] == 6);
   /* errors name the node */
-  Tensor *dyn = input("rs_dyn", FM_I64, 1, (int64_t[]){2});
-  Node *n6 = mk(OP_Reshape, 13, 2, (Tensor *[]){x, dyn}, 1);
+  Tensor *dyn = oc_input_named("rs_dyn", FM_I64, 1, (int64_t[]){2});
+  Node *n6 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x, dyn}, 1);
   CHECK(!infer(n6) && strstr(lastmsg, n6->name) && strstr(lastmsg, "compile time"));
-  Node *n7 = mk(OP_Reshape, 13, 2, (Tensor *[]){x, ci64(2, (int64_t[]){5, -1})}, 1);
+  Node *n7 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x, oc_const_i64(2, (int64_t[]){5, -1})}, 1);
   CHECK(!infer(n7) && strstr(lastmsg, n7->name));
-  Node *n8 = mk(OP_Reshape, 13, 2, (Tensor *[]){x, ci64(2, (int64_t[]){-1, -1})}, 1);
+  Node *n8 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x, oc_const_i64(2, (int64_t[]){-1, -1})}, 1);
   CHECK(!infer(n8));
 }
 
@@ -186,44 +121,44 @@ static void test_reshape(void) {
    exports x.view(x.size(0), -1). */
 static void test_shape_chain(void) {
   int64_t xd[] = {-1, 3, 4, 5};
-  Tensor *x = input("ch_x", FM_F32, 4, xd);
-  Node *sh = mk(OP_Shape, 13, 1, (Tensor *[]){x}, 1);
+  Tensor *x = oc_input_named("ch_x", FM_F32, 4, xd);
+  Node *sh = oc_node(OP_Shape, 13, 1, (Tensor *[]){x}, 1);
   CHECK(infer(sh));
   Tensor *s = sh->out[0];
   CHECK(s->dtype == FM_I64 && dims_are(s, 1, (int64_t[]){4}) && !s->data && s->symval);
   CHECK(s->symval && s->symval[0] == -1 && s->symval[3] == 5);
-  Node *ga = mk(OP_Gather, 13, 2, (Tensor *[]){s, ci64s(0)}, 1);
+  Node *ga = oc_node(OP_Gather, 13, 2, (Tensor *[]){s, oc_scalar_i64(0)}, 1);
   CHECK(infer(ga) && ga->out[0]->rank == 0 && ga->out[0]->symval && ga->out[0]->symval[0] == -1);
-  Node *un = mk(OP_Unsqueeze, 13, 2, (Tensor *[]){ga->out[0], ci64(1, (int64_t[]){0})}, 1);
+  Node *un = oc_node(OP_Unsqueeze, 13, 2, (Tensor *[]){ga->out[0], oc_const_i64(1, (int64_t[]){0})}, 1);
   CHECK(infer(un) && dims_are(un->out[0], 1, (int64_t[]){1}) && un->out[0]->symval);
-  Node *cat = mk(OP_Concat, 13, 2, (Tensor *[]){un->out[0], ci64(1, (int64_t[]){-1})}, 1);
-  set_i(cat, "axis", 0);
+  Node *cat = oc_node(OP_Concat, 13, 2, (Tensor *[]){un->out[0], oc_const_i64(1, (int64_t[]){-1})}, 1);
+  oc_attr_i(cat, "axis", 0);
   CHECK(infer(cat) && dims_are(cat->out[0], 1, (int64_t[]){2}) && cat->out[0]->symval);
   CHECK(cat->out[0]->symval && cat->out[0]->symval[0] == -1 && fm_sym_is_lit(cat->out[0]->symval[1]));
-  Node *rs = mk(OP_Reshape, 13, 2, (Tensor *[]){x, cat->out[0]}, 1);
+  Node *rs = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x, cat->out[0]}, 1);
   CHECK(infer(rs) && dims_are(rs->out[0], 2, (int64_t[]){-1, 60}));
   /* Gather of a known dim gives a constant; Slice of the shape too */
-  Node *g2 = mk(OP_Gather, 13, 2, (Tensor *[]){s, ci64(1, (int64_t[]){-1})}, 1);
+  Node *g2 = oc_node(OP_Gather, 13, 2, (Tensor *[]){s, oc_const_i64(1, (int64_t[]){-1})}, 1);
   CHECK(infer(g2) && g2->out[0]->data && ((int64_t *)g2->out[0]->data)[0] == 5);
-  Node *sl = mk(OP_Slice, 13, 3, (Tensor *[]){s, ci64(1, (int64_t[]){1}), ci64(1, (int64_t[]){INT64_MAX})}, 1);
+  Node *sl = oc_node(OP_Slice, 13, 3, (Tensor *[]){s, oc_const_i64(1, (int64_t[]){1}), oc_const_i64(1, (int64_t[]){INT64_MAX})}, 1);
   CHECK(infer(sl) && sl->out[0]->data && dims_are(sl->out[0], 1, (int64_t[]){3}));
   CHECK(sl->out[0]->data && ((int64_t *)sl->out[0]->data)[2] == 5);
   /* Concat(N, 60) -> Reshape to [N, 60] */
-  Node *cat2 = mk(OP_Concat, 13, 2, (Tensor *[]){un->out[0], ci64(1, (int64_t[]){60})}, 1);
-  set_i(cat2, "axis", 0);
+  Node *cat2 = oc_node(OP_Concat, 13, 2, (Tensor *[]){un->out[0], oc_const_i64(1, (int64_t[]){60})}, 1);
+  oc_attr_i(cat2, "axis", 0);
   CHECK(infer(cat2));
-  Node *rs2 = mk(OP_Reshape, 13, 2, (Tensor *[]){x, cat2->out[0]}, 1);
+  Node *rs2 = oc_node(OP_Reshape, 13, 2, (Tensor *[]){x, cat2->out[0]}, 1);
   CHECK(infer(rs2) && dims_are(rs2->out[0], 2, (int64_t[]){-1, 60}));
   /* Squeeze keeps symbolic values; Expand consumes them */
-  Node *sq = mk(OP_Squeeze, 13, 2, (Tensor *[]){un->out[0], ci64(1, (int64_t[]){0})}, 1);
+  Node *sq = oc_node(OP_Squeeze, 13, 2, (Tensor *[]){un->out[0], oc_const_i64(1, (int64_t[]){0})}, 1);
   CHECK(infer(sq) && sq->out[0]->rank == 0 && sq->out[0]->symval && sq->out[0]->symval[0] == -1);
-  Tensor *e = input("ch_e", FM_F32, 2, (int64_t[]){3, 1});
-  Node *ex = mk(OP_Expand, 13, 2, (Tensor *[]){e, cat2->out[0]}, 1);
+  Tensor *e = oc_input_named("ch_e", FM_F32, 2, (int64_t[]){3, 1});
+  Node *ex = oc_node(OP_Expand, 13, 2, (Tensor *[]){e, cat2->out[0]}, 1);
   CHECK(!infer(ex)); /* [3,1] against [N, 60]: 3 vs N does not broadcast */
-  Tensor *y = input("ch_y", FM_F32, 3, (int64_t[]){-1, 1, 4});
-  Node *sy = mk(OP_Shape, 13, 1, (Tensor *[]){y}, 1);
+  Tensor *y = oc_input_named("ch_y", FM_F32, 3, (int64_t[]){-1, 1, 4});
+  Node *sy = oc_node(OP_Shape, 13, 1, (Tensor *[]){y}, 1);
   CHECK(infer(sy));
-  Node *ex2 = mk(OP_Expand, 13, 2, (Tensor *[]){e, sy->out[0]}, 1);
+  Node *ex2 = oc_node(OP_Expand, 13, 2, (Tensor *[]){e, sy->out[0]}, 1);
   CHECK(infer(ex2) && dims_are(ex2->out[0], 3, (int64_t[]){-1, 3, 4}));
   for (int64_t batch = 2; batch <= 3; batch++) {
     float ev[3] = {1.5f, -2, 7}, out[3 * 3 * 4];
@@ -233,8 +168,8 @@ static void test_shape_chain(void) {
     CHECK(ok);
   }
   /* Shape of a fully known tensor is constant data; Shape lowering stores N */
-  Tensor *k = input("ch_k", FM_F32, 2, (int64_t[]){2, 7});
-  Node *sk = mk(OP_Shape, 13, 1, (Tensor *[]){k}, 1);
+  Tensor *k = oc_input_named("ch_k", FM_F32, 2, (int64_t[]){2, 7});
+  Node *sk = oc_node(OP_Shape, 13, 1, (Tensor *[]){k}, 1);
   CHECK(infer(sk) && sk->out[0]->data && ((int64_t *)sk->out[0]->data)[1] == 7);
   int64_t sv[4];
   CHECK(run(sh, 3, (void *[]){NULL, sv}));
@@ -242,51 +177,51 @@ static void test_shape_chain(void) {
 }
 
 static void test_shape_size(void) {
-  Tensor *x = input("ss_x", FM_F32, 4, (int64_t[]){2, 3, 4, 5});
-  Node *n = mk(OP_Shape, 15, 1, (Tensor *[]){x}, 1);
-  set_i(n, "start", 1), set_i(n, "end", -1);
+  Tensor *x = oc_input_named("ss_x", FM_F32, 4, (int64_t[]){2, 3, 4, 5});
+  Node *n = oc_node(OP_Shape, 15, 1, (Tensor *[]){x}, 1);
+  oc_attr_i(n, "start", 1), oc_attr_i(n, "end", -1);
   CHECK(infer(n) && dims_are(n->out[0], 1, (int64_t[]){2}) && n->out[0]->data);
   CHECK(n->out[0]->data && ((int64_t *)n->out[0]->data)[0] == 3 && ((int64_t *)n->out[0]->data)[1] == 4);
-  Node *n2 = mk(OP_Shape, 15, 1, (Tensor *[]){x}, 1);
-  set_i(n2, "start", -10), set_i(n2, "end", 10); /* clamped */
+  Node *n2 = oc_node(OP_Shape, 15, 1, (Tensor *[]){x}, 1);
+  oc_attr_i(n2, "start", -10), oc_attr_i(n2, "end", 10); /* clamped */
   CHECK(infer(n2) && dims_are(n2->out[0], 1, (int64_t[]){4}));
-  Node *n3 = mk(OP_Shape, 15, 1, (Tensor *[]){x}, 1);
-  set_i(n3, "start", 3), set_i(n3, "end", 1);
+  Node *n3 = oc_node(OP_Shape, 15, 1, (Tensor *[]){x}, 1);
+  oc_attr_i(n3, "start", 3), oc_attr_i(n3, "end", 1);
   CHECK(infer(n3) && dims_are(n3->out[0], 1, (int64_t[]){0}));
-  Tensor *y = input("ss_y", FM_F32, 3, (int64_t[]){-1, 3, 4});
-  Node *sz = mk(OP_Size, 13, 1, (Tensor *[]){y}, 1);
+  Tensor *y = oc_input_named("ss_y", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Node *sz = oc_node(OP_Size, 13, 1, (Tensor *[]){y}, 1);
   CHECK(infer(sz) && sz->out[0]->rank == 0 && sz->out[0]->symval && sz->out[0]->symval[0] == -12);
   int64_t v = 0;
   CHECK(run(sz, 3, (void *[]){NULL, &v}) && v == 36);
-  Node *sz2 = mk(OP_Size, 13, 1, (Tensor *[]){x}, 1);
+  Node *sz2 = oc_node(OP_Size, 13, 1, (Tensor *[]){x}, 1);
   CHECK(infer(sz2) && sz2->out[0]->data && *(int64_t *)sz2->out[0]->data == 120);
 }
 
 static void test_flatten_squeeze(void) {
-  Tensor *x = input("fl_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("fl_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
   int64_t want[4][2] = {{1, -12}, {-1, 12}, {-3, 4}, {-12, 1}};
   for (int axis = 0; axis <= 3; axis++) {
-    Node *n = mk(OP_Flatten, 13, 1, (Tensor *[]){x}, 1);
-    set_i(n, "axis", axis == 2 ? -1 : axis);
+    Node *n = oc_node(OP_Flatten, 13, 1, (Tensor *[]){x}, 1);
+    oc_attr_i(n, "axis", axis == 2 ? -1 : axis);
     CHECK(infer(n) && dims_are(n->out[0], 2, want[axis]));
     float *a = ramp(24), y[24];
     CHECK(run(n, 2, (void *[]){a, y}) && same_f(a, y, 24));
     free(a);
   }
-  Tensor *s = input("sq_x", FM_F32, 4, (int64_t[]){2, 1, 3, 1});
-  Node *q = mk(OP_Squeeze, 11, 1, (Tensor *[]){s}, 1);
-  set_ints(q, "axes", 2, (int64_t[]){1, -1});
+  Tensor *s = oc_input_named("sq_x", FM_F32, 4, (int64_t[]){2, 1, 3, 1});
+  Node *q = oc_node(OP_Squeeze, 11, 1, (Tensor *[]){s}, 1);
+  oc_attr_ints(q, "axes", 2, (int64_t[]){1, -1});
   CHECK(infer(q) && dims_are(q->out[0], 2, (int64_t[]){2, 3}));
-  Node *q2 = mk(OP_Squeeze, 13, 2, (Tensor *[]){s, ci64(1, (int64_t[]){-3})}, 1);
+  Node *q2 = oc_node(OP_Squeeze, 13, 2, (Tensor *[]){s, oc_const_i64(1, (int64_t[]){-3})}, 1);
   CHECK(infer(q2) && dims_are(q2->out[0], 3, (int64_t[]){2, 3, 1}));
-  Node *q3 = mk(OP_Squeeze, 13, 1, (Tensor *[]){s}, 1); /* no axes: every 1 */
+  Node *q3 = oc_node(OP_Squeeze, 13, 1, (Tensor *[]){s}, 1); /* no axes: every 1 */
   CHECK(infer(q3) && dims_are(q3->out[0], 2, (int64_t[]){2, 3}));
-  Node *q4 = mk(OP_Squeeze, 13, 2, (Tensor *[]){s, ci64(1, (int64_t[]){0})}, 1);
+  Node *q4 = oc_node(OP_Squeeze, 13, 2, (Tensor *[]){s, oc_const_i64(1, (int64_t[]){0})}, 1);
   CHECK(!infer(q4) && strstr(lastmsg, "not of size 1"));
-  Node *u = mk(OP_Unsqueeze, 11, 1, (Tensor *[]){x}, 1);
-  set_ints(u, "axes", 2, (int64_t[]){4, 0});
+  Node *u = oc_node(OP_Unsqueeze, 11, 1, (Tensor *[]){x}, 1);
+  oc_attr_ints(u, "axes", 2, (int64_t[]){4, 0});
   CHECK(infer(u) && dims_are(u->out[0], 5, (int64_t[]){1, -1, 3, 4, 1}));
-  Node *u2 = mk(OP_Unsqueeze, 13, 2, (Tensor *[]){x, ci64(2, (int64_t[]){-1, 1})}, 1);
+  Node *u2 = oc_node(OP_Unsqueeze, 13, 2, (Tensor *[]){x, oc_const_i64(2, (int64_t[]){-1, 1})}, 1);
   CHECK(infer(u2) && dims_are(u2->out[0], 5, (int64_t[]){-1, 1, 3, 4, 1}));
   float *a = ramp(36), y[36];
   CHECK(run(u2, 3, (void *[]){a, NULL, y}) && same_f(a, y, 36));
@@ -295,47 +230,47 @@ static void test_flatten_squeeze(void) {
 
 static void test_constants(void) {
   /* ConstantOfShape of a symbolic shape: lowered, run at batch 2 */
-  Tensor *x = input("co_x", FM_F32, 2, (int64_t[]){-1, 4});
-  Node *sh = mk(OP_Shape, 13, 1, (Tensor *[]){x}, 1);
+  Tensor *x = oc_input_named("co_x", FM_F32, 2, (int64_t[]){-1, 4});
+  Node *sh = oc_node(OP_Shape, 13, 1, (Tensor *[]){x}, 1);
   CHECK(infer(sh));
-  Node *c = mk(OP_ConstantOfShape, 13, 1, (Tensor *[]){sh->out[0]}, 1);
-  Tensor *val = fm_tensor_const(G, NULL, FM_I64, 1, (int64_t[]){1}, (int64_t[]){7});
-  add_attr(c, "value", FA_TENSOR)->t = val;
+  Node *c = oc_node(OP_ConstantOfShape, 13, 1, (Tensor *[]){sh->out[0]}, 1);
+  Tensor *val = oc_const(FM_I64, 1, (int64_t[]){1}, (int64_t[]){7});
+  fm_attr_add(oc_g, c, "value", FA_TENSOR)->t = val;
   CHECK(infer(c) && c->out[0]->dtype == FM_I64 && dims_are(c->out[0], 2, (int64_t[]){-1, 4}) && !c->out[0]->data);
   int64_t out[8] = {0};
   CHECK(run(c, 2, (void *[]){NULL, out}));
   int ok = 1;
   for (int i = 0; i < 8; i++) ok &= out[i] == 7;
   CHECK(ok);
-  Node *c2 = mk(OP_ConstantOfShape, 13, 1, (Tensor *[]){ci64(2, (int64_t[]){2, 3})}, 1);
+  Node *c2 = oc_node(OP_ConstantOfShape, 13, 1, (Tensor *[]){oc_const_i64(2, (int64_t[]){2, 3})}, 1);
   CHECK(infer(c2) && c2->out[0]->dtype == FM_F32 && c2->out[0]->data && ((float *)c2->out[0]->data)[5] == 0);
   /* Range: folded when constant; the lowering computes the same */
   float fs = 1, fl = 5, fd = 1.5f;
-  Tensor *rs = fm_tensor_const(G, NULL, FM_F32, 0, NULL, &fs), *rl = fm_tensor_const(G, NULL, FM_F32, 0, NULL, &fl),
-         *rd = fm_tensor_const(G, NULL, FM_F32, 0, NULL, &fd);
-  Node *r = mk(OP_Range, 13, 3, (Tensor *[]){rs, rl, rd}, 1);
+  Tensor *rs = oc_const(FM_F32, 0, NULL, &fs), *rl = oc_const(FM_F32, 0, NULL, &fl),
+         *rd = oc_const(FM_F32, 0, NULL, &fd);
+  Node *r = oc_node(OP_Range, 13, 3, (Tensor *[]){rs, rl, rd}, 1);
   CHECK(infer(r) && dims_are(r->out[0], 1, (int64_t[]){3}) && r->out[0]->data);
   float rv[3];
   CHECK(run(r, 1, (void *[]){NULL, NULL, NULL, rv}));
   CHECK(rv[0] == 1 && rv[1] == 2.5f && rv[2] == 4);
   CHECK(r->out[0]->data && ((float *)r->out[0]->data)[2] == 4);
   int32_t is = 10, il = 4, id = -3;
-  Node *r2 = mk(OP_Range, 13, 3,
-                (Tensor *[]){fm_tensor_const(G, NULL, FM_I32, 0, NULL, &is), fm_tensor_const(G, NULL, FM_I32, 0, NULL, &il),
-                             fm_tensor_const(G, NULL, FM_I32, 0, NULL, &id)}, 1);
+  Node *r2 = oc_node(OP_Range, 13, 3,
+                (Tensor *[]){oc_const(FM_I32, 0, NULL, &is), oc_const(FM_I32, 0, NULL, &il),
+                             oc_const(FM_I32, 0, NULL, &id)}, 1);
   CHECK(infer(r2) && dims_are(r2->out[0], 1, (int64_t[]){2}));
   CHECK(r2->out[0]->data && ((int32_t *)r2->out[0]->data)[1] == 7);
   /* Range(0, N, 1) */
-  Node *gsz = mk(OP_Gather, 13, 2, (Tensor *[]){sh->out[0], ci64s(0)}, 1);
+  Node *gsz = oc_node(OP_Gather, 13, 2, (Tensor *[]){sh->out[0], oc_scalar_i64(0)}, 1);
   CHECK(infer(gsz));
-  Node *r3 = mk(OP_Range, 13, 3, (Tensor *[]){ci64s(0), gsz->out[0], ci64s(1)}, 1);
+  Node *r3 = oc_node(OP_Range, 13, 3, (Tensor *[]){oc_scalar_i64(0), gsz->out[0], oc_scalar_i64(1)}, 1);
   CHECK(infer(r3) && dims_are(r3->out[0], 1, (int64_t[]){-1}));
   int64_t r3v[3];
   CHECK(run(r3, 3, (void *[]){NULL, NULL, NULL, r3v}) && r3v[0] == 0 && r3v[2] == 2);
   /* EyeLike with k and dtype */
-  Tensor *e = input("ey_x", FM_F32, 2, (int64_t[]){3, 4});
-  Node *ey = mk(OP_EyeLike, 13, 1, (Tensor *[]){e}, 1);
-  set_i(ey, "k", 1), set_i(ey, "dtype", FM_I32);
+  Tensor *e = oc_input_named("ey_x", FM_F32, 2, (int64_t[]){3, 4});
+  Node *ey = oc_node(OP_EyeLike, 13, 1, (Tensor *[]){e}, 1);
+  oc_attr_i(ey, "k", 1), oc_attr_i(ey, "dtype", FM_I32);
   CHECK(infer(ey) && ey->out[0]->dtype == FM_I32);
   int32_t ev[12];
   CHECK(run(ey, 1, (void *[]){NULL, ev}));
@@ -344,11 +279,11 @@ static void test_constants(void) {
     for (int j = 0; j < 4; j++) ok &= ev[i * 4 + j] == (j - i == 1);
   CHECK(ok);
   /* Constant from attributes */
-  Node *k = mk(OP_Constant, 13, 0, NULL, 1);
-  set_ints(k, "value_ints", 3, (int64_t[]){4, -1, 2});
+  Node *k = oc_node(OP_Constant, 13, 0, NULL, 1);
+  oc_attr_ints(k, "value_ints", 3, (int64_t[]){4, -1, 2});
   CHECK(infer(k) && k->out[0]->data && dims_are(k->out[0], 1, (int64_t[]){3}) && ((int64_t *)k->out[0]->data)[1] == -1);
-  Node *k2 = mk(OP_Constant, 13, 0, NULL, 1);
-  set_f(k2, "value_float", 2.5f);
+  Node *k2 = oc_node(OP_Constant, 13, 0, NULL, 1);
+  oc_attr_f(k2, "value_float", 2.5f);
   CHECK(infer(k2) && k2->out[0]->rank == 0 && *(float *)k2->out[0]->data == 2.5f);
 }
 
@@ -356,29 +291,29 @@ static void test_constants(void) {
 
 static void test_transpose(void) {
   int64_t perms[][4] = {{0, 2, 3, 1}, {0, 3, 1, 2}, {3, 2, 1, 0}, {1, 0, 3, 2}, {0, 1, 2, 3}};
-  Tensor *x = input("tr_x", FM_F32, 4, (int64_t[]){-1, 3, 4, 5});
+  Tensor *x = oc_input_named("tr_x", FM_F32, 4, (int64_t[]){-1, 3, 4, 5});
   for (int p = 0; p < 5; p++) {
-    Node *n = mk(OP_Transpose, 13, 1, (Tensor *[]){x}, 1);
-    if (p != 2) set_ints(n, "perm", 4, perms[p]); /* p == 2: the default, reversed */
+    Node *n = oc_node(OP_Transpose, 13, 1, (Tensor *[]){x}, 1);
+    if (p != 2) oc_attr_ints(n, "perm", 4, perms[p]); /* p == 2: the default, reversed */
     CHECK(infer(n));
     for (int64_t batch = 2; batch <= 3; batch++) {
-      int64_t xd[4], m = numel_at(x, batch);
-      resolve(x, batch, xd);
+      int64_t xd[4], m = oc_numel(x, batch);
+      oc_dims_at(x, batch, xd);
       float *a = ramp(m), *y = calloc((size_t)m, 4), *want = calloc((size_t)m, 4);
       ref_transpose(a, 4, xd, perms[p], want);
       CHECK(run(n, batch, (void *[]){a, y}) && same_f(want, y, m));
       free(a), free(y), free(want);
     }
   }
-  Node *bad = mk(OP_Transpose, 13, 1, (Tensor *[]){x}, 1);
-  set_ints(bad, "perm", 4, (int64_t[]){0, 1, 1, 2});
+  Node *bad = oc_node(OP_Transpose, 13, 1, (Tensor *[]){x}, 1);
+  oc_attr_ints(bad, "perm", 4, (int64_t[]){0, 1, 1, 2});
   CHECK(!infer(bad));
 }
 
 static void test_concat_split(void) {
-  Tensor *a = input("cc_a", FM_F32, 3, (int64_t[]){-1, 2, 3}), *b = input("cc_b", FM_F32, 3, (int64_t[]){-1, 4, 3});
-  Node *n = mk(OP_Concat, 13, 2, (Tensor *[]){a, b}, 1);
-  set_i(n, "axis", -2);
+  Tensor *a = oc_input_named("cc_a", FM_F32, 3, (int64_t[]){-1, 2, 3}), *b = oc_input_named("cc_b", FM_F32, 3, (int64_t[]){-1, 4, 3});
+  Node *n = oc_node(OP_Concat, 13, 2, (Tensor *[]){a, b}, 1);
+  oc_attr_i(n, "axis", -2);
   CHECK(infer(n) && dims_are(n->out[0], 3, (int64_t[]){-1, 6, 3}));
   for (int64_t batch = 2; batch <= 3; batch++) {
     float *av = ramp(batch * 6), *bv = ramp(batch * 12), y[3 * 18];
@@ -391,8 +326,8 @@ static void test_concat_split(void) {
           ok &= y[(i * 6 + r) * 3 + c] == (r < 2 ? av[(i * 2 + r) * 3 + c] : bv[(i * 4 + r - 2) * 3 + c]);
     CHECK(ok);
     /* split it back: opset 13 split input */
-    Node *s = mk(OP_Split, 13, 2, (Tensor *[]){n->out[0], ci64(2, (int64_t[]){2, 4})}, 2);
-    set_i(s, "axis", 1);
+    Node *s = oc_node(OP_Split, 13, 2, (Tensor *[]){n->out[0], oc_const_i64(2, (int64_t[]){2, 4})}, 2);
+    oc_attr_i(s, "axis", 1);
     CHECK(infer(s) && dims_are(s->out[0], 3, (int64_t[]){-1, 2, 3}) && dims_are(s->out[1], 3, (int64_t[]){-1, 4, 3}));
     float s0[3 * 6], s1[3 * 12];
     CHECK(run(s, batch, (void *[]){y, NULL, s0, s1}));
@@ -400,43 +335,43 @@ static void test_concat_split(void) {
     free(av), free(bv);
   }
   /* concat along the batch: N + 2N = 3N; N + 3 is an error */
-  Tensor *c = input("cc_c", FM_F32, 2, (int64_t[]){-2, 3}), *d = input("cc_d", FM_F32, 2, (int64_t[]){3, 3});
-  Node *n2 = mk(OP_Concat, 13, 2, (Tensor *[]){a, c}, 1);
-  set_i(n2, "axis", 0);
+  Tensor *c = oc_input_named("cc_c", FM_F32, 2, (int64_t[]){-2, 3}), *d = oc_input_named("cc_d", FM_F32, 2, (int64_t[]){3, 3});
+  Node *n2 = oc_node(OP_Concat, 13, 2, (Tensor *[]){a, c}, 1);
+  oc_attr_i(n2, "axis", 0);
   CHECK(!infer(n2)); /* rank mismatch */
-  Tensor *a2 = input("cc_a2", FM_F32, 2, (int64_t[]){-1, 3});
-  Node *n3 = mk(OP_Concat, 13, 2, (Tensor *[]){a2, c}, 1);
-  set_i(n3, "axis", 0);
+  Tensor *a2 = oc_input_named("cc_a2", FM_F32, 2, (int64_t[]){-1, 3});
+  Node *n3 = oc_node(OP_Concat, 13, 2, (Tensor *[]){a2, c}, 1);
+  oc_attr_i(n3, "axis", 0);
   CHECK(infer(n3) && dims_are(n3->out[0], 2, (int64_t[]){-3, 3}));
-  Node *n4 = mk(OP_Concat, 13, 2, (Tensor *[]){a2, d}, 1);
-  set_i(n4, "axis", 0);
+  Node *n4 = oc_node(OP_Concat, 13, 2, (Tensor *[]){a2, d}, 1);
+  oc_attr_i(n4, "axis", 0);
   CHECK(!infer(n4) && strstr(lastmsg, n4->name));
   /* Split variants: equal, attribute (opset 11), num_outputs (opset 18, uneven) */
-  Tensor *x = input("sp_x", FM_F32, 2, (int64_t[]){2, 7});
-  Node *e = mk(OP_Split, 11, 1, (Tensor *[]){x}, 2);
-  set_i(e, "axis", 1);
+  Tensor *x = oc_input_named("sp_x", FM_F32, 2, (int64_t[]){2, 7});
+  Node *e = oc_node(OP_Split, 11, 1, (Tensor *[]){x}, 2);
+  oc_attr_i(e, "axis", 1);
   CHECK(!infer(e)); /* 7 does not split in 2 */
-  Node *e2 = mk(OP_Split, 11, 1, (Tensor *[]){x}, 3);
-  set_i(e2, "axis", -1), set_ints(e2, "split", 3, (int64_t[]){1, 0, 6});
+  Node *e2 = oc_node(OP_Split, 11, 1, (Tensor *[]){x}, 3);
+  oc_attr_i(e2, "axis", -1), oc_attr_ints(e2, "split", 3, (int64_t[]){1, 0, 6});
   CHECK(infer(e2) && e2->out[1]->dims[1] == 0 && e2->out[2]->dims[1] == 6);
-  Node *e3 = mk(OP_Split, 18, 1, (Tensor *[]){x}, 4);
-  set_i(e3, "axis", 1), set_i(e3, "num_outputs", 4);
+  Node *e3 = oc_node(OP_Split, 18, 1, (Tensor *[]){x}, 4);
+  oc_attr_i(e3, "axis", 1), oc_attr_i(e3, "num_outputs", 4);
   CHECK(infer(e3) && e3->out[0]->dims[1] == 2 && e3->out[3]->dims[1] == 1);
   float *xv = ramp(14), o[4][4];
   CHECK(run(e3, 1, (void *[]){xv, o[0], o[1], o[2], o[3]}));
   CHECK(o[3][0] == xv[6] && o[3][1] == xv[13] && o[1][1] == xv[3] && o[1][2] == xv[9]);
   free(xv);
-  Tensor *y = input("sp_y", FM_F32, 2, (int64_t[]){-2, 3});
-  Node *e4 = mk(OP_Split, 13, 1, (Tensor *[]){y}, 2);
+  Tensor *y = oc_input_named("sp_y", FM_F32, 2, (int64_t[]){-2, 3});
+  Node *e4 = oc_node(OP_Split, 13, 1, (Tensor *[]){y}, 2);
   CHECK(infer(e4) && e4->out[0]->dims[0] == -1);
 }
 
 static void test_slice(void) {
-  Tensor *x = input("sl_x", FM_F32, 3, (int64_t[]){-1, 10, 6});
+  Tensor *x = oc_input_named("sl_x", FM_F32, 3, (int64_t[]){-1, 10, 6});
   /* negative steps, clamping, INT64_MIN end, negative axes */
-  Node *n = mk(OP_Slice, 13, 5,
-               (Tensor *[]){x, ci64(2, (int64_t[]){8, 5}), ci64(2, (int64_t[]){1, INT64_MIN}),
-                            ci64(2, (int64_t[]){1, -1}), ci64(2, (int64_t[]){-2, -2})}, 1);
+  Node *n = oc_node(OP_Slice, 13, 5,
+               (Tensor *[]){x, oc_const_i64(2, (int64_t[]){8, 5}), oc_const_i64(2, (int64_t[]){1, INT64_MIN}),
+                            oc_const_i64(2, (int64_t[]){1, -1}), oc_const_i64(2, (int64_t[]){-2, -2})}, 1);
   CHECK(infer(n) && dims_are(n->out[0], 3, (int64_t[]){-1, 4, 3}));
   for (int64_t batch = 2; batch <= 3; batch++) {
     float *a = ramp(batch * 60), y[3 * 12];
@@ -449,26 +384,26 @@ static void test_slice(void) {
     free(a);
   }
   /* opset 9 attributes: starts beyond the end clamp, ends 1000 clamp */
-  Node *n2 = mk(OP_Slice, 9, 1, (Tensor *[]){x}, 1);
-  set_ints(n2, "starts", 2, (int64_t[]){-3, 20}), set_ints(n2, "ends", 2, (int64_t[]){1000, 30});
-  set_ints(n2, "axes", 2, (int64_t[]){1, 2});
+  Node *n2 = oc_node(OP_Slice, 9, 1, (Tensor *[]){x}, 1);
+  oc_attr_ints(n2, "starts", 2, (int64_t[]){-3, 20}), oc_attr_ints(n2, "ends", 2, (int64_t[]){1000, 30});
+  oc_attr_ints(n2, "axes", 2, (int64_t[]){1, 2});
   CHECK(infer(n2) && dims_are(n2->out[0], 3, (int64_t[]){-1, 3, 0}));
-  Node *n3 = mk(OP_Slice, 13, 3, (Tensor *[]){x, ci64(1, (int64_t[]){-4}), ci64(1, (int64_t[]){-1})}, 1);
+  Node *n3 = oc_node(OP_Slice, 13, 3, (Tensor *[]){x, oc_const_i64(1, (int64_t[]){-4}), oc_const_i64(1, (int64_t[]){-1})}, 1);
   CHECK(!infer(n3)); /* axis 0 is the batch */
-  Node *n4 = mk(OP_Slice, 13, 4,
-                (Tensor *[]){x, ci64(1, (int64_t[]){0}), ci64(1, (int64_t[]){INT64_MAX}), ci64(1, (int64_t[]){0})}, 1);
+  Node *n4 = oc_node(OP_Slice, 13, 4,
+                (Tensor *[]){x, oc_const_i64(1, (int64_t[]){0}), oc_const_i64(1, (int64_t[]){INT64_MAX}), oc_const_i64(1, (int64_t[]){0})}, 1);
   CHECK(infer(n4) && dims_are(n4->out[0], 3, (int64_t[]){-1, 10, 6}));
-  Node *n5 = mk(OP_Slice, 13, 4,
-                (Tensor *[]){x, ci64(1, (int64_t[]){1}), ci64(1, (int64_t[]){INT64_MAX}), ci64(1, (int64_t[]){0})}, 1);
+  Node *n5 = oc_node(OP_Slice, 13, 4,
+                (Tensor *[]){x, oc_const_i64(1, (int64_t[]){1}), oc_const_i64(1, (int64_t[]){INT64_MAX}), oc_const_i64(1, (int64_t[]){0})}, 1);
   CHECK(!infer(n5) && strstr(lastmsg, "batch"));
 }
 
 static void test_gather(void) {
-  Tensor *x = input("ga_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("ga_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
   int64_t iv[4] = {0, -1, 2, 1};
-  Tensor *ind = fm_tensor_const(G, NULL, FM_I64, 2, (int64_t[]){2, 2}, iv);
-  Node *n = mk(OP_Gather, 13, 2, (Tensor *[]){x, ind}, 1);
-  set_i(n, "axis", 1);
+  Tensor *ind = oc_const(FM_I64, 2, (int64_t[]){2, 2}, iv);
+  Node *n = oc_node(OP_Gather, 13, 2, (Tensor *[]){x, ind}, 1);
+  oc_attr_i(n, "axis", 1);
   CHECK(infer(n) && dims_are(n->out[0], 4, (int64_t[]){-1, 2, 2, 4}));
   for (int64_t batch = 2; batch <= 3; batch++) {
     float *a = ramp(batch * 12), y[3 * 16];
@@ -481,17 +416,17 @@ static void test_gather(void) {
     free(a);
   }
   /* runtime int32 indices, axis 0 of a 2-D tensor */
-  Tensor *x2 = input("ga_x2", FM_F32, 2, (int64_t[]){5, 2}), *i2 = input("ga_i2", FM_I32, 1, (int64_t[]){3});
-  Node *n2 = mk(OP_Gather, 13, 2, (Tensor *[]){x2, i2}, 1);
+  Tensor *x2 = oc_input_named("ga_x2", FM_F32, 2, (int64_t[]){5, 2}), *i2 = oc_input_named("ga_i2", FM_I32, 1, (int64_t[]){3});
+  Node *n2 = oc_node(OP_Gather, 13, 2, (Tensor *[]){x2, i2}, 1);
   CHECK(infer(n2) && dims_are(n2->out[0], 2, (int64_t[]){3, 2}));
   float *a = ramp(10), y[6];
   int32_t idx[3] = {4, -5, 2};
   CHECK(run(n2, 1, (void *[]){a, idx, y}));
   CHECK(y[0] == a[8] && y[1] == a[9] && y[2] == a[0] && y[5] == a[5]);
   /* GatherElements, axis 1, negative index */
-  Tensor *gi = input("ge_i", FM_I64, 2, (int64_t[]){5, 2});
-  Node *ge = mk(OP_GatherElements, 13, 2, (Tensor *[]){x2, gi}, 1);
-  set_i(ge, "axis", -1);
+  Tensor *gi = oc_input_named("ge_i", FM_I64, 2, (int64_t[]){5, 2});
+  Node *ge = oc_node(OP_GatherElements, 13, 2, (Tensor *[]){x2, gi}, 1);
+  oc_attr_i(ge, "axis", -1);
   CHECK(infer(ge) && dims_are(ge->out[0], 2, (int64_t[]){5, 2}));
   int64_t gv[10] = {1, 0, -1, -2, 0, 0, 1, 1, -1, 0};
   float gy[10];
@@ -516,19 +451,19 @@ static int64_t pad_src(int64_t o, int64_t pb, int64_t d, const char *mode) {
 static void test_pad(void) {
   const char *modes[] = {"constant", "reflect", "edge"};
   int64_t pads[] = {0, 1, 2, 0, 2, 1}; /* begin[3], end[3] */
-  Tensor *x = input("pd_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("pd_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
   for (int mi = 0; mi < 3; mi++) {
     for (int opset = 2; opset <= 11; opset += 9) {
       Node *n;
       float cv = 9.5f;
       if (opset == 2) {
-        n = mk(OP_Pad, 2, 1, (Tensor *[]){x}, 1);
-        set_ints(n, "pads", 6, pads);
-        set_f(n, "value", cv);
+        n = oc_node(OP_Pad, 2, 1, (Tensor *[]){x}, 1);
+        oc_attr_ints(n, "pads", 6, pads);
+        oc_attr_f(n, "value", cv);
       } else {
-        n = mk(OP_Pad, 11, 3, (Tensor *[]){x, ci64(6, pads), fm_tensor_const(G, NULL, FM_F32, 0, NULL, &cv)}, 1);
+        n = oc_node(OP_Pad, 11, 3, (Tensor *[]){x, oc_const_i64(6, pads), oc_const(FM_F32, 0, NULL, &cv)}, 1);
       }
-      set_s(n, "mode", modes[mi]);
+      oc_attr_s(n, "mode", modes[mi]);
       CHECK(infer(n) && dims_are(n->out[0], 3, (int64_t[]){-1, 6, 7}));
       int64_t batch = 2;
       float *a = ramp(batch * 12), y[2 * 42];
@@ -546,20 +481,20 @@ static void test_pad(void) {
     }
   }
   /* negative pads crop; opset 18 axes */
-  Tensor *x2 = input("pd_x2", FM_F32, 2, (int64_t[]){3, 5});
-  Node *n2 = mk(OP_Pad, 18, 4, (Tensor *[]){x2, ci64(2, (int64_t[]){-1, 2}), NULL, ci64(1, (int64_t[]){-1})}, 1);
+  Tensor *x2 = oc_input_named("pd_x2", FM_F32, 2, (int64_t[]){3, 5});
+  Node *n2 = oc_node(OP_Pad, 18, 4, (Tensor *[]){x2, oc_const_i64(2, (int64_t[]){-1, 2}), NULL, oc_const_i64(1, (int64_t[]){-1})}, 1);
   CHECK(infer(n2) && dims_are(n2->out[0], 2, (int64_t[]){3, 6}));
   float *a = ramp(15), y[18];
   CHECK(run(n2, 1, (void *[]){a, NULL, NULL, NULL, y}));
   CHECK(y[0] == a[1] && y[3] == a[4] && y[4] == 0 && y[6] == a[6]);
   free(a);
-  Node *n3 = mk(OP_Pad, 11, 2, (Tensor *[]){x, ci64(6, (int64_t[]){1, 0, 0, 0, 0, 0})}, 1);
+  Node *n3 = oc_node(OP_Pad, 11, 2, (Tensor *[]){x, oc_const_i64(6, (int64_t[]){1, 0, 0, 0, 0, 0})}, 1);
   CHECK(!infer(n3) && strstr(lastmsg, "batch"));
 }
 
 static void test_tile_expand(void) {
-  Tensor *x = input("ti_x", FM_F32, 2, (int64_t[]){-1, 2});
-  Node *n = mk(OP_Tile, 13, 2, (Tensor *[]){x, ci64(2, (int64_t[]){2, 3})}, 1);
+  Tensor *x = oc_input_named("ti_x", FM_F32, 2, (int64_t[]){-1, 2});
+  Node *n = oc_node(OP_Tile, 13, 2, (Tensor *[]){x, oc_const_i64(2, (int64_t[]){2, 3})}, 1);
   CHECK(infer(n) && dims_are(n->out[0], 2, (int64_t[]){-2, 6}));
   for (int64_t batch = 2; batch <= 3; batch++) {
     float *a = ramp(batch * 2), y[6 * 6];
@@ -571,19 +506,19 @@ static void test_tile_expand(void) {
     free(a);
   }
   float cv[2] = {1, 2};
-  Tensor *c = fm_tensor_const(G, NULL, FM_F32, 2, (int64_t[]){2, 1}, cv);
-  Node *e = mk(OP_Expand, 13, 2, (Tensor *[]){c, ci64(3, (int64_t[]){2, 1, 3})}, 1);
+  Tensor *c = oc_const(FM_F32, 2, (int64_t[]){2, 1}, cv);
+  Node *e = oc_node(OP_Expand, 13, 2, (Tensor *[]){c, oc_const_i64(3, (int64_t[]){2, 1, 3})}, 1);
   CHECK(infer(e) && dims_are(e->out[0], 3, (int64_t[]){2, 2, 3}) && e->out[0]->data);
   CHECK(e->out[0]->data && ((float *)e->out[0]->data)[4] == 2 && ((float *)e->out[0]->data)[8] == 1);
 }
 
 static void test_depth_space(void) {
   int64_t xd[4] = {2, 8, 2, 3}, bs = 2;
-  Tensor *x = input("ds_x", FM_F32, 4, (int64_t[]){-1, 8, 2, 3});
+  Tensor *x = oc_input_named("ds_x", FM_F32, 4, (int64_t[]){-1, 8, 2, 3});
   for (int crd = 0; crd <= 1; crd++) {
-    Node *n = mk(OP_DepthToSpace, 13, 1, (Tensor *[]){x}, 1);
-    set_i(n, "blocksize", bs);
-    if (crd) set_s(n, "mode", "CRD");
+    Node *n = oc_node(OP_DepthToSpace, 13, 1, (Tensor *[]){x}, 1);
+    oc_attr_i(n, "blocksize", bs);
+    if (crd) oc_attr_s(n, "mode", "CRD");
     CHECK(infer(n) && dims_are(n->out[0], 4, (int64_t[]){-1, 2, 4, 6}));
     float *a = ramp(96), y[96], want[96];
     /* the spec: reshape to 6-D, transpose, reshape */
@@ -591,8 +526,8 @@ static void test_depth_space(void) {
     else ref_transpose(a, 6, (int64_t[]){2, 2, 2, 2, 2, 3}, (int64_t[]){0, 3, 4, 1, 5, 2}, want);
     CHECK(run(n, 2, (void *[]){a, y}) && same_f(want, y, 96));
     if (!crd) { /* SpaceToDepth undoes DCR DepthToSpace */
-      Node *s = mk(OP_SpaceToDepth, 13, 1, (Tensor *[]){n->out[0]}, 1);
-      set_i(s, "blocksize", bs);
+      Node *s = oc_node(OP_SpaceToDepth, 13, 1, (Tensor *[]){n->out[0]}, 1);
+      oc_attr_i(s, "blocksize", bs);
       CHECK(infer(s) && dims_are(s->out[0], 4, (int64_t[]){-1, 8, 2, 3}));
       float back[96];
       CHECK(run(s, 2, (void *[]){y, back}) && same_f(a, back, 96));
@@ -603,11 +538,11 @@ static void test_depth_space(void) {
 }
 
 static void test_trilu_onehot(void) {
-  Tensor *x = input("tl_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
+  Tensor *x = oc_input_named("tl_x", FM_F32, 3, (int64_t[]){-1, 3, 4});
   for (int upper = 0; upper <= 1; upper++) {
     int64_t k = upper ? 1 : -1;
-    Node *n = mk(OP_Trilu, 14, 2, (Tensor *[]){x, ci64s(k)}, 1);
-    set_i(n, "upper", upper);
+    Node *n = oc_node(OP_Trilu, 14, 2, (Tensor *[]){x, oc_scalar_i64(k)}, 1);
+    oc_attr_i(n, "upper", upper);
     CHECK(infer(n));
     float *a = ramp(36), y[36];
     CHECK(run(n, 3, (void *[]){a, NULL, y}));
@@ -621,12 +556,12 @@ static void test_trilu_onehot(void) {
     CHECK(ok);
     free(a);
   }
-  Tensor *ind = input("oh_i", FM_I64, 2, (int64_t[]){-1, 3});
+  Tensor *ind = oc_input_named("oh_i", FM_I64, 2, (int64_t[]){-1, 3});
   float vals[2] = {-1, 5}, depth = 4;
-  Node *n = mk(OP_OneHot, 11, 3,
-               (Tensor *[]){ind, fm_tensor_const(G, NULL, FM_F32, 0, NULL, &depth),
-                            fm_tensor_const(G, NULL, FM_F32, 1, (int64_t[]){2}, vals)}, 1);
-  set_i(n, "axis", 1);
+  Node *n = oc_node(OP_OneHot, 11, 3,
+               (Tensor *[]){ind, oc_const(FM_F32, 0, NULL, &depth),
+                            oc_const(FM_F32, 1, (int64_t[]){2}, vals)}, 1);
+  oc_attr_i(n, "axis", 1);
   CHECK(infer(n) && dims_are(n->out[0], 3, (int64_t[]){-1, 4, 3}) && n->out[0]->dtype == FM_F32);
   int64_t iv[6] = {0, 3, -1, 2, 7, -4};
   float y[24];
@@ -647,7 +582,7 @@ int main(void) {
      fm_ops[] only holds weak references to them. */
   volatile FmInferFn pull[] = {fm_infer_Reshape, fm_infer_Transpose};
   (void)pull;
-  G = fm_graph_new();
+  oc_graph_new(0);
   test_reshape();
   test_shape_chain();
   test_shape_size();
@@ -661,6 +596,6 @@ int main(void) {
   test_tile_expand();
   test_depth_space();
   test_trilu_onehot();
-  fm_graph_free(G);
+  oc_graph_free();
   return check_done("test_ops_shape");
 }
