@@ -45,6 +45,9 @@ int fm_model_resnet32(FmNet *net, int x, int classes, const FmNetOpts *opts);
 int fm_model_resnet56(FmNet *net, int x, int classes, const FmNetOpts *opts);
 int fm_model_resnet110(FmNet *net, int x, int classes, const FmNetOpts *opts);
 int fm_model_resnet_cifar(FmNet *net, int x, int classes, int depth, int width);
+// models/sp_resnet.c (StrassenNets SP layers, trainer/method_sp.h)
+int fm_model_sp_resnet20(FmNet *net, int x, int classes, const FmNetOpts *opts);
+int fm_model_sp_mlp(FmNet *net, int x, int classes, const FmNetOpts *opts);
 // models/resnet18.c
 int fm_model_resnet18(FmNet *net, int x, int classes, const FmNetOpts *opts);
 // shared blocks (models/resnet_cifar.c): conv3x3 -> BN (-> relu)

@@ -11,6 +11,8 @@ const FmModelEntry fm_models[] = {
   {"resnet56", fm_model_resnet56, "CIFAR ResNet-56"},
   {"resnet110", fm_model_resnet110, "CIFAR ResNet-110"},
   {"resnet18", fm_model_resnet18, "CIFAR ResNet-18, width multiplier, max-pool downsampling"},
+  {"sp_resnet20", fm_model_sp_resnet20, "ResNet-20 of StrassenNets SP convs (r = c_out, --sp-r/--sp-patch), dense fc"},
+  {"sp_mlp", fm_model_sp_mlp, "the mlp with SP linears (r = --sp-r x 512), dense last layer"},
   {NULL, NULL, NULL},
 };
 

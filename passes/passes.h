@@ -4,7 +4,7 @@
  *
  *   Graph *g = fm_onnx_load(path, &lopts);
  *   FmPassOpts po = {.dump_after = "fold"};
- *   fm_run_passes(g, &po);             // check_ops, shapes, fold, noop, fold_bn, fuse_act, dce
+ *   fm_run_passes(g, &po);             // check_ops, shapes, fold, noop, unpack, fold_bn, fuse_act, weights, dce
  *   KProgram *p = fm_lower_graph(g);   // passes/lower.c: one KFn per node
  */
 #ifndef FM_PASSES_H
@@ -25,8 +25,10 @@ void fm_pass_check_ops(Graph *g); /* every unsupported op and its node, at once 
 void fm_pass_shapes(Graph *g);    /* shape and type inference (per-op fm_infer_X) */
 void fm_pass_fold(Graph *g);      /* constant folding through the kernel interpreter */
 void fm_pass_noop(Graph *g);      /* Identity, inference Dropout, redundant Reshape */
+void fm_pass_unpack(Graph *g);    /* ai.fewmul weight ops with constant weights -> Conv/Gemm (weights.c) */
 void fm_pass_fold_bn(Graph *g);   /* BatchNormalization into a preceding Conv/Gemm */
 void fm_pass_fuse_act(Graph *g);  /* Relu/LeakyRelu/Clip/... into the producing op */
+void fm_pass_weights(Graph *g);   /* ternary / power-of-two Conv/Gemm/MatMul -> ai.fewmul kinds (weights.c) */
 void fm_pass_dce(Graph *g);       /* nodes whose outputs nobody uses */
 
 /* Lowers one node (shapes known) to a KFn named `name`. */

@@ -9,14 +9,16 @@ static const Pass pipeline[] = {
   {"shapes", fm_pass_shapes, 0},
   {"fold", fm_pass_fold, 0},
   {"noop", fm_pass_noop, 0},
+  {"unpack", fm_pass_unpack, 0},
   {"fold_bn", fm_pass_fold_bn, 1},
   {"fuse_act", fm_pass_fuse_act, 1},
+  {"weights", fm_pass_weights, 0},
   {"dce", fm_pass_dce, 0},
 };
 #define NPASS (int)(sizeof pipeline / sizeof *pipeline)
 
-const char *const fm_pass_names[] = {"check_ops", "shapes", "fold", "noop", "fold_bn",
-                                     "fuse_act", "dce", NULL};
+const char *const fm_pass_names[] = {"check_ops", "shapes", "fold", "noop", "unpack", "fold_bn",
+                                     "fuse_act", "weights", "dce", NULL};
 
 void fm_run_passes(Graph *g, const FmPassOpts *o) {
   FmPassOpts def = {0};
@@ -26,7 +28,7 @@ void fm_run_passes(Graph *g, const FmPassOpts *o) {
     int ok = 0;
     for (int i = 0; i < NPASS; i++) ok |= !strcmp(pipeline[i].name, o->dump_after);
     if (!ok) fm_fail("--dump-after: unknown pass '%s' (passes: load check_ops shapes fold noop "
-                     "fold_bn fuse_act dce, or all)", o->dump_after);
+                     "unpack fold_bn fuse_act weights dce, or all)", o->dump_after);
   }
   if (o->dump_after && !strcmp(o->dump_after, "load")) {
     fprintf(dump, "# after load\n");

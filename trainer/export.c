@@ -3,6 +3,7 @@
  * Pow2Conv/Pow2Gemm nodes, each op also written as a model-local function in
  * standard ONNX ops, or standard QDQ (DequantizeLinear of int8 weights). */
 #include "export.h"
+#include "method_sp.h"
 #include "onnx/onnx.h"
 #include "ops/ops.h"
 #include <string.h>
@@ -236,6 +237,11 @@ static void layer(Ex *e, const FmLayer *l) {
     break;
   }
   case FM_LAYER_CUSTOM:
+    if (fm_sp_layer(l)) {   /* StrassenNets SP layers: SPConv / SPGemm (method_sp.c) */
+      y = act(e, out, oname);
+      fm_sp_export_nodes(g, net, l, fm_sp_layer_is_conv(l) ? x : as2d(e, l, x), y);
+      break;
+    }
     if (fm_method_layer(l)) {
       y = method_layer(e, l, x, out, oname);
       break;
@@ -273,7 +279,8 @@ Graph *fm_export_graph(const FmNet *net) {
    TernaryConv/Gemm(X, W, Alpha, B):  Wf = Cast(W) * Reshape(Alpha, [-1,1,1,1] | [-1,1])
    Pow2Conv/Gemm(X, Sign, Shift, B):  Wf = Cast(Sign) * Pow(2, Cast(Shift))
    then Y = Conv(X, Wf, B) | Gemm(X, Wf, B), the caller's attributes passed by reference. */
-static const char *const fewmul_weight_ops[] = {"TernaryConv", "TernaryGemm", "Pow2Conv", "Pow2Gemm"};
+static const char *const fewmul_weight_ops[] = {"TernaryConv", "TernaryGemm", "Pow2Conv", "Pow2Gemm",
+                                                "SPConv", "SPGemm"};   /* SP bodies: method_sp.c */
 #define N_FEWMUL_WEIGHT_OPS ((int)(sizeof fewmul_weight_ops / sizeof fewmul_weight_ops[0]))
 
 static Tensor *body_op(Graph *b, OpKind op, const char *out, Tensor *in0, Tensor *in1, Tensor *in2) {
@@ -300,6 +307,10 @@ static void weight_function(FmFunction *f, const char *op, Graph *b) {
   static const char *gemm_attr[] = {"transA", "transB", "alpha", "beta"};
   static const AttrType conv_type[] = {FA_INTS, FA_INTS, FA_INTS, FA_INTS, FA_INT};
   static const AttrType gemm_type[] = {FA_INT, FA_INT, FA_FLOAT, FA_FLOAT};
+  if (!strncmp(op, "SP", 2)) {
+    fm_sp_function(f, op, b);
+    return;
+  }
   int ternary = !strncmp(op, "Ternary", 7), conv = strstr(op, "Conv") != NULL;
   const char **ins = ternary ? tern_in : pow2_in;
   b->opset = 13;

@@ -41,7 +41,10 @@
 
 typedef enum {
   FM_METHOD_NONE, FM_METHOD_TERNARY, FM_METHOD_DEEPSHIFT_Q, FM_METHOD_DEEPSHIFT_PS, FM_METHOD_QUANT,
-  FM_METHOD_COUNT
+  FM_METHOD_COUNT,
+  // StrassenNets sum-product layers (method_sp.h): they replace the layer, not its
+  // weight, so they live outside the weight-method tables above (method_sp.c).
+  FM_METHOD_SP = FM_METHOD_COUNT
 } FmMethodKind;
 
 // quant: A "always on the grid" (weights re-quantised after every optimiser
@@ -57,6 +60,9 @@ typedef struct {
   float range;            // quant: s of the grid over [-s, s]; <= 0: per layer max|W| at init
   FmQuantMode quant_mode; // quant: FM_QUANT_ALWAYS (default) or FM_QUANT_FAKE
   int all;                // 1: also the first conv2d and the last linear
+  // sp (method_sp.h): width r = sp_r * c_out per layer, output patch p, phase 1|2|3
+  float sp_r;
+  int sp_patch, sp_phase;
 } FmMethod;
 
 // Defaults for kind (FM_METHOD_NONE: everything 0).

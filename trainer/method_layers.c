@@ -8,6 +8,7 @@
  * weight gradient straight through to the latent parameter. aux holds
  *   W_e (wsize) | alpha (M, ternary) | dW_e (wsize, deepshift-ps only). */
 #include "net.h"
+#include "method_sp.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ static int add(FmNet *net, int x, const FmLayerOps *table, int bias, int c, int 
 
 int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow) {
   if (x < 0) return -1;
+  if (net->method.kind == FM_METHOD_SP) return fm_sp_method_conv2d(net, x, a, bias, oh, ow);   // method_sp.c
   int li = add(net, x, conv_ops, bias, a->cout, oh, ow, 0);
   if (li < 0) return -1;
   net->layers[li].a.conv = *a;
@@ -158,6 +160,7 @@ int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, i
 
 int fm_method_linear(FmNet *net, int x, int out, int bias) {
   if (x < 0) return -1;
+  if (net->method.kind == FM_METHOD_SP) return fm_sp_method_linear(net, x, out, bias);
   int li = add(net, x, lin_ops, bias, out, 1, 1, 1);
   return li < 0 ? -1 : net->layers[li].out;
 }
@@ -200,6 +203,7 @@ static int shift_group(FmNet *net) {
 
 int fm_method_prepare(FmNet *net) {
   char err[200];
+  if (net->method.kind == FM_METHOD_SP) return fm_sp_prepare(net);
   if (fm_method_check(&net->method, err, sizeof err)) {
     if (!net->err[0]) snprintf(net->err, sizeof net->err, "%s", err);
     return -1;
@@ -251,6 +255,7 @@ static void quant_in_place(FmNet *net, FmLayer *l) {
 }
 
 void fm_method_init(FmNet *net) {
+  if (net->method.kind == FM_METHOD_SP) return;   // SP: a is clipped in forward (method_sp.c)
   int pmin = fm_deepshift_pmin(net->method.weight_bits);
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];
@@ -279,6 +284,7 @@ void fm_method_init(FmNet *net) {
 }
 
 void fm_method_post_step(FmNet *net) {
+  if (net->method.kind == FM_METHOD_SP) return;
   float pmin = (float)fm_deepshift_pmin(net->method.weight_bits);
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "export.h"
+#include "method_sp.h"
 #include "models.h"
 #include "net.h"
 #include "optim.h"
@@ -32,6 +33,10 @@ typedef struct {
   const char *method, *rounding, *quant_mode;
   int weight_bits, zeroless, method_all, quant_range_set;
   float quant_range;
+  // sp (method_sp.h) and continuation from a checkpoint's weights
+  const char *sp_recipe, *from;
+  float sp_r;
+  int sp_patch, sp_phase, sp_r_set, wd_set;
   uint64_t seed;
 } TrainArgs;
 
@@ -69,6 +74,16 @@ static void usage(FILE *f) {
     "  --zeroless           quant: a grid without 0\n"
     "  --quant-range S      quant: grid over [-S, S] (default: per layer max|W| at init)\n"
     "  --quant-mode M       quant: always (on the grid after every step; default) or fake (straight-through)\n"
+    "  --method sp          StrassenNets SP layers (sp_resnet20 and sp_mlp use them by default):\n"
+    "    --sp-r X           r = X * c_out hidden channels (multiplications per output patch; default 1)\n"
+    "    --sp-patch P       P x P output patches (default 1)\n"
+    "    --sp-phase N       1 full precision, 2 ternary W_B, W_C (default), 3 W_B, W_C frozen\n"
+    "    --sp-recipe E1,E2,E3  the three phases in one run (SGD 0.9, wd 1e-4, lr 0.1 / 0.01 / 0.001\n"
+    "                       with the reference's steps scaled to E1, E2; --lr sets the phase-1 lr)\n"
+    "  --from PATH          start from the weights of checkpoint PATH (same model and method flags;\n"
+    "                       e.g. the next SP phase), with a fresh optimiser and epoch count\n"
+    "  --task matmul2x2     learn a 2x2 (--n N: NxN) matrix product with --r R multiplications\n"
+    "                       (fewmul train --task matmul2x2 --help)\n"
     "  --subset K           use only the first K training images\n"
     "  --test-subset K      evaluate on the first K test images\n"
     "  --seed S             (default 1)\n"
@@ -91,7 +106,11 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     if (!strcmp(k, "--optim")) { a->optim_set = 1; }
     STR("--model", model) STR("--data", data) STR("--data-dir", data_dir) STR("-o", out)
     STR("--checkpoint", ckpt) STR("--resume", resume) STR("--optim", optim) STR("--schedule", schedule)
-    STR("--augment", augment)
+    STR("--augment", augment) STR("--sp-recipe", sp_recipe) STR("--from", from)
+    INT("--sp-patch", sp_patch) INT("--sp-phase", sp_phase)
+    if (!strcmp(k, "--sp-r")) { a->sp_r_set = 1; }
+    FLT("--sp-r", sp_r)
+    if (!strcmp(k, "--wd")) { a->wd_set = 1; }
     STR("--method", method) STR("--rounding", rounding) STR("--quant-mode", quant_mode)
     INT("--weight-bits", weight_bits)
     if (!strcmp(k, "--quant-range")) { a->quant_range_set = 1; }
@@ -173,10 +192,41 @@ static int parse_augment(FmAugment *aug, const char *spec, char *err, size_t err
 /* --method and its settings; flags of another method are refused, not ignored. */
 static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errlen) {
   fm_method_defaults(m, FM_METHOD_NONE);
-  int kind = a->method ? fm_method_kind_parse(a->method) : FM_METHOD_NONE;
+  int sp_model = a->model && !strncmp(a->model, "sp_", 3);
+  int kind = a->method ? (!strcmp(a->method, "sp") ? (int)FM_METHOD_SP : fm_method_kind_parse(a->method))
+                       : sp_model ? (int)FM_METHOD_SP : FM_METHOD_NONE;
   if (kind < 0) {
-    snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant)", a->method);
+    snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant, sp)", a->method);
     return -1;
+  }
+  if (sp_model && kind != FM_METHOD_SP) {
+    snprintf(err, errlen, "--method: model %s is built of SP layers (--method sp)", a->model);
+    return -1;
+  }
+  const char *sp_only = a->sp_r_set ? "--sp-r" : a->sp_patch ? "--sp-patch" : a->sp_phase ? "--sp-phase"
+                      : a->sp_recipe ? "--sp-recipe" : NULL;
+  if (sp_only && kind != FM_METHOD_SP) {
+    snprintf(err, errlen, "%s applies to --method sp only", sp_only);
+    return -1;
+  }
+  if (kind == FM_METHOD_SP) {
+    fm_method_defaults(m, FM_METHOD_SP);
+    if (a->rounding || a->zeroless || a->quant_range_set || a->quant_mode || a->weight_bits) {
+      snprintf(err, errlen, "--method sp takes no quantiser flags (W_B, W_C are ternary by TWN)");
+      return -1;
+    }
+    if (a->sp_r_set && !(a->sp_r > 0 && a->sp_r <= 64)) {
+      snprintf(err, errlen, "--sp-r: must be in (0, 64], a multiple of c_out");
+      return -1;
+    }
+    if (a->sp_patch > 8) { snprintf(err, errlen, "--sp-patch: must be 1..8"); return -1; }
+    if (a->sp_phase > 3) { snprintf(err, errlen, "--sp-phase: must be 1, 2 or 3"); return -1; }
+    if (a->sp_recipe && a->sp_phase) { snprintf(err, errlen, "--sp-recipe sets the phases; drop --sp-phase"); return -1; }
+    m->sp_r = a->sp_r_set ? a->sp_r : 1.0f;
+    m->sp_patch = a->sp_patch ? a->sp_patch : 1;
+    m->sp_phase = a->sp_phase ? a->sp_phase : FM_SP_TERNARY;
+    m->all = a->method_all;
+    return 0;
   }
   fm_method_defaults(m, (FmMethodKind)kind);
   const char *quant_only = a->rounding ? "--rounding" : a->zeroless ? "--zeroless" : a->quant_range_set ? "--quant-range"
@@ -227,6 +277,8 @@ int fm_cmd_train(int argc, char **argv) {
                  .schedule = "const"};
   char err[1024];
   for (int i = 0; i < argc; i++)
+    if (!strcmp(argv[i], "--task")) return fm_cmd_train_matmul(argc, argv);   // strassen.c
+  for (int i = 0; i < argc; i++)
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
     else if (!strcmp(argv[i], "--list")) {
       for (const FmModelEntry *m = fm_models; m->name; m++) printf("%-12s %s\n", m->name, m->help ? m->help : "");
@@ -249,6 +301,18 @@ int fm_cmd_train(int argc, char **argv) {
 
   FmMethod method;
   if (parse_method(&method, &a, err, sizeof err)) goto fail;
+  /* --sp-recipe E1,E2,E3: the reference's three phases, SGD 0.9, wd 1e-4, lr 0.1 -> 0.01 -> 0.001 */
+  FmSpRecipe recipe = {{0}};
+  int use_recipe = a.sp_recipe != NULL;
+  if (use_recipe) {
+    if (fm_sp_recipe_parse(&recipe, a.sp_recipe, err, sizeof err)) goto fail;
+    if (a.optim_set && strcmp(a.optim, "sgd")) { snprintf(err, sizeof err, "--sp-recipe trains with SGD; drop --optim"); goto fail; }
+    if (strcmp(a.schedule, "const")) { snprintf(err, sizeof err, "--sp-recipe sets the lr schedule; drop --schedule"); goto fail; }
+    a.epochs = fm_sp_recipe_epochs(&recipe);
+    if (!a.lr_set) a.lr = 0.1f, a.lr_set = 1;
+    if (!a.wd_set) a.wd = 1e-4f;
+    method.sp_phase = 1;
+  }
   /* DeepShift-PS needs RAdam (the method's recipe) unless told otherwise */
   if (method.kind == FM_METHOD_DEEPSHIFT_PS && !a.optim_set) a.optim = "radam";
   FmOptimConfig oc;
@@ -287,6 +351,11 @@ int fm_cmd_train(int argc, char **argv) {
     if (no.std[c] <= 0) no.std[c] = 1;
   FmNet *net = fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
   if (!net) goto fail;
+  if (a.from) {   /* the weights (and BN statistics) of another run, e.g. the previous SP phase */
+    FmCheckpointInfo finfo;
+    if (fm_checkpoint_load(a.from, net, NULL, &finfo, err, sizeof err)) goto fail;
+    if (!a.quiet) fprintf(stderr, "weights from %s (epoch %lld)\n", a.from, (long long)finfo.epoch);
+  }
   FmOptim *opt = fm_net_optim_new(net, &oc);
   int64_t step = 0;
   int start_epoch = 0;
@@ -319,8 +388,11 @@ int fm_cmd_train(int argc, char **argv) {
             train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
     if (method.kind) {
       char desc[256];
-      fm_method_describe(&method, desc, sizeof desc);
+      if (method.kind == FM_METHOD_SP) fm_sp_describe(&method, desc, sizeof desc);
+      else fm_method_describe(&method, desc, sizeof desc);
       fprintf(stderr, "method: %s\n", desc);
+      if (use_recipe)
+        fprintf(stderr, "sp recipe: phase 1 %d epochs, phase 2 %d, phase 3 %d\n", recipe.e[0], recipe.e[1], recipe.e[2]);
     }
   }
   signal(SIGINT, on_sigint);
@@ -334,6 +406,17 @@ int fm_cmd_train(int argc, char **argv) {
   int epoch = start_epoch;
   for (; epoch < a.epochs && !stop; epoch++) {
     float lr = oc.lr * fm_sched_factor(&sched, epoch);
+    if (use_recipe) {
+      int ph = fm_sp_recipe_phase(&recipe, epoch);
+      lr = fm_sp_recipe_lr(&recipe, epoch, oc.lr);
+      if (ph != fm_sp_phase(net)) fm_sp_set_phase(net, ph);
+      if (epoch > 0 && ph != fm_sp_recipe_phase(&recipe, epoch - 1)) {
+        /* a fresh optimiser per phase, as the reference's new Trainer */
+        fm_optim_free(opt);
+        opt = fm_net_optim_new(net, &oc);
+        if (!a.quiet) fprintf(stderr, "sp phase %d from epoch %d, lr %g\n", ph, epoch + 1, (double)lr);
+      }
+    }
     fm_loader_start_epoch(ld, epoch);
     double t0 = now(), loss_sum = 0;
     long seen = 0, correct_sum = 0;

@@ -31,7 +31,7 @@ static double dense_macs(Node *n, int64_t batch) {
   if (!y || !x || y->rank < 0 || x->rank < 1) return 0;
   double out = numel_at(y, batch), per = 1;
   switch (n->op) {
-  case OP_Conv:
+  case OP_Conv: case OP_TernaryConv: case OP_Pow2Conv:
     if (!w || w->rank < 2) return 0;
     for (int i = 1; i < w->rank; i++) per *= (double)dim_at(w->dims[i], batch);
     return out * per;
@@ -39,7 +39,7 @@ static double dense_macs(Node *n, int64_t batch) {
     if (!w || w->rank < 2) return 0;
     for (int i = 1; i < w->rank; i++) per *= (double)dim_at(w->dims[i], batch);
     return numel_at(x, batch) * per;
-  case OP_Gemm: {
+  case OP_Gemm: case OP_TernaryGemm: case OP_Pow2Gemm: {
     int64_t ta = fm_attr_i(n, "transA", 0);
     if (x->rank != 2) return 0;
     return out * (double)dim_at(x->dims[ta ? 0 : 1], batch);

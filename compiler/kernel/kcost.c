@@ -9,6 +9,8 @@
  *   shifts ldexp (an exponent add), integer << and >> on data
  *   other  everything else on data: min/max, compares, select, unary ops (sqrt,
  *          exp, abs, ...), pow, mod, logic
+ * Loads from constant integer tables (kb_const) are static: loop bounds read from them
+ * (the tap lists of ops/fewmul.c) give exact trip counts.
  * Not counted: int64 arithmetic (that is index arithmetic: loop bounds, addresses,
  * indices), loads, stores and casts.
  * Trip counts are exact: a loop whose body's cost depends on the loop variable
@@ -51,6 +53,14 @@ static int seval(Cost *c, KExpr *e, int64_t *out) {
   case KE_SELECT:
     if (!seval(c, e->a, &a)) return 0;
     return seval(c, a ? e->b : e->c, out);
+  case KE_LOAD: /* an element of a constant integer table made by a lowering (kb_const) */
+    if (e->buf->kind != KBUF_CONST || !seval(c, e->a, &a) || a < 0 || a >= e->buf->nelem) return 0;
+    switch (e->buf->t) {
+    case FM_I16: *out = ((const int16_t *)e->buf->data)[a]; return 1;
+    case FM_I32: *out = ((const int32_t *)e->buf->data)[a]; return 1;
+    case FM_I64: *out = ((const int64_t *)e->buf->data)[a]; return 1;
+    default: return 0;
+    }
   case KE_UN:
     if (!seval(c, e->a, &a)) return 0;
     switch (e->op) {

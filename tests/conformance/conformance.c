@@ -397,7 +397,7 @@ int main(int argc, char **argv) {
   int bad = 0;
   for (int i = 0; i < ncases; i++) {
     Case *c = &cases[i];
-    char key[300];
+    char key[400];
     snprintf(key, sizeof key, "%s/%s", c->folder, c->name);
     int lu = list_has(&unsup, key), lk = list_has(&known, key);
     if (c->result == R_PASS && (lu || lk)) {
