@@ -1,0 +1,133 @@
+#!/bin/bash
+# sp_export.sh - StrassenNets SP layers end to end: train SP models a few steps on synthetic
+# data (test_sp --e2e: ternary, full-precision and frozen phases, 1x1 and 2x2 output patches
+# with crops, sp_resnet20, sp_mlp), export ONNX (ai.fewmul SPConv / SPGemm with their
+# function bodies, or standard ops in phase 1), and compare ONNX Runtime AND `fewmul compile`
+# + `fewmul run` against the trainer's eval forward: max abs diff < 1e-4, identical argmax.
+# Then the CLI: --method sp, the recipe in one run, the three phases through checkpoints
+# (--sp-phase, --from), bad flags; and `--task matmul2x2 --r 7`: the learned Strassen model
+# in ONNX Runtime and compiled, against exact products, with `fewmul cost`.
+# Usage: bash sp_export.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
+set -u
+FEWMUL=$(realpath "$1")
+SRC=$(realpath "$2")
+WORK=$3
+BIN=$(dirname "$FEWMUL")/tests
+HELPER=$BIN/test_sp
+MHELPER=$BIN/test_methods
+ORT="$SRC/tools/ort/ort_run.js"
+[ -x "$HELPER" ] || { echo "SKIP: $HELPER is not built"; exit 77; }
+command -v node >/dev/null || { echo "SKIP: node is not installed (ONNX Runtime runs under node)"; exit 77; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+
+pass=0
+fail=0
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+
+"$HELPER" --e2e models >cases.txt 2>log.txt || bad "helper --e2e: $(head -c 400 log.txt)"
+first=$(head -n 1 cases.txt)
+[ -n "$first" ] || { echo "FAIL: no cases written"; exit 1; }
+node "$ORT" "models/$first.onnx" "ort_$first" "models/${first}_in.npy" >ort.log 2>&1
+if [ $? -eq 77 ]; then echo "SKIP: onnxruntime-node is not installed ($(head -c 200 ort.log))"; exit 77; fi
+
+# ---- helper-trained models: ORT and the compiler against the trainer's eval forward ----
+while read -r c; do
+  grep -q 'ai.fewmul' "models/$c.onnx" || [ "$c" = cnn_phase1 ] || bad "$c: no ai.fewmul op in the model"
+  if ! node "$ORT" "models/$c.onnx" "ort_$c" "models/${c}_in.npy" >ort.log 2>&1; then
+    bad "$c: ONNX Runtime failed: $(head -c 400 ort.log)"
+  elif out=$("$HELPER" --compare "models/${c}_ref.npy" "ort_$c/output.npy" 1e-4); then
+    ok "$c ORT: $out"
+  else
+    bad "$c ORT: $out"
+  fi
+  if ! "$FEWMUL" compile "models/$c.onnx" -o "cm_$c" -q >cc.log 2>&1; then
+    bad "$c: fewmul compile failed: $(head -c 400 cc.log)"
+  elif ! "$FEWMUL" run "cm_$c" --input "models/${c}_in.npy" -o "run_$c" -q >run.log 2>&1; then
+    bad "$c: fewmul run failed: $(head -c 400 run.log)"
+  elif out=$("$HELPER" --compare "models/${c}_ref.npy" "run_$c/output.npy" 1e-4); then
+    ok "$c compiled: $out"
+  else
+    bad "$c compiled: $out"
+  fi
+done <cases.txt
+
+# ---- the CLI: ORT's test accuracy = the trainer's ----
+DATA=synthetic:1x12x12:4
+have_data=0
+if [ -x "$MHELPER" ] && "$MHELPER" --data "$DATA" . >/dev/null 2>&1; then have_data=1; fi
+same_acc() {   # name onnx trainer-output
+  local name=$1 model=$2 txt=$3 want got
+  [ $have_data -eq 1 ] || { echo "note: $MHELPER is not built; $name: accuracy check skipped"; return; }
+  want=$(sed -n 's/^test accuracy: \([0-9.]*\)%.*/\1/p' "$txt")
+  if ! node "$ORT" "$model" "ort_$name" x.npy >ort.log 2>&1; then
+    bad "cli $name: ONNX Runtime failed: $(head -c 400 ort.log)"
+    return
+  fi
+  got=$("$MHELPER" --accuracy "ort_$name/output.npy" "$DATA")
+  if [ -n "$want" ] && [ "$want" = "$got" ]; then ok "cli $name: test accuracy $want% in the trainer and in ONNX Runtime"
+  else bad "cli $name: trainer test accuracy '$want'%, ONNX Runtime '$got'%"; fi
+}
+T="--data $DATA --batch 32 --threads 2"
+if "$FEWMUL" train --model mnist_cnn $T --steps 12 --method sp --sp-r 0.5 --sp-patch 2 --method-all --quiet \
+    -o cli.onnx >cli.txt 2>cli.err; then same_acc sp_cnn cli.onnx cli.txt
+else bad "cli --method sp: $(head -c 400 cli.err)"; fi
+
+# the recipe in one command: three phases, a fresh optimiser at each
+if "$FEWMUL" train --model sp_mlp $T --subset 256 --sp-recipe 1,1,1 -o recipe.onnx >recipe.txt 2>recipe.err &&
+   grep -q 'sp phase 2 from epoch 2, lr 0.01' recipe.err && grep -q 'sp phase 3 from epoch 3, lr 0.001' recipe.err; then
+  ok "cli --sp-recipe 1,1,1: phases 1 -> 2 -> 3"
+  same_acc recipe recipe.onnx recipe.txt
+else bad "cli --sp-recipe: $(head -c 600 recipe.err)"; fi
+
+# the same phases through checkpoints
+P="--model mnist_cnn $T --subset 256 --epochs 1 --method sp --sp-patch 2 --quiet"
+if "$FEWMUL" train $P --sp-phase 1 --lr 0.05 --checkpoint p1.fm >p1.txt 2>p1.err &&
+   "$FEWMUL" train $P --sp-phase 2 --lr 0.01 --from p1.fm --checkpoint p2.fm >p2.txt 2>p2.err &&
+   "$FEWMUL" train $P --sp-phase 3 --lr 0.001 --from p2.fm -o p3.onnx >p3.txt 2>p3.err; then
+  ok "cli --sp-phase 1, 2 --from, 3 --from"
+  same_acc phases p3.onnx p3.txt
+else bad "cli phases: $(cat p1.err p2.err p3.err | head -c 600)"; fi
+# phase 1 exports standard ops with float weights
+if "$FEWMUL" train $P --sp-phase 1 -o p1.onnx >p1e.txt 2>&1; then same_acc phase1 p1.onnx p1e.txt
+else bad "cli phase 1 export: $(head -c 300 p1e.txt)"; fi
+
+expect_fail() {
+  local what=$1
+  shift
+  "$FEWMUL" train "$@" >out.txt 2>err.txt
+  local rc=$?
+  if [ $rc -ne 1 ] || [ "$(wc -l <err.txt)" -ne 1 ] || ! grep -q '^fewmul: error: ' err.txt; then
+    bad "$what: exit $rc, $(head -c 300 err.txt)"
+  else
+    pass=$((pass + 1))
+  fi
+}
+expect_fail "sp flag without sp" --model mlp --data "$DATA" --steps 1 --method ternary --sp-r 2
+expect_fail "bad phase" --model mlp --data "$DATA" --steps 1 --method sp --sp-phase 4
+expect_fail "bad recipe" --model mlp --data "$DATA" --steps 1 --method sp --sp-recipe 1,2
+expect_fail "recipe and phase" --model mlp --data "$DATA" --steps 1 --method sp --sp-recipe 1,1,1 --sp-phase 2
+expect_fail "sp model, other method" --model sp_mlp --data "$DATA" --steps 1 --method ternary
+expect_fail "missing --from" --model mlp --data "$DATA" --steps 1 --method sp --from nope.fm
+expect_fail "unknown task" --task sort --r 7
+
+# ---- Strassen: the learned 2x2 product with 7 multiplications ----
+if "$FEWMUL" train --task matmul2x2 --r 7 -o strassen.onnx >mm.txt 2>mm.err && grep -q 'exact' mm.txt; then
+  ok "matmul2x2 r=7: $(grep '^attempts' mm.txt)"
+  "$HELPER" --matmul 2 . || bad "helper --matmul"
+  if ! node "$ORT" strassen.onnx ort_mm A=A.npy B=B.npy >ort.log 2>&1; then bad "strassen ORT: $(head -c 300 ort.log)"
+  elif out=$("$HELPER" --compare C.npy ort_mm/C.npy 1e-4); then ok "strassen ORT: $out"
+  else bad "strassen ORT: $out"; fi
+  if "$FEWMUL" compile strassen.onnx -o cm_mm -q >cc.log 2>&1 &&
+     "$FEWMUL" run cm_mm --input A=A.npy --input B=B.npy -o run_mm -q >run.log 2>&1 &&
+     out=$("$HELPER" --compare C.npy run_mm/C.npy 1e-4); then ok "strassen compiled: $out"
+  else bad "strassen compiled: $(cat cc.log run.log | head -c 300) ${out:-}"; fi
+  if "$FEWMUL" cost strassen.onnx >cost.txt 2>&1 && grep -Eq '^products +Mul .* 7 ' cost.txt; then
+    ok "fewmul cost: 7 multiplications in the products"
+  else bad "fewmul cost: $(head -c 600 cost.txt)"; fi
+else bad "matmul2x2 r=7: $(cat mm.txt mm.err | tail -5)"; fi
+if "$FEWMUL" train --task matmul2x2 --r 8 --quiet >mm8.txt 2>&1; then ok "matmul2x2 r=8 (naive count): $(grep '^attempts' mm8.txt)"
+else bad "matmul2x2 r=8: $(tail -3 mm8.txt)"; fi
+
+echo "sp_export: $pass passed, $fail failed"
+[ $fail -eq 0 ]
