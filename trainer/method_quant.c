@@ -97,7 +97,8 @@ void fm_ternarize(const float *w, int M, size_t K, int8_t *q, float *alpha, floa
   }
 }
 
-int fm_deepshift_pmin(int bits) { return -((1 << (bits - 1)) - 2); }
+/* Shifts lie in [-(2^(b-1) - 2), 0]; below 2 bits only shift 0 remains. */
+int fm_deepshift_pmin(int bits) { return bits < 2 ? 0 : -((1 << (bits - 1)) - 2); }
 
 static void pow2_one(float s, float p, int pmin, size_t i, int8_t *sign, int8_t *shift, float *wq) {
   int sh = p > 0 ? 0 : p >= (float)pmin ? (int)p : pmin;   // NaN: pmin
