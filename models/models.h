@@ -48,6 +48,9 @@ int fm_model_resnet_cifar(FmNet *net, int x, int classes, int depth, int width);
 // models/sp_resnet.c (StrassenNets SP layers, trainer/method_sp.h)
 int fm_model_sp_resnet20(FmNet *net, int x, int classes, const FmNetOpts *opts);
 int fm_model_sp_mlp(FmNet *net, int x, int classes, const FmNetOpts *opts);
+// models/shiftresnet.c (ShiftNet conv1x1-shift-conv1x1 blocks, trainer/method_shift.h)
+int fm_model_shiftresnet20(FmNet *net, int x, int classes, const FmNetOpts *opts);
+int fm_model_shiftresnet56(FmNet *net, int x, int classes, const FmNetOpts *opts);
 // models/resnet18.c
 int fm_model_resnet18(FmNet *net, int x, int classes, const FmNetOpts *opts);
 // shared blocks (models/resnet_cifar.c): conv3x3 -> BN (-> relu)

@@ -13,6 +13,8 @@ const FmModelEntry fm_models[] = {
   {"resnet18", fm_model_resnet18, "CIFAR ResNet-18, width multiplier, max-pool downsampling"},
   {"sp_resnet20", fm_model_sp_resnet20, "ResNet-20 of StrassenNets SP convs (r = c_out, --sp-r/--sp-patch), dense fc"},
   {"sp_mlp", fm_model_sp_mlp, "the mlp with SP linears (r = --sp-r x 512), dense last layer"},
+  {"shiftresnet20", fm_model_shiftresnet20, "ResNet-20 of conv1x1-shift-conv1x1 blocks (ShiftNet, --expansion E)"},
+  {"shiftresnet56", fm_model_shiftresnet56, "ResNet-56 of conv1x1-shift-conv1x1 blocks (ShiftNet, --expansion E)"},
   {NULL, NULL, NULL},
 };
 

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
   echo
   echo "| family (compiler/ops/) | ops |"
   echo "|---|---|"
-  grep -o 'OP([A-Za-z0-9]*, "[^"]*", [a-z]*)' compiler/ir/ops.def | grep -v UNKNOWN |
-    sed -E 's/OP\(([A-Za-z0-9]+), "([^"]*)", ([a-z]+)\)/\3 \1/' |
+  grep -o 'OP([A-Za-z0-9]*, "[^"]*", [a-z_]*)' compiler/ir/ops.def | grep -v UNKNOWN |
+    sed -E 's/OP\(([A-Za-z0-9]+), "([^"]*)", ([a-z_]+)\)/\3 \1/' |
     awk '{ ops[$1] = ops[$1] (ops[$1] ? ", " : "") $2; if (!($1 in seen)) { order[++n] = $1; seen[$1] = 1 } }
          END { for (i = 1; i <= n; i++) printf "| %s | %s |\n", order[i], ops[order[i]] }'
   echo

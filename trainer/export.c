@@ -3,7 +3,9 @@
  * Pow2Conv/Pow2Gemm nodes, each op also written as a model-local function in
  * standard ONNX ops, or standard QDQ (DequantizeLinear of int8 weights). */
 #include "export.h"
+#include "method_shift.h"
 #include "method_sp.h"
+#include "method_winograd.h"
 #include "onnx/onnx.h"
 #include "ops/ops.h"
 #include <string.h>
@@ -237,6 +239,11 @@ static void layer(Ex *e, const FmLayer *l) {
     break;
   }
   case FM_LAYER_CUSTOM:
+    if (fm_wino_layer(l)) {   /* Winograd-aware convs: ai.fewmul WinogradConv (method_winograd.c) */
+      y = act(e, out, oname);
+      fm_wino_export_nodes(g, net, l, x, y);
+      break;
+    }
     if (fm_sp_layer(l)) {   /* StrassenNets SP layers: SPConv / SPGemm (method_sp.c) */
       y = act(e, out, oname);
       fm_sp_export_nodes(g, net, l, fm_sp_layer_is_conv(l) ? x : as2d(e, l, x), y);
@@ -244,6 +251,11 @@ static void layer(Ex *e, const FmLayer *l) {
     }
     if (fm_method_layer(l)) {
       y = method_layer(e, l, x, out, oname);
+      break;
+    }
+    if (fm_shift_layer(l)) {   /* ShiftNet: ai.fewmul Shift (method_shift.c) */
+      y = act(e, out, oname);
+      fm_shift_export_node(g, l, x, y);
       break;
     }
     fm_fail("export: layer '%s' (%s) has no ONNX export", l->name, l->ops && l->ops->name ? l->ops->name : "custom");
@@ -280,7 +292,8 @@ Graph *fm_export_graph(const FmNet *net) {
    Pow2Conv/Gemm(X, Sign, Shift, B):  Wf = Cast(Sign) * Pow(2, Cast(Shift))
    then Y = Conv(X, Wf, B) | Gemm(X, Wf, B), the caller's attributes passed by reference. */
 static const char *const fewmul_weight_ops[] = {"TernaryConv", "TernaryGemm", "Pow2Conv", "Pow2Gemm",
-                                                "SPConv", "SPGemm"};   /* SP bodies: method_sp.c */
+                                                "SPConv", "SPGemm", "Shift",   /* SP: method_sp.c, Shift: method_shift.c */
+                                                "WinogradConv"};               /* method_winograd.c */
 #define N_FEWMUL_WEIGHT_OPS ((int)(sizeof fewmul_weight_ops / sizeof fewmul_weight_ops[0]))
 
 static Tensor *body_op(Graph *b, OpKind op, const char *out, Tensor *in0, Tensor *in1, Tensor *in2) {
@@ -352,7 +365,9 @@ int fm_export_onnx(const FmNet *net, const char *path, char *err, size_t errlen)
         used = !strcmp(g->nodes[i]->domain, "ai.fewmul") && !strcmp(g->nodes[i]->op_type, fewmul_weight_ops[k]);
       if (!used) continue;
       bodies[nf] = fm_graph_new();
-      weight_function(&fns[nf], fewmul_weight_ops[k], bodies[nf]);
+      if (!strcmp(fewmul_weight_ops[k], "Shift")) fm_shift_function(&fns[nf], g, bodies[nf]);
+      else if (!strcmp(fewmul_weight_ops[k], "WinogradConv")) fm_wino_function(&fns[nf], bodies[nf], g);
+      else weight_function(&fns[nf], fewmul_weight_ops[k], bodies[nf]);
       nf++;
     }
     FmWriteOpts wo = {.functions = fns, .nfunctions = nf};

@@ -44,7 +44,9 @@ typedef enum {
   FM_METHOD_COUNT,
   // StrassenNets sum-product layers (method_sp.h): they replace the layer, not its
   // weight, so they live outside the weight-method tables above (method_sp.c).
-  FM_METHOD_SP = FM_METHOD_COUNT
+  FM_METHOD_SP = FM_METHOD_COUNT,
+  // Winograd-aware 3x3 convs (method_winograd.h): the same, a layer of their own
+  FM_METHOD_WINOGRAD
 } FmMethodKind;
 
 // quant: A "always on the grid" (weights re-quantised after every optimiser
@@ -63,6 +65,10 @@ typedef struct {
   // sp (method_sp.h): width r = sp_r * c_out per layer, output patch p, phase 1|2|3
   float sp_r;
   int sp_patch, sp_phase;
+  // winograd (method_winograd.h): F(tile x tile, 3x3), learned transforms, Winograd-domain bits (0 = float)
+  int wino_tile, wino_flex, wino_bits;
+  // ShiftNet models (models/shiftresnet.c): 1x1 expansion e of the conv-shift-conv blocks (0 = 1)
+  int shift_expansion;
 } FmMethod;
 
 // Defaults for kind (FM_METHOD_NONE: everything 0).

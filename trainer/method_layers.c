@@ -9,6 +9,7 @@
  *   W_e (wsize) | alpha (M, ternary) | dW_e (wsize, deepshift-ps only). */
 #include "net.h"
 #include "method_sp.h"
+#include "method_winograd.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,7 @@ static int add(FmNet *net, int x, const FmLayerOps *table, int bias, int c, int 
 int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow) {
   if (x < 0) return -1;
   if (net->method.kind == FM_METHOD_SP) return fm_sp_method_conv2d(net, x, a, bias, oh, ow);   // method_sp.c
+  if (net->method.kind == FM_METHOD_WINOGRAD) return fm_wino_method_conv2d(net, x, a, bias);    // method_winograd.c
   int li = add(net, x, conv_ops, bias, a->cout, oh, ow, 0);
   if (li < 0) return -1;
   net->layers[li].a.conv = *a;
@@ -161,6 +163,7 @@ int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, i
 int fm_method_linear(FmNet *net, int x, int out, int bias) {
   if (x < 0) return -1;
   if (net->method.kind == FM_METHOD_SP) return fm_sp_method_linear(net, x, out, bias);
+  if (net->method.kind == FM_METHOD_WINOGRAD) return fm_wino_method_linear(net, x, out, bias);
   int li = add(net, x, lin_ops, bias, out, 1, 1, 1);
   return li < 0 ? -1 : net->layers[li].out;
 }
@@ -204,6 +207,7 @@ static int shift_group(FmNet *net) {
 int fm_method_prepare(FmNet *net) {
   char err[200];
   if (net->method.kind == FM_METHOD_SP) return fm_sp_prepare(net);
+  if (net->method.kind == FM_METHOD_WINOGRAD) return net->err[0] ? -1 : 0;   // built complete
   if (fm_method_check(&net->method, err, sizeof err)) {
     if (!net->err[0]) snprintf(net->err, sizeof net->err, "%s", err);
     return -1;
@@ -255,7 +259,7 @@ static void quant_in_place(FmNet *net, FmLayer *l) {
 }
 
 void fm_method_init(FmNet *net) {
-  if (net->method.kind == FM_METHOD_SP) return;   // SP: a is clipped in forward (method_sp.c)
+  if (net->method.kind == FM_METHOD_SP || net->method.kind == FM_METHOD_WINOGRAD) return;   // SP: a is clipped in forward (method_sp.c)
   int pmin = fm_deepshift_pmin(net->method.weight_bits);
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];
@@ -284,7 +288,7 @@ void fm_method_init(FmNet *net) {
 }
 
 void fm_method_post_step(FmNet *net) {
-  if (net->method.kind == FM_METHOD_SP) return;
+  if (net->method.kind == FM_METHOD_SP || net->method.kind == FM_METHOD_WINOGRAD) return;
   float pmin = (float)fm_deepshift_pmin(net->method.weight_bits);
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];

@@ -10,6 +10,7 @@
 #include "data.h"
 #include "export.h"
 #include "method_sp.h"
+#include "method_winograd.h"
 #include "models.h"
 #include "net.h"
 #include "optim.h"
@@ -37,6 +38,9 @@ typedef struct {
   const char *sp_recipe, *from;
   float sp_r;
   int sp_patch, sp_phase, sp_r_set, wd_set;
+  int expansion;   // ShiftNet models (models/shiftresnet.c)
+  const char *transforms;   // winograd (method_winograd.h)
+  int tile, bits, bits_set;
   uint64_t seed;
 } TrainArgs;
 
@@ -80,6 +84,12 @@ static void usage(FILE *f) {
     "    --sp-phase N       1 full precision, 2 ternary W_B, W_C (default), 3 W_B, W_C frozen\n"
     "    --sp-recipe E1,E2,E3  the three phases in one run (SGD 0.9, wd 1e-4, lr 0.1 / 0.01 / 0.001\n"
     "                       with the reference's steps scaled to E1, E2; --lr sets the phase-1 lr)\n"
+    "  --method winograd    Winograd-aware stride-1 3x3 convs (first conv and the rest dense):\n"
+    "    --tile M           F(MxM,3x3): 2, 4 (default) or 6\n"
+    "    --transforms T     static (Cook-Toom, default) or flex (learned, initialised from Cook-Toom)\n"
+    "    --bits B           quantise the Winograd-domain operands to B bits (default 0: float)\n"
+    "  --expansion E        shiftresnet20/56: conv1x1 expansion of the conv-shift-conv blocks, 1..9\n"
+    "                       (default 1; the ShiftNet paper's 3c = 3)\n"
     "  --from PATH          start from the weights of checkpoint PATH (same model and method flags;\n"
     "                       e.g. the next SP phase), with a fresh optimiser and epoch count\n"
     "  --task matmul2x2     learn a 2x2 (--n N: NxN) matrix product with --r R multiplications\n"
@@ -107,7 +117,10 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     STR("--model", model) STR("--data", data) STR("--data-dir", data_dir) STR("-o", out)
     STR("--checkpoint", ckpt) STR("--resume", resume) STR("--optim", optim) STR("--schedule", schedule)
     STR("--augment", augment) STR("--sp-recipe", sp_recipe) STR("--from", from)
-    INT("--sp-patch", sp_patch) INT("--sp-phase", sp_phase)
+    INT("--sp-patch", sp_patch) INT("--sp-phase", sp_phase) INT("--expansion", expansion)
+    STR("--transforms", transforms) INT("--tile", tile)
+    if (!strcmp(k, "--bits")) { a->bits_set = 1; }
+    INT("--bits", bits)
     if (!strcmp(k, "--sp-r")) { a->sp_r_set = 1; }
     FLT("--sp-r", sp_r)
     if (!strcmp(k, "--wd")) { a->wd_set = 1; }
@@ -193,10 +206,12 @@ static int parse_augment(FmAugment *aug, const char *spec, char *err, size_t err
 static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errlen) {
   fm_method_defaults(m, FM_METHOD_NONE);
   int sp_model = a->model && !strncmp(a->model, "sp_", 3);
-  int kind = a->method ? (!strcmp(a->method, "sp") ? (int)FM_METHOD_SP : fm_method_kind_parse(a->method))
+  int kind = a->method ? (!strcmp(a->method, "sp")         ? (int)FM_METHOD_SP
+                          : !strcmp(a->method, "winograd") ? (int)FM_METHOD_WINOGRAD
+                                                           : fm_method_kind_parse(a->method))
                        : sp_model ? (int)FM_METHOD_SP : FM_METHOD_NONE;
   if (kind < 0) {
-    snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant, sp)", a->method);
+    snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant, sp, winograd)", a->method);
     return -1;
   }
   if (sp_model && kind != FM_METHOD_SP) {
@@ -208,6 +223,27 @@ static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errle
   if (sp_only && kind != FM_METHOD_SP) {
     snprintf(err, errlen, "%s applies to --method sp only", sp_only);
     return -1;
+  }
+  const char *wino_only = a->tile ? "--tile" : a->transforms ? "--transforms" : a->bits_set ? "--bits" : NULL;
+  if (wino_only && kind != FM_METHOD_WINOGRAD) {
+    snprintf(err, errlen, "%s applies to --method winograd only", wino_only);
+    return -1;
+  }
+  if (kind == FM_METHOD_WINOGRAD) {
+    fm_method_defaults(m, FM_METHOD_WINOGRAD);
+    if (a->rounding || a->zeroless || a->quant_range_set || a->quant_mode || a->weight_bits) {
+      snprintf(err, errlen, "--method winograd takes --bits, not the weight quantiser flags");
+      return -1;
+    }
+    m->wino_tile = a->tile ? a->tile : 4;
+    m->wino_bits = a->bits;
+    if (a->transforms && strcmp(a->transforms, "static") && strcmp(a->transforms, "flex")) {
+      snprintf(err, errlen, "--transforms: '%s' is not static or flex", a->transforms);
+      return -1;
+    }
+    m->wino_flex = a->transforms && !strcmp(a->transforms, "flex");
+    m->all = a->method_all;
+    return fm_wino_check(m, err, errlen);
   }
   if (kind == FM_METHOD_SP) {
     fm_method_defaults(m, FM_METHOD_SP);
@@ -301,6 +337,12 @@ int fm_cmd_train(int argc, char **argv) {
 
   FmMethod method;
   if (parse_method(&method, &a, err, sizeof err)) goto fail;
+  if (a.expansion && (!a.model || strncmp(a.model, "shiftresnet", 11))) {
+    snprintf(err, sizeof err, "--expansion applies to the shiftresnet models only");
+    goto fail;
+  }
+  if (a.expansion > 9) { snprintf(err, sizeof err, "--expansion: must be 1..9"); goto fail; }
+  method.shift_expansion = a.expansion;
   /* --sp-recipe E1,E2,E3: the reference's three phases, SGD 0.9, wd 1e-4, lr 0.1 -> 0.01 -> 0.001 */
   FmSpRecipe recipe = {{0}};
   int use_recipe = a.sp_recipe != NULL;
@@ -389,6 +431,7 @@ int fm_cmd_train(int argc, char **argv) {
     if (method.kind) {
       char desc[256];
       if (method.kind == FM_METHOD_SP) fm_sp_describe(&method, desc, sizeof desc);
+      else if (method.kind == FM_METHOD_WINOGRAD) fm_wino_describe(&method, desc, sizeof desc);
       else fm_method_describe(&method, desc, sizeof desc);
       fprintf(stderr, "method: %s\n", desc);
       if (use_recipe)
