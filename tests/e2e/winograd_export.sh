@@ -4,7 +4,7 @@
 # Winograd domains, mnist_cnn with pad-0 convs and crops, resnet18), export ONNX (ai.fewmul
 # WinogradConv with its function body in standard ops), and compare ONNX Runtime AND
 # `fewmul compile` + `fewmul run` against the trainer's eval forward: max abs diff < 1e-4 and
-# identical argmax (quantised cases: < 1e-3, see docs/METHODS.md: a value whose x/s lies on a
+# identical argmax (quantised cases: < 2e-2, see docs/METHODS.md: a value whose x/s lies on a
 # rounding boundary can round either way when the float sums run in another order).
 # Then the CLI: --method winograd on mnist_cnn and resnet18, and bad flags.
 # Usage: bash winograd_export.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
@@ -33,7 +33,7 @@ if [ $? -eq 77 ]; then echo "SKIP: onnxruntime-node is not installed ($(head -c 
 
 while read -r c; do
   tol=1e-4
-  case $c in *bit) tol=1e-3 ;; esac
+  case $c in *bit) tol=2e-2 ;; esac
   grep -q 'WinogradConv' "models/$c.onnx" || bad "$c: no WinogradConv in the model"
   if ! node "$ORT" "models/$c.onnx" "ort_$c" "models/${c}_in.npy" >ort.log 2>&1; then
     bad "$c: ONNX Runtime failed: $(head -c 400 ort.log)"
