@@ -15,7 +15,8 @@
  *   one add per nonzero weight and output, and one multiply per output (ternary, Scale)
  *   or none (pow2); the dense ones one FMA per weight and output, at a much higher rate
  *   (the packed sgemm). The rule, from measurements on this machine (docs/OPS.md):
- *     specialise when   nonzero fraction <= DENSITY_MAX (Conv) / DENSITY_MAX_GEMM (Gemm)
+ *     specialise when   nonzero fraction <= DENSITY_MAX (Conv) / DENSITY_MAX_GEMM (Gemm),
+ *                       or the layer has at most SMALL_WEIGHTS weights
  *   A layer whose weights qualify but stays dense is named "Conv[ternary]" (etc.) in its
  *   op_type, so `fewmul cost` shows the decision. FM_WEIGHTS=dense never specialises,
  *   FM_WEIGHTS=all specialises every layer that qualifies (for measurements and tests).
@@ -31,6 +32,7 @@
    the sgemm at batch 1, so it only pays for very sparse weights. */
 #define DENSITY_MAX 0.75      /* Conv: the row-add kernel beats im2col+sgemm below this */
 #define DENSITY_MAX_GEMM 0.20 /* Gemm/MatMul: the gather-add kernel beats sgemm below this */
+#define SMALL_WEIGHTS 256     /* at most this many weights: speed is moot, drop the multiplies */
 
 /* ---- unpack ---- */
 
@@ -181,7 +183,8 @@ void fm_pass_weights(Graph *g) {
     int kind = classify(&w, q, sh, alpha, scale, &nnz);
     if (kind != K_DENSE) {
       double density = (double)nnz / ((double)w.M * (double)w.R);
-      int pays = density <= (n->op == OP_Conv ? DENSITY_MAX : DENSITY_MAX_GEMM);
+      int pays = density <= (n->op == OP_Conv ? DENSITY_MAX : DENSITY_MAX_GEMM) ||
+                 (double)w.M * (double)w.R <= SMALL_WEIGHTS;
       if (pays || f) rewrite(g, n, &w, kind, q, sh, alpha, scale);
       else n->op_type = fm_sprintf(&g->arena, "%s[%s]", n->op_type, kind_name[kind]);
     }
