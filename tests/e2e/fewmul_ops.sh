@@ -5,20 +5,11 @@
 # (FM_WEIGHTS=dense), run both: same logits, and the trainer's test accuracy; ONNX Runtime
 # too when installed. `fewmul cost` must show far fewer multiplications than dense MACs.
 # Usage: bash fewmul_ops.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
-set -u
-FEWMUL=$(realpath "$1")
-SRC=$(realpath "$2")
-WORK=$3
-HELPER=$(dirname "$FEWMUL")/tests/test_methods
-ORT="$SRC/tools/ort/ort_run.js"
-[ -x "$HELPER" ] || { echo "SKIP: $HELPER is not built"; exit 77; }
+. "$(dirname "$0")/lib/common.sh"
+HELPER=$MHELPER
+need_helper "$HELPER"
 command -v "${CC:-gcc}" >/dev/null || { echo "SKIP: no C compiler"; exit 77; }
-rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+enter_work
 
 DATA=synthetic:1x12x12:4
 "$HELPER" --data "$DATA" . || { echo "FAIL: helper --data"; exit 1; }
@@ -84,5 +75,4 @@ model ternary TernaryConv --method ternary --method-all
 model shiftq Pow2Conv --method deepshift-q --weight-bits 4 --method-all
 model shiftps Pow2Gemm --method deepshift-ps --weight-bits 5 --lr 0.1
 
-echo "fewmul_ops: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish fewmul_ops

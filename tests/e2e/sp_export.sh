@@ -8,66 +8,23 @@
 # (--sp-phase, --from), bad flags; and `--task matmul2x2 --r 7`: the learned Strassen model
 # in ONNX Runtime and compiled, against exact products, with `fewmul cost`.
 # Usage: bash sp_export.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
-set -u
-FEWMUL=$(realpath "$1")
-SRC=$(realpath "$2")
-WORK=$3
-BIN=$(dirname "$FEWMUL")/tests
+. "$(dirname "$0")/lib/common.sh"
 HELPER=$BIN/test_sp
-MHELPER=$BIN/test_methods
-ORT="$SRC/tools/ort/ort_run.js"
-[ -x "$HELPER" ] || { echo "SKIP: $HELPER is not built"; exit 77; }
-command -v node >/dev/null || { echo "SKIP: node is not installed (ONNX Runtime runs under node)"; exit 77; }
-rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+need_helper "$HELPER"
+need_node
+enter_work
 
-pass=0
-fail=0
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-ok() { echo "ok   $*"; pass=$((pass + 1)); }
-
-"$HELPER" --e2e models >cases.txt 2>log.txt || bad "helper --e2e: $(head -c 400 log.txt)"
-first=$(head -n 1 cases.txt)
-[ -n "$first" ] || { echo "FAIL: no cases written"; exit 1; }
-node "$ORT" "models/$first.onnx" "ort_$first" "models/${first}_in.npy" >ort.log 2>&1
-if [ $? -eq 77 ]; then echo "SKIP: onnxruntime-node is not installed ($(head -c 200 ort.log))"; exit 77; fi
+e2e_models "$HELPER"
 
 # ---- helper-trained models: ORT and the compiler against the trainer's eval forward ----
 while read -r c; do
   grep -q 'ai.fewmul' "models/$c.onnx" || [ "$c" = cnn_phase1 ] || bad "$c: no ai.fewmul op in the model"
-  if ! node "$ORT" "models/$c.onnx" "ort_$c" "models/${c}_in.npy" >ort.log 2>&1; then
-    bad "$c: ONNX Runtime failed: $(head -c 400 ort.log)"
-  elif out=$("$HELPER" --compare "models/${c}_ref.npy" "ort_$c/output.npy" 1e-4); then
-    ok "$c ORT: $out"
-  else
-    bad "$c ORT: $out"
-  fi
-  if ! "$FEWMUL" compile "models/$c.onnx" -o "cm_$c" -q >cc.log 2>&1; then
-    bad "$c: fewmul compile failed: $(head -c 400 cc.log)"
-  elif ! "$FEWMUL" run "cm_$c" --input "models/${c}_in.npy" -o "run_$c" -q >run.log 2>&1; then
-    bad "$c: fewmul run failed: $(head -c 400 run.log)"
-  elif out=$("$HELPER" --compare "models/${c}_ref.npy" "run_$c/output.npy" 1e-4); then
-    ok "$c compiled: $out"
-  else
-    bad "$c compiled: $out"
-  fi
+  ort_case "$HELPER" "$c" 1e-4 "$c ORT"
+  compiled_case "$HELPER" "$c" 1e-4
 done <cases.txt
 
 # ---- the CLI: ORT's test accuracy = the trainer's ----
-DATA=synthetic:1x12x12:4
-have_data=0
-if [ -x "$MHELPER" ] && "$MHELPER" --data "$DATA" . >/dev/null 2>&1; then have_data=1; fi
-same_acc() {   # name onnx trainer-output
-  local name=$1 model=$2 txt=$3 want got
-  [ $have_data -eq 1 ] || { echo "note: $MHELPER is not built; $name: accuracy check skipped"; return; }
-  want=$(sed -n 's/^test accuracy: \([0-9.]*\)%.*/\1/p' "$txt")
-  if ! node "$ORT" "$model" "ort_$name" x.npy >ort.log 2>&1; then
-    bad "cli $name: ONNX Runtime failed: $(head -c 400 ort.log)"
-    return
-  fi
-  got=$("$MHELPER" --accuracy "ort_$name/output.npy" "$DATA")
-  if [ -n "$want" ] && [ "$want" = "$got" ]; then ok "cli $name: test accuracy $want% in the trainer and in ONNX Runtime"
-  else bad "cli $name: trainer test accuracy '$want'%, ONNX Runtime '$got'%"; fi
-}
+accuracy_data synthetic:1x12x12:4
 T="--data $DATA --batch 32 --threads 2"
 if "$FEWMUL" train --model mnist_cnn $T --steps 12 --method sp --sp-r 0.5 --sp-patch 2 --method-all --quiet \
     -o cli.onnx >cli.txt 2>cli.err; then same_acc sp_cnn cli.onnx cli.txt
@@ -92,17 +49,6 @@ else bad "cli phases: $(cat p1.err p2.err p3.err | head -c 600)"; fi
 if "$FEWMUL" train $P --sp-phase 1 -o p1.onnx >p1e.txt 2>&1; then same_acc phase1 p1.onnx p1e.txt
 else bad "cli phase 1 export: $(head -c 300 p1e.txt)"; fi
 
-expect_fail() {
-  local what=$1
-  shift
-  "$FEWMUL" train "$@" >out.txt 2>err.txt
-  local rc=$?
-  if [ $rc -ne 1 ] || [ "$(wc -l <err.txt)" -ne 1 ] || ! grep -q '^fewmul: error: ' err.txt; then
-    bad "$what: exit $rc, $(head -c 300 err.txt)"
-  else
-    pass=$((pass + 1))
-  fi
-}
 expect_fail "sp flag without sp" --model mlp --data "$DATA" --steps 1 --method ternary --sp-r 2
 expect_fail "bad phase" --model mlp --data "$DATA" --steps 1 --method sp --sp-phase 4
 expect_fail "bad recipe" --model mlp --data "$DATA" --steps 1 --method sp --sp-recipe 1,2
@@ -129,5 +75,4 @@ else bad "matmul2x2 r=7: $(cat mm.txt mm.err | tail -5)"; fi
 if "$FEWMUL" train --task matmul2x2 --r 8 --quiet >mm8.txt 2>&1; then ok "matmul2x2 r=8 (naive count): $(grep '^attempts' mm8.txt)"
 else bad "matmul2x2 r=8: $(tail -3 mm8.txt)"; fi
 
-echo "sp_export: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish sp_export

@@ -9,6 +9,7 @@
  *                                     _in.npy, _ref.npy (the trainer's eval forward); lists cases
  *   test_shift --compare REF GOT TOL  max |REF - GOT| <= TOL and the same argmax per row */
 #include "check.h"
+#include "e2echeck.h"
 #include "data.h"
 #include "export.h"
 #include "method_shift.h"
@@ -261,78 +262,6 @@ static void test_export_form(void) {
 // ---------------------------------------------------------------------------
 // helper modes for tests/e2e/shift_export.sh
 
-static int write_npy(const char *path, const float *x, int rank, const int *dims) {
-  char shape[96] = "(", hdr[160];
-  for (int i = 0; i < rank; i++)
-    snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%d%s", dims[i], rank == 1 ? ",)" : i + 1 < rank ? ", " : ")");
-  int n = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
-  while ((10 + n + 1) % 64) hdr[n++] = ' ';
-  hdr[n++] = '\n';
-  size_t count = 1;
-  for (int i = 0; i < rank; i++) count *= (size_t)dims[i];
-  FILE *f = fopen(path, "wb");
-  if (!f) { perror(path); return -1; }
-  unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(n & 255), (unsigned char)(n >> 8)};
-  int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)n, f) == (size_t)n &&
-           fwrite(x, sizeof(float), count, f) == count;
-  return fclose(f) == 0 && ok ? 0 : -1;
-}
-
-// float32 .npy as rows x cols (the last dim is cols); malloc'ed
-static float *read_npy(const char *path, int *rows, int *cols) {
-  FILE *f = fopen(path, "rb");
-  if (!f) { perror(path); return NULL; }
-  unsigned char pre[10];
-  char hdr[512];
-  if (fread(pre, 1, 10, f) != 10 || memcmp(pre + 1, "NUMPY", 5) || pre[6] != 1) { fclose(f); return NULL; }
-  size_t hl = pre[8] | (size_t)pre[9] << 8;
-  if (hl >= sizeof hdr || fread(hdr, 1, hl, f) != hl) { fclose(f); return NULL; }
-  hdr[hl] = 0;
-  const char *sh = strstr(hdr, "'shape': (");
-  if (!strstr(hdr, "'<f4'") || !sh) { fprintf(stderr, "%s: not float32\n", path); fclose(f); return NULL; }
-  long d[8];
-  int nd = 0;
-  for (const char *p = sh + 10; *p && *p != ')' && nd < 8;) {
-    char *e;
-    long v = strtol(p, &e, 10);
-    if (e == p) { p++; continue; }
-    d[nd++] = v, p = e;
-  }
-  long total = 1;
-  for (int i = 0; i < nd; i++) total *= d[i];
-  *cols = nd ? (int)d[nd - 1] : 1;
-  *rows = (int)(total / (*cols ? *cols : 1));
-  float *x = malloc(sizeof(float) * (size_t)(total ? total : 1));
-  if (fread(x, sizeof(float), (size_t)total, f) != (size_t)total) { free(x), x = NULL; }
-  fclose(f);
-  return x;
-}
-
-static int argmax(const float *r, int k) {
-  int b = 0;
-  for (int i = 1; i < k; i++) if (r[i] > r[b]) b = i;
-  return b;
-}
-
-static int cmd_compare(const char *ref, const char *got, double tol) {
-  int r1, c1, r2, c2;
-  float *a = read_npy(ref, &r1, &c1), *b = read_npy(got, &r2, &c2);
-  if (!a || !b || r1 != r2 || c1 != c2) {
-    printf("compare: cannot read or shapes differ (%s, %s)\n", ref, got);
-    free(a), free(b);
-    return 1;
-  }
-  double md = 0;
-  int diff_arg = 0;
-  for (int i = 0; i < r1; i++) {
-    for (int j = 0; j < c1; j++) md = fmax(md, fabs((double)a[i * c1 + j] - b[i * c1 + j]));
-    diff_arg += argmax(a + i * c1, c1) != argmax(b + i * c1, c1);
-  }
-  printf("max abs diff %.3g over %dx%d, %d argmax differ\n", md, r1, c1, diff_arg);
-  free(a), free(b);
-  return md <= tol && !diff_arg ? 0 : 1;
-}
-
 // a small net around one shift: conv1x1 (-> C) -> BN -> relu -> shift(k, d) -> conv1x1 -> GAP -> fc
 static FmNet *small_net(int c, int hw, int classes, int C, int k, int d) {
   FmNetOpts o = fm_net_opts_default();
@@ -348,40 +277,8 @@ static FmNet *small_net(int c, int hw, int classes, int C, int k, int d) {
 
 static int e2e_case(const char *dir, const char *name, FmNet *net, int c, int hw, int classes) {
   if (!net) { fprintf(stderr, "%s: build failed\n", name); return 1; }
-  FmDataset tr;
-  char err[512], path[1024];
-  if (fm_data_synthetic(&tr, 64, c, hw, hw, classes, 5, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
-  size_t d = (size_t)c * hw * hw;
-  const int batch = 8, n = 16;
-  float *x = malloc(sizeof(float) * d * tr.n);
-  int *y = malloc(sizeof(int) * tr.n);
-  for (int i = 0; i < tr.n; i++) fm_data_image_float(&tr, i, x + i * d), y[i] = tr.labels[i];
-  FmOptimConfig cfg;
-  fm_optim_defaults(&cfg, FM_OPT_SGD);
-  cfg.lr = 0.05f, cfg.momentum = 0.9f;
-  FmOptim *opt = fm_net_optim_new(net, &cfg);
-  for (int s = 0; s < 4; s++) {   // a few steps: BN statistics and weights move off their init
-    int o = (s * batch) % (tr.n - batch + 1);
-    fm_net_zero_grad(net);
-    fm_net_forward(net, x + o * d, batch, 1);
-    fm_net_loss(net, y + o, batch, NULL);
-    fm_net_backward(net);
-    fm_net_step(net, opt, cfg.lr);
-  }
-  const float *out = fm_net_forward(net, x, n, 0);
-  int rc = 0;
-  snprintf(path, sizeof path, "%s/%s_in.npy", dir, name);
-  rc |= write_npy(path, x, 4, (int[]){n, c, hw, hw});
-  snprintf(path, sizeof path, "%s/%s_ref.npy", dir, name);
-  rc |= write_npy(path, out, 2, (int[]){n, classes});
-  snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
-  if (fm_export_onnx(net, path, err, sizeof err)) fprintf(stderr, "%s: %s\n", name, err), rc = 1;
-  if (!rc) printf("%s\n", name);
-  fm_optim_free(opt);
-  fm_net_free(net);
-  fm_data_free(&tr);
-  free(x), free(y);
-  return rc;
+  // a few steps: BN statistics and weights move off their init
+  return ec_e2e_case(dir, name, net, c, hw, classes, (EcTrain){64, 8, 4, 0, FM_OPT_SGD, 0.05f});
 }
 
 static int cmd_e2e(const char *dir) {
@@ -395,7 +292,7 @@ static int cmd_e2e(const char *dir) {
 
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--e2e")) return cmd_e2e(argv[2]);
-  if (argc == 5 && !strcmp(argv[1], "--compare")) return cmd_compare(argv[2], argv[3], atof(argv[4]));
+  if (argc == 5 && !strcmp(argv[1], "--compare")) return ec_compare(argv[2], argv[3], atof(argv[4]));
   test_offsets();
   test_forward_backward();
   grad_check(9, 5, 3, 1);
