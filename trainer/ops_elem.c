@@ -35,23 +35,34 @@ float fm_sumf(const float *x, int n) {
   return s;
 }
 
+// elementwise loops: vectorised, and split over the threads when large enough
+// to pay for a parallel region (each element is independent: deterministic)
+#define ELEM_PAR_MIN 32768
+
 void fm_relu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
 }
 
 void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
   for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0 ? dout[i] : 0;
 }
 
 void fm_add_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void fm_add_backward(float *da, float *db, const float *dout, size_t n) {
-  if (da)
+  if (da) {
+#pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
     for (size_t i = 0; i < n; i++) da[i] += dout[i];
-  if (db)
+  }
+  if (db) {
+#pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
     for (size_t i = 0; i < n; i++) db[i] += dout[i];
+  }
 }
 
 // ---------------------------------------------------------------------------
