@@ -9,6 +9,7 @@
  *                                     _in.npy, _ref.npy (the trainer's eval forward); lists cases
  *   test_shift --compare REF GOT TOL  max |REF - GOT| <= TOL and the same argmax per row */
 #include "check.h"
+#include "gradcheck.h"
 #include "e2echeck.h"
 #include "data.h"
 #include "export.h"
@@ -99,14 +100,6 @@ static void test_forward_backward(void) {
 }
 
 // finite differences through conv1x1 -> shift -> conv1x1 -> flatten -> linear
-static double loss_of(FmNet *net, const float *x, const float *R, int n) {
-  const float *y = fm_net_forward(net, x, n, 1);
-  size_t sz = net->tensors[net->output].size * (size_t)n;
-  double L = 0;
-  for (size_t i = 0; i < sz; i++) L += (double)y[i] * R[i];
-  return L;
-}
-
 static void grad_check(int C, int hw, int k, int d) {
   FmNetOpts o = fm_net_opts_default();
   o.threads = 1;
@@ -120,33 +113,10 @@ static void grad_check(int C, int hw, int k, int d) {
   size_t xs = net->tensors[net->input].size * n, ys = 4 * n;
   float *in = malloc(sizeof(float) * xs), *R = malloc(sizeof(float) * ys);
   fill(in, xs, 7), fill(R, ys, 8);
-  fm_net_zero_grad(net);
-  fm_net_forward(net, in, n, 1);
-  fm_net_zero_act_grad(net);
-  memcpy(net->tensors[net->output].grad, R, sizeof(float) * ys);
-  fm_net_backward(net);
-  double worst = 0;
-  int checked = 0;
-  for (int pi = 0; pi < net->nparams; pi++) {
-    FmParam *p = &net->params[pi];
-    size_t stride = p->size > 16 ? p->size / 16 : 1;
-    for (size_t i = 0; i < p->size; i += stride) {
-      float keep = p->data[i];
-      const float eps = 1e-2f;
-      p->data[i] = keep + eps;
-      double lp = loss_of(net, in, R, n);
-      p->data[i] = keep - eps;
-      double lm = loss_of(net, in, R, n);
-      p->data[i] = keep;
-      double fd = (lp - lm) / (2 * eps), an = p->grad[i];
-      double rel = fabs(fd - an) / fmax(1.0, fmax(fabs(fd), fabs(an)));
-      if (rel > worst) worst = rel;
-      checked++;
-    }
-  }
+  GcResult r = gc_params(net, in, R, n, 16, NULL, "shift", 0);
   printf("grad check conv1x1-shift(k=%d,d=%d,C=%d)-conv1x1-linear: %d entries, worst relative error %.2e\n", k, d, C,
-         checked, worst);
-  CHECK(checked > 30 && worst < 1e-2);
+         r.checked, r.worst);
+  CHECK(r.checked > 30 && r.worst < 1e-2);
   fm_net_free(net);
   free(in), free(R);
 }

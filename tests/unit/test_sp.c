@@ -10,6 +10,7 @@
  *   test_sp --compare REF GOT TOL     max |REF - GOT| <= TOL and the same argmax per row
  *   test_sp --matmul N DIR            DIR/A.npy, B.npy (64 random N x N pairs), C.npy = AB */
 #include "check.h"
+#include "gradcheck.h"
 #include "e2echeck.h"
 #include "data.h"
 #include "export.h"
@@ -83,15 +84,6 @@ static FmNet *one_layer(int conv, int phase, int c, int hw, int cout, int k, int
   return net;
 }
 
-static double loss_of(FmNet *net, const float *x, const float *R, int n) {
-  const float *y = fm_net_forward(net, x, n, 1);
-  size_t sz = net->tensors[net->output].size * (size_t)n;
-  double L = 0;
-  for (size_t i = 0; i < sz; i++) L += (double)y[i] * R[i];
-  return L;
-}
-
-// d(sum y*R)/d(every parameter) by central differences on up to 12 entries per parameter
 static void grad_check(const char *label, FmNet *net, int n) {
   const FmTensor *in = &net->tensors[net->input];
   size_t xs = in->size * (size_t)n, ys = net->tensors[net->output].size * (size_t)n;
@@ -100,34 +92,9 @@ static void grad_check(const char *label, FmNet *net, int n) {
   fm_rng_seed(&rng, 99);
   for (size_t i = 0; i < xs; i++) x[i] = fm_rng_normal(&rng);
   for (size_t i = 0; i < ys; i++) R[i] = fm_rng_normal(&rng);
-  fm_net_zero_grad(net);
-  fm_net_forward(net, x, n, 1);
-  fm_net_zero_act_grad(net);
-  memcpy(net->tensors[net->output].grad, R, sizeof(float) * ys);
-  fm_net_backward(net);
-  double worst = 0;
-  int checked = 0;
-  for (int pi = 0; pi < net->nparams; pi++) {
-    FmParam *p = &net->params[pi];
-    if (net->groups[p->group].frozen) continue;
-    size_t stride = p->size > 12 ? p->size / 12 : 1;
-    for (size_t i = 0; i < p->size; i += stride) {
-      float keep = p->data[i];
-      const float eps = 1e-2f;
-      p->data[i] = keep + eps;
-      double lp = loss_of(net, x, R, n);
-      p->data[i] = keep - eps;
-      double lm = loss_of(net, x, R, n);
-      p->data[i] = keep;
-      double fd = (lp - lm) / (2 * eps), an = p->grad[i];
-      double rel = fabs(fd - an) / fmax(1.0, fmax(fabs(fd), fabs(an)));
-      if (rel > worst) worst = rel;
-      if (rel > 2e-2) fprintf(stderr, "%s: %s[%zu]: fd %g analytic %g\n", label, p->name, i, fd, an);
-      checked++;
-    }
-  }
-  printf("grad check %-34s %3d entries, worst relative error %.2e\n", label, checked, worst);
-  CHECK(checked > 20 && worst < 2e-2);
+  GcResult r = gc_params(net, x, R, n, 12, NULL, label, 2e-2);
+  printf("grad check %-34s %3d entries, worst relative error %.2e\n", label, r.checked, r.worst);
+  CHECK(r.checked > 20 && r.worst < 2e-2);
   free(x), free(R);
 }
 

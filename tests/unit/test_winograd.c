@@ -9,6 +9,7 @@
  *                                        _in.npy, _ref.npy (the trainer's eval forward); lists cases
  *   test_winograd --compare REF GOT TOL  max |REF - GOT| <= TOL and the same argmax per row */
 #include "check.h"
+#include "gradcheck.h"
 #include "e2echeck.h"
 #include "data.h"
 #include "export.h"
@@ -119,12 +120,8 @@ static void test_static_equals_direct(void) {
 // ---------------------------------------------------------------------------
 // gradients: d(sum y*R)/d(every trained parameter) by central differences
 
-static double loss_of(FmNet *net, const float *x, const float *R, int n) {
-  const float *y = fm_net_forward(net, x, n, 1);
-  size_t sz = net->tensors[net->output].size * (size_t)n;
-  double L = 0;
-  for (size_t i = 0; i < sz; i++) L += (double)y[i] * R[i];
-  return L;
+static int is_transform(const FmParam *p) {
+  return strstr(p->name, ".Bt") || strstr(p->name, ".G") || strstr(p->name, ".At");
 }
 
 static void grad_check(const char *label, FmNet *net, int n, int want_transforms) {
@@ -135,37 +132,11 @@ static void grad_check(const char *label, FmNet *net, int n, int want_transforms
   fm_rng_seed(&rng, 99);
   for (size_t i = 0; i < xs; i++) x[i] = fm_rng_normal(&rng);
   for (size_t i = 0; i < ys; i++) R[i] = fm_rng_normal(&rng);
-  fm_net_zero_grad(net);
-  fm_net_forward(net, x, n, 1);
-  fm_net_zero_act_grad(net);
-  memcpy(net->tensors[net->output].grad, R, sizeof(float) * ys);
-  fm_net_backward(net);
-  double worst = 0;
-  int checked = 0, transforms = 0;
-  for (int pi = 0; pi < net->nparams; pi++) {
-    FmParam *p = &net->params[pi];
-    if (net->groups[p->group].frozen) continue;
-    int tr = strstr(p->name, ".Bt") || strstr(p->name, ".G") || strstr(p->name, ".At");
-    size_t stride = p->size > 12 ? p->size / 12 : 1;
-    for (size_t i = 0; i < p->size; i += stride) {
-      float keep = p->data[i];
-      const float eps = 1e-2f;
-      p->data[i] = keep + eps;
-      double lp = loss_of(net, x, R, n);
-      p->data[i] = keep - eps;
-      double lm = loss_of(net, x, R, n);
-      p->data[i] = keep;
-      double fd = (lp - lm) / (2 * eps), an = p->grad[i];
-      double rel = fabs(fd - an) / fmax(1.0, fmax(fabs(fd), fabs(an)));
-      if (rel > worst) worst = rel;
-      if (rel > 1e-2) fprintf(stderr, "%s: %s[%zu]: fd %g analytic %g\n", label, p->name, i, fd, an);
-      checked++, transforms += tr;
-    }
-  }
-  printf("grad check %-30s %3d entries (%2d of transforms), worst relative error %.2e\n", label, checked, transforms,
-         worst);
-  CHECK(checked > 12 && worst < 1e-2);
-  CHECK(want_transforms ? transforms > 20 : transforms == 0);
+  GcResult r = gc_params(net, x, R, n, 12, is_transform, label, 1e-2);
+  printf("grad check %-30s %3d entries (%2d of transforms), worst relative error %.2e\n", label, r.checked,
+         r.counted, r.worst);
+  CHECK(r.checked > 12 && r.worst < 1e-2);
+  CHECK(want_transforms ? r.counted > 20 : r.counted == 0);
   free(x), free(R);
 }
 
