@@ -162,20 +162,6 @@ static void print_int(FILE *f, int64_t v, FmDType t) {
   else fprintf(f, "%" PRId64, v);
 }
 
-/* An integer constant as the interpreter sees it: wrapped to its dtype. */
-static int64_t wrap_const(FmDType t, int64_t v) {
-  switch (t) {
-  case FM_I8: return (int8_t)v;
-  case FM_U8: return (uint8_t)v;
-  case FM_I16: return (int16_t)v;
-  case FM_U16: return (uint16_t)v;
-  case FM_I32: return (int32_t)v;
-  case FM_U32: return (uint32_t)v;
-  case FM_BOOL: return v != 0;
-  default: return v;
-  }
-}
-
 /* ---- expressions: C precedence (16 postfix/call, 15 unary/cast, ... 3 ?:) ---- */
 static void pe(Em *m, const KExpr *e, int minprec);
 
@@ -215,7 +201,7 @@ static int eprec(const KExpr *e) {
   switch (e->k) {
   case KE_CONST:
     if (isf(e->t)) return (e->f < 0 || (e->f == 0 && signbit(e->f))) && !isnan(e->f) ? 1 : 16;
-    return wrap_const(e->t, e->i) < 0 && e->i != INT64_MIN ? 1 : 16;
+    return fm_kwrap(e->t, e->i) < 0 && e->i != INT64_MIN ? 1 : 16;
   case KE_VAR: case KE_BATCH: case KE_LOAD: case KE_FMA: return 16;
   case KE_ADDR: return 12;
   case KE_UN:
@@ -380,7 +366,7 @@ static void pe(Em *m, const KExpr *e, int minprec) {
   switch (e->k) {
   case KE_CONST:
     if (isf(e->t)) print_float(f, e->t == FM_F64 ? e->f : (double)(float)e->f, e->t);
-    else print_int(f, wrap_const(e->t, e->i), e->t);
+    else print_int(f, fm_kwrap(e->t, e->i), e->t);
     break;
   case KE_VAR: fputs(m->varname[e->var->id], f); break;
   case KE_BATCH: fputc('N', f); break;

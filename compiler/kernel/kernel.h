@@ -210,6 +210,22 @@ int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen);
 typedef struct KCost { double muls, adds, shifts, other; } KCost;
 KCost fm_kcost(KFn *fn, int64_t batch);
 
-void fm_kdump(KFn *fn, FILE *f); /* readable dump of the tree (debugging, --dump-kernel) */
+void fm_kdump(KFn *fn, FILE *f);
+
+/* An integer value wrapped to dtype t as C stores it (bool -> 0/1). The interpreter and
+   the C printer both use it, so constants and arithmetic agree between them. */
+static inline int64_t fm_kwrap(FmDType t, int64_t v) {
+  switch (t) {
+  case FM_I8: return (int8_t)v;
+  case FM_U8: return (uint8_t)v;
+  case FM_I16: return (int16_t)v;
+  case FM_U16: return (uint16_t)v;
+  case FM_I32: return (int32_t)v;
+  case FM_U32: return (uint32_t)v;
+  case FM_BOOL: return v != 0;
+  default: return v;
+  }
+}
+ /* readable dump of the tree (debugging, --dump-kernel) */
 
 #endif

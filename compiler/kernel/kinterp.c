@@ -150,19 +150,6 @@ static _Noreturn void fail(Interp *in, const char *fmt, ...) {
 
 static double fround(FmDType t, double v) { return t == FM_F64 ? v : (double)(float)v; }
 
-static int64_t wrap(FmDType t, int64_t v) {
-  switch (t) {
-  case FM_I8: return (int8_t)v;
-  case FM_U8: return (uint8_t)v;
-  case FM_I16: return (int16_t)v;
-  case FM_U16: return (uint16_t)v;
-  case FM_I32: return (int32_t)v;
-  case FM_U32: return (uint32_t)v;
-  case FM_BOOL: return v != 0;
-  default: return v;
-  }
-}
-
 /* C conversion of v from type `from` to `to`. Out-of-range float -> int is undefined
    in C; here it gives what x86 cvttsd2si gives (INT64_MIN), then wraps. */
 static KVal conv(KVal v, FmDType from, FmDType to) {
@@ -176,14 +163,14 @@ static KVal conv(KVal v, FmDType from, FmDType to) {
       if (to == FM_U64 && x >= 9223372036854775808.0 && x < 18446744073709551616.0)
         r.i = (int64_t)(uint64_t)x;
       else r.i = x >= -9223372036854775808.0 && x < 9223372036854775808.0 ? (int64_t)x : INT64_MIN;
-      r.i = wrap(to, r.i);
+      r.i = fm_kwrap(to, r.i);
     }
   } else {
     if (to == FM_F64) r.f = from == FM_U64 ? (double)(uint64_t)v.i : (double)v.i;
     else if (isf(to)) {
       r.f = from == FM_U64 ? (double)(float)(uint64_t)v.i : (double)(float)v.i;
       if (to == FM_F16) r.f = fm_h2f(fm_f2h((float)r.f));
-    } else r.i = wrap(to, v.i);
+    } else r.i = fm_kwrap(to, v.i);
   }
   return r;
 }
@@ -289,7 +276,7 @@ static KVal unop(Interp *in, int op, FmDType t, KVal a) {
   case KU_FLOOR: case KU_CEIL: case KU_ROUND: r.i = a.i; break;
   default: fail(in, "%s on %s", unnames[op], fm_dtype_name(t));
   }
-  r.i = wrap(t, r.i);
+  r.i = fm_kwrap(t, r.i);
   return r;
 }
 
@@ -350,7 +337,7 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
   case KB_SHR: r.i = u64 ? (int64_t)(x >> (b.i & 63)) : a.i >> (b.i & 63); break;
   default: fail(in, "%s on %s", binnames[op], fm_dtype_name(t));
   }
-  r.i = wrap(t, r.i);
+  r.i = fm_kwrap(t, r.i);
   return r;
 }
 
@@ -370,7 +357,7 @@ static KVal eval(Interp *in, KExpr *e) {
   case KE_CONST:
     if (e->t == FM_I64) { r.i = e->i; return r; }
     if (isf(e->t)) r.f = fround(e->t, e->f);
-    else r.i = wrap(e->t, e->i);
+    else r.i = fm_kwrap(e->t, e->i);
     return r;
   case KE_VAR: return in->vars[e->var->id];
   case KE_BATCH: r.i = in->batch; return r;
@@ -400,7 +387,7 @@ static KVal eval(Interp *in, KExpr *e) {
     a = eval(in, e->a), b = eval(in, e->b), r = eval(in, e->c);
     if (e->t == FM_F64) r.f = fma(a.f, b.f, r.f);
     else if (isf(e->t)) r.f = fmaf((float)a.f, (float)b.f, (float)r.f);
-    else r.i = wrap(e->t, (int64_t)((uint64_t)a.i * (uint64_t)b.i + (uint64_t)r.i));
+    else r.i = fm_kwrap(e->t, (int64_t)((uint64_t)a.i * (uint64_t)b.i + (uint64_t)r.i));
     return r;
   case KE_SELECT:
     a = eval(in, e->a);
