@@ -67,6 +67,22 @@ int fm_convt_out(int in, int k, int s, int p, int d, int op);
 void fm_im2col(float *col, const float *img, int C, int H, int W, const FmConvAttr *a);
 void fm_col2im(float *img, const float *col, int C, int H, int W, const FmConvAttr *a);
 
+// conv_fast.c: conv2d through the compiler prelude's packed-im2col GEMM (no im2col
+// matrix). fm_conv2d_forward/backward use it where *_ok says so; the workspace is
+// included in fm_conv2d_workspace.
+int fm_conv_fast_ok(const FmConvAttr *a);        // forward: groups == 1
+int fm_conv_fast_dinp_ok(const FmConvAttr *a);   // input gradient: also stride 1
+int fm_conv_fast_wgrad_ok(const FmConvAttr *a);  // weight gradient: groups 1, cout >= 32
+size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads);
+void fm_conv_fast_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                          int H, int W, const FmConvAttr *a, float *work, int nthreads);
+// dweight += and dbias += (either may be NULL)
+void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp, int N,
+                                  int H, int W, const FmConvAttr *a, float *work, int nthreads);
+// dinp += the input gradient of a stride-1 conv
+void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *weight, int N, int H, int W,
+                                const FmConvAttr *a, float *work, int nthreads);
+
 // conv2d: inp (N,cin,H,W), weight (cout,cin/groups,kh,kw), bias (cout) or NULL,
 // out (N,cout,OH,OW).
 size_t fm_conv2d_workspace(const FmConvAttr *a, int H, int W, int nthreads);

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "export.h"
+#include "from_onnx.h"
 #include "method_sp.h"
 #include "method_winograd.h"
 #include "models.h"
@@ -92,6 +93,8 @@ static void usage(FILE *f) {
     "                       (default 1; the ShiftNet paper's 3c = 3)\n"
     "  --from PATH          start from the weights of checkpoint PATH (same model and method flags;\n"
     "                       e.g. the next SP phase), with a fresh optimiser and epoch count\n"
+    "  --from dense.onnx    start any --method (or none) from a trained dense model of the same\n"
+    "                       architecture (fewmul train -o); --epochs 0 only evaluates it\n"
     "  --task matmul2x2     learn a 2x2 (--n N: NxN) matrix product with --r R multiplications\n"
     "                       (fewmul train --task matmul2x2 --help)\n"
     "  --subset K           use only the first K training images\n"
@@ -393,7 +396,9 @@ int fm_cmd_train(int argc, char **argv) {
     if (no.std[c] <= 0) no.std[c] = 1;
   FmNet *net = fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
   if (!net) goto fail;
-  if (a.from) {   /* the weights (and BN statistics) of another run, e.g. the previous SP phase */
+  if (a.from && !fm_from_is_checkpoint(a.from)) {   /* a dense model's ONNX export (from_onnx.h) */
+    if (fm_from_onnx(net, a.from, a.quiet ? NULL : stderr, err, sizeof err)) goto fail;
+  } else if (a.from) {   /* the weights (and BN statistics) of another run, e.g. the previous SP phase */
     FmCheckpointInfo finfo;
     if (fm_checkpoint_load(a.from, net, NULL, &finfo, err, sizeof err)) goto fail;
     if (!a.quiet) fprintf(stderr, "weights from %s (epoch %lld)\n", a.from, (long long)finfo.epoch);

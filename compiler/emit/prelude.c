@@ -450,7 +450,9 @@ __attribute__((unused)) static void fm_im2col_pack(const float *x, int64_t C, in
               __mmask16 m = q < nq && ih >= 0 && ih < IH ? mk[kw * cpr + ci] : 0;
               /* lane 0's address may lie outside x: only unmasked lanes are read */
               uintptr_t src = (uintptr_t)x + (uintptr_t)(c * IH * IW + ih * IW + ci * w + kw * DW - PW) * sizeof(float);
-              __m512 v = _mm512_maskz_loadu_ps(m, (const float *)src);
+              /* an all-off mask (a padding row) loads nothing: a masked load whose
+                 lanes are all off can still cost a microcode assist on some CPUs */
+              __m512 v = m ? _mm512_maskz_loadu_ps(m, (const float *)src) : _mm512_setzero_ps();
               if (w == 16) _mm512_storeu_ps(d + i * 16, v); /* plain stores: partial masks are slow */
               else if (w == 8) _mm256_storeu_ps(d + i * 8, _mm512_castps512_ps256(v));
               else _mm512_mask_storeu_ps(d + i * w, (__mmask16)((1u << w) - 1), v);

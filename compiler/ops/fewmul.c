@@ -23,7 +23,7 @@
  * per row are computed and dropped. 1xK-free convs without padding or stride read X as is.
  * Gemm: acc is a scalar per (row, output), a gather-add over X's row.
  */
-#include "ops/dense.h"
+#include "ops/fewmul_internal.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,18 +122,11 @@ void fm_infer_Pow2Conv(Graph *g, Node *n) { (void)g, conv_infer(n); }
 void fm_infer_TernaryGemm(Graph *g, Node *n) { (void)g, gemm_infer(n); }
 void fm_infer_Pow2Gemm(Graph *g, Node *n) { (void)g, gemm_infer(n); }
 
-/* ---- the plan: per output row, groups of +1 / -1 taps ---- */
+/* ---- the plan: per output row, groups of +1 / -1 taps (types in fewmul_internal.h) ---- */
 
-typedef struct Plan {
-  int pow2;
-  int64_t M, ngroups, ntaps;
-  int32_t *gs;     /* [M+1] first group of row m */
-  int32_t *ts;     /* [ngroups+1] first (+1) tap of group g */
-  int32_t *tm;     /* [ngroups] first -1 tap of group g */
-  int32_t *delta;  /* [ngroups] pow2: shift of the running sum before group g */
-  int32_t *fin;    /* [M] pow2: shift of the finished sum */
-  int32_t *tap;    /* [ntaps] input offsets */
-} Plan;
+typedef FmTapPlan Plan;
+typedef FmTapTabs Tabs;
+typedef FmTapAcc Acc;
 
 typedef struct Tap { int shift, sign; int32_t off; } Tap;
 
@@ -144,12 +137,9 @@ static int tap_cmp(const void *a, const void *b) {
   return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Weight element (row m, tap r): ws[m*rs + r*cs] (and its shift); off[r] its input offset. */
-static void plan_build(Node *n, Arena *a, Plan *p, int64_t M, int64_t R, int64_t rs, int64_t cs,
-                       const int64_t *off) {
-  const int8_t *w = fm_in(n, 1)->data, *sh = is_pow2(n) ? fm_in(n, 2)->data : NULL;
-  if (!w || (is_pow2(n) && !sh))
-    fm_fail("node '%s' (%s): the integer weights must be constants (initialisers)", n->name, n->op_type);
+/* Weight element (row m, tap r): w[m*rs + r*cs] (and its shift); off[r] its input offset. */
+void fm_tap_plan(Node *n, Arena *a, Plan *p, const int8_t *w, const int8_t *sh, const char *wname,
+                 int64_t M, int64_t R, int64_t rs, int64_t cs, const int64_t *off) {
   memset(p, 0, sizeof *p);
   p->pow2 = sh != NULL, p->M = M;
   int64_t nnz = 0;
@@ -157,7 +147,7 @@ static void plan_build(Node *n, Arena *a, Plan *p, int64_t M, int64_t R, int64_t
     int8_t v = w[(i / R) * rs + (i % R) * cs];
     if (v < -1 || v > 1)
       fm_fail("node '%s' (%s): weight '%s' holds %d; only -1, 0 and 1 are allowed", n->name,
-              n->op_type, fm_in(n, 1)->name, v);
+              n->op_type, wname, v);
     nnz += v != 0;
   }
   Tap *row = malloc(sizeof(Tap) * (size_t)(R ? R : 1));
@@ -193,7 +183,14 @@ static void plan_build(Node *n, Arena *a, Plan *p, int64_t M, int64_t R, int64_t
   free(row);
 }
 
-typedef struct Tabs { KBuf *gs, *ts, *tm, *delta, *fin, *tap; } Tabs;
+/* The node's own integer weights (input 1, and the Shift input 2 for pow2), which must be constants. */
+static void plan_build(Node *n, Arena *a, Plan *p, int64_t M, int64_t R, int64_t rs, int64_t cs,
+                       const int64_t *off) {
+  const int8_t *w = fm_in(n, 1)->data, *sh = is_pow2(n) ? fm_in(n, 2)->data : NULL;
+  if (!w || (is_pow2(n) && !sh))
+    fm_fail("node '%s' (%s): the integer weights must be constants (initialisers)", n->name, n->op_type);
+  fm_tap_plan(n, a, p, w, sh, fm_in(n, 1)->name, M, R, rs, cs, off);
+}
 
 /* Tables as the narrowest of int16 / int32 that holds them. */
 static KBuf *table(KB *b, const char *name, const int32_t *v, int64_t n) {
@@ -205,7 +202,7 @@ static KBuf *table(KB *b, const char *name, const int32_t *v, int64_t n) {
   return kb_const(b, name, FM_I16, n ? n : 1, h);
 }
 
-static void tabs_make(KB *b, const Plan *p, Tabs *t) {
+void fm_tap_tabs(KB *b, const Plan *p, Tabs *t) {
   t->gs = table(b, "grp_start", p->gs, p->M + 1);
   t->ts = table(b, "tap_start", p->ts, p->ngroups + 1);
   t->tm = table(b, "tap_minus", p->tm, p->ngroups);
@@ -215,15 +212,6 @@ static void tabs_make(KB *b, const Plan *p, Tabs *t) {
 }
 
 static KExpr *ld(KBuf *t, KExpr *i) { return k_cast(FM_I64, k_load(t, i)); }
-
-/* How one kernel accumulates: acc op= sum of the inputs at offs[0..k), and acc = ldexp(acc, d). */
-typedef struct Acc {
-  void (*add)(KB *b, struct Acc *a, KBinOp op, KExpr **offs, int k);
-  void (*shift)(KB *b, struct Acc *a, KExpr *d);
-  KBuf *x, *acc;         /* input (or packed input) and accumulator plane (Conv) */
-  KVar *base, *ab, *var; /* input base, accumulator base (Conv) / scalar accumulator (Gemm) */
-  int64_t q;             /* Conv: accumulator length */
-} Acc;
 
 static KExpr *tap_sum(Acc *a, KExpr *at, KExpr **offs, int k) {
   KExpr *s[CHUNK];
@@ -238,7 +226,7 @@ static KExpr *tap_sum(Acc *a, KExpr *at, KExpr **offs, int k) {
 }
 
 /* Row m of the plan: groups, each its +1 taps then its -1 taps, CHUNK per pass. */
-static void emit_row(KB *b, const Plan *p, const Tabs *t, KExpr *m, Acc *A) {
+void fm_tap_row(KB *b, const Plan *p, const Tabs *t, KExpr *m, Acc *A) {
   KVar *grp = kb_for(b, "grp", ld(t->gs, m), ld(t->gs, k_add(m, k_i(1))), KL_SERIAL);
   if (p->pow2) {
     kb_if(b, k_bin(KB_GT, k_var(grp), ld(t->gs, m)));
@@ -274,7 +262,7 @@ static void emit_row(KB *b, const Plan *p, const Tabs *t, KExpr *m, Acc *A) {
 
 /* ---- Conv ---- */
 
-static void conv_add(KB *b, Acc *a, KBinOp op, KExpr **offs, int k) {
+void fm_tap_conv_add(KB *b, Acc *a, KBinOp op, KExpr **offs, int k) {
   KVar *q = kb_for(b, "q", k_i(0), k_i(a->q), KL_VECTOR);
   kb_store_acc(b, a->acc, k_add(k_var(a->ab), k_var(q)), op, tap_sum(a, k_var(q), offs, k));
   kb_end(b);
@@ -291,9 +279,9 @@ static void conv_shift(KB *b, Acc *a, KExpr *d) {
 static int64_t cdiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 static int64_t fdiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-static void lower_conv(KB *b, Node *n) {
-  FmConv c;
-  conv_setup(n, &c);
+void fm_tap_conv(KB *b, const FmTapConv *tc) {
+  Node *n = tc->n;
+  FmConv c = *tc->c;
   const FmWin *w = &c.win;
   if (w->nsp > 2)
     fm_fail("node '%s' (%s): %d-D convolutions are not supported (1-D and 2-D are)", n->name,
@@ -316,12 +304,11 @@ static void lower_conv(KB *b, Node *n) {
       }
   if (c.Cg * SP * PL > INT32_MAX) fm_fail("node '%s' (%s): input too large", n->name, n->op_type);
   Plan p;
-  plan_build(n, b->a, &p, c.M, R, R, 1, off);
+  fm_tap_plan(n, b->a, &p, tc->w, tc->shift, c.w->name, c.M, R, R, 1, off);
   free(off);
   Tabs t;
-  tabs_make(b, &p, &t);
-  KBuf *X = kb_in(b, 0), *B = bias_of(n) ? kb_in(b, 3) : NULL, *Y = kb_out(b, 0);
-  KBuf *Al = p.pow2 ? NULL : kb_in(b, 2), *Sc = scale_of(n) ? kb_in(b, 4) : NULL;
+  fm_tap_tabs(b, &p, &t);
+  KBuf *X = tc->x, *B = tc->bias, *Y = tc->y, *Al = tc->alpha, *Sc = tc->scale;
   KExpr *N = kb_dim(b, c.x->dims[0]);
   kb_comment(b, "%s: %lld->%lld channels, group %lld, %lld of %lld taps nonzero, %lld shift groups; "
              "%s planes %lldx%lld", n->op_type, (long long)c.C, (long long)c.M, (long long)c.G,
@@ -382,13 +369,13 @@ static void lower_conv(KB *b, Node *n) {
   KVar *m = kb_let(b, "m", FM_I64, k_mod(k_var(it), k_i(c.M)));
   KVar *img = kb_let(b, "img", FM_I64, k_div(k_var(it), k_i(c.M)));
   KExpr *ch0 = k_add(k_mul(k_var(img), k_i(c.C)), k_mul(k_div(k_var(m), k_i(c.Mg)), k_i(c.Cg)));
-  Acc A = {.add = conv_add, .shift = conv_shift, .x = P, .acc = acc, .q = Q};
+  Acc A = {.add = fm_tap_conv_add, .shift = conv_shift, .x = P, .acc = acc, .q = Q};
   A.base = kb_let(b, "base", FM_I64, k_mul(ch0, k_i(SP * PL)));
   A.ab = kb_let(b, "ab", FM_I64, k_mul(k_var(tt), k_i(Q)));
   KVar *q = kb_for(b, "q", k_i(0), k_i(Q), KL_VECTOR);
   kb_store(b, acc, k_add(k_var(A.ab), k_var(q)), k_f32(0));
   kb_end(b);
-  emit_row(b, &p, &t, k_var(m), &A);
+  fm_tap_row(b, &p, &t, k_var(m), &A);
   /* y = Alpha[m] * acc | ldexp(acc, fin[m]) (* Scale[m]), + B[m], activation */
   KVar *mult = NULL;
   if (!p.pow2) mult = kb_let(b, "alpha", FM_F32, k_load(Al, k_var(m)));
@@ -399,11 +386,25 @@ static void lower_conv(KB *b, Node *n) {
   KExpr *v = k_load(acc, k_add(k_add(k_var(A.ab), k_mul(k_var(oh), k_i(Wph))), k_var(ow)));
   v = mult ? k_mul(k_var(mult), v) : k_bin(KB_LDEXP, v, k_load(t.fin, k_var(m)));
   if (bias) v = k_add(v, k_var(bias));
-  fm_dense_store(b, n, Y, k_add(k_mul(k_var(it), k_i(OH * OW)), k_add(k_mul(k_var(oh), k_i(OW)), k_var(ow))), v);
+  KExpr *yi = k_add(k_mul(k_var(it), k_i(OH * OW)), k_add(k_mul(k_var(oh), k_i(OW)), k_var(ow)));
+  if (tc->act) fm_dense_store(b, n, Y, yi, v);
+  else kb_store(b, Y, yi, v);
   kb_end(b);
   kb_end(b);
   kb_end(b); /* it */
   kb_end(b); /* t */
+}
+
+static void lower_conv(KB *b, Node *n) {
+  FmConv c;
+  conv_setup(n, &c);
+  const int8_t *w = c.w->data, *sh = is_pow2(n) ? fm_in(n, 2)->data : NULL;
+  if (!w || (is_pow2(n) && !sh))
+    fm_fail("node '%s' (%s): the integer weights must be constants (initialisers)", n->name, n->op_type);
+  FmTapConv tc = {.n = n, .c = &c, .w = w, .shift = sh, .x = kb_in(b, 0), .y = kb_out(b, 0), .act = 1,
+                  .alpha = is_pow2(n) ? NULL : kb_in(b, 2), .bias = bias_of(n) ? kb_in(b, 3) : NULL,
+                  .scale = scale_of(n) ? kb_in(b, 4) : NULL};
+  fm_tap_conv(b, &tc);
 }
 
 void fm_lower_TernaryConv(KB *b, Node *n) { lower_conv(b, n); }
@@ -411,7 +412,7 @@ void fm_lower_Pow2Conv(KB *b, Node *n) { lower_conv(b, n); }
 
 /* ---- Gemm ---- */
 
-static void gemm_add(KB *b, Acc *a, KBinOp op, KExpr **offs, int k) {
+void fm_tap_gemm_add(KB *b, Acc *a, KBinOp op, KExpr **offs, int k) {
   kb_acc(b, a->var, op, tap_sum(a, k_i(0), offs, k));
 }
 
@@ -429,17 +430,17 @@ static void lower_gemm(KB *b, Node *n) {
   plan_build(n, b->a, &p, q.M, q.K, q.tb ? q.K : 1, q.tb ? 1 : q.M, off);
   free(off);
   Tabs t;
-  tabs_make(b, &p, &t);
+  fm_tap_tabs(b, &p, &t);
   KBuf *X = kb_in(b, 0), *B = bias_of(n) ? kb_in(b, 3) : NULL, *Y = kb_out(b, 0);
   KBuf *Al = p.pow2 ? NULL : kb_in(b, 2), *Sc = scale_of(n) ? kb_in(b, 4) : NULL;
   kb_comment(b, "%s: %lld x %lld, %lld of %lld weights nonzero, %lld shift groups", n->op_type,
              (long long)q.K, (long long)q.M, (long long)p.ntaps, (long long)(q.K * q.M), (long long)p.ngroups);
   KVar *nm = kb_for(b, "nm", k_i(0), k_mul(kb_dim(b, q.N), k_i(q.M)), KL_PARALLEL);
   KVar *m = kb_let(b, "m", FM_I64, k_mod(k_var(nm), k_i(q.M)));
-  Acc A = {.add = gemm_add, .shift = gemm_shift, .x = X};
+  Acc A = {.add = fm_tap_gemm_add, .shift = gemm_shift, .x = X};
   A.base = kb_let(b, "base", FM_I64, k_mul(k_div(k_var(nm), k_i(q.M)), k_i(q.K)));
   A.var = kb_let(b, "acc", FM_F32, k_f32(0));
-  emit_row(b, &p, &t, k_var(m), &A);
+  fm_tap_row(b, &p, &t, k_var(m), &A);
   KExpr *v = k_var(A.var);
   if (!p.pow2) {
     KExpr *al = k_load(Al, k_var(m));

@@ -6,7 +6,9 @@
 # + `fewmul run` against the trainer's eval forward: max abs diff < 1e-4, identical argmax.
 # Then the CLI: --method sp, the recipe in one run, the three phases through checkpoints
 # (--sp-phase, --from), bad flags; and `--task matmul2x2 --r 7`: the learned Strassen model
-# in ONNX Runtime and compiled, against exact products, with `fewmul cost`.
+# in ONNX Runtime and compiled, against exact products, with `fewmul cost`. SPConv / SPGemm
+# compile natively (compiler/ops/fewmul_sp.c): `fewmul cost` of an all-SP mnist_cnn must show r
+# multiplications per output patch, far below the dense net's.
 # Usage: bash sp_export.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 . "$(dirname "$0")/lib/common.sh"
 HELPER=$BIN/test_sp
@@ -56,6 +58,24 @@ expect_fail "recipe and phase" --model mlp --data "$DATA" --steps 1 --method sp 
 expect_fail "sp model, other method" --model sp_mlp --data "$DATA" --steps 1 --method ternary
 expect_fail "missing --from" --model mlp --data "$DATA" --steps 1 --method sp --from nope.fm
 expect_fail "unknown task" --task sort --r 7
+
+# ---- fewmul cost: SPConv / SPGemm compile natively, r multiplications per output patch ----
+# mnist_cnn with every layer SP (r = c_out, 2x2 patches) against the same net dense: each
+# SPConv must cost M x ceil(OH/2) x ceil(OW/2) multiplications (r = M per 2x2 patch), each
+# SPGemm M (r = M), and the whole model under 1% of the dense model's.
+CT="--model mnist_cnn --data synthetic:1x12x12:4 --steps 1 --quiet"
+if "$FEWMUL" train $CT --method sp --sp-patch 2 --method-all -o spcost.onnx >/dev/null 2>spc.err &&
+   "$FEWMUL" train $CT -o dense.onnx >/dev/null 2>dn.err &&
+   "$FEWMUL" cost spcost.onnx >spcost.txt 2>&1 && "$FEWMUL" cost dense.onnx >dcost.txt 2>&1; then
+  spm=$(sed -n 's/^batch: .* multiplications: \([0-9]*\).*/\1/p' spcost.txt)
+  dnm=$(sed -n 's/^batch: .* multiplications: \([0-9]*\).*/\1/p' dcost.txt)
+  rows=$(awk '$2 == "SPConv" { split($3, d, "x"); n++; if ($5 != d[2] * int((d[3] + 1) / 2) * int((d[4] + 1) / 2)) w++ }
+              $2 == "SPGemm" { split($3, d, "x"); n++; if ($5 != d[2]) w++ }
+              END { print n + 0, w + 0 }' spcost.txt)
+  if [ "$rows" = "4 0" ] && [ -n "$spm" ] && [ -n "$dnm" ] && [ "$spm" -lt $((dnm / 100)) ]; then
+    ok "fewmul cost: 2 SPConv + 2 SPGemm native, r multiplications per output patch; $spm multiplications vs $dnm dense"
+  else bad "fewmul cost of an SP model (SP nodes, wrong counts: $rows; $spm vs $dnm): $(head -c 1500 spcost.txt)"; fi
+else bad "fewmul cost of an SP model: $(cat spc.err dn.err spcost.txt dcost.txt 2>/dev/null | head -c 600)"; fi
 
 # ---- Strassen: the learned 2x2 product with 7 multiplications ----
 if "$FEWMUL" train --task matmul2x2 --r 7 -o strassen.onnx >mm.txt 2>mm.err && grep -q 'exact' mm.txt; then

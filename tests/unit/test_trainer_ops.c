@@ -2,6 +2,7 @@
  * hand-computed numbers (the backward passes are in test_trainer_grad.c). */
 #include "check.h"
 #include "ops.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,72 @@ static void test_convs(void) {
   free(x), free(c), free(col), free(img);
 }
 
+// conv2d backward against loops in double: dinp, dweight and dbias are accumulated
+// into (+=) buffers that already hold values, as fm_net's backward expects. Shapes
+// cover both paths of ops_conv.c/conv_fast.c: packed (groups 1; weight gradient from
+// 32 output channels, a partial second register tile at 40; input gradient at stride
+// 1) and im2col + sgemm (groups, strides, narrow convs), the AVX-512 packer's row
+// chunks (widths 8, 16, 32) and its generic path (28, 7).
+static void test_conv_bwd(FmConvAttr a, int N, int H, int W, int nt) {
+  int OH = fm_conv_out(H, a.kh, a.sh, a.ph, a.dh), OW = fm_conv_out(W, a.kw, a.sw, a.pw, a.dw);
+  int cg = a.cin / a.groups, mg = a.cout / a.groups;
+  size_t xn = (size_t)N * a.cin * H * W, wn = (size_t)a.cout * cg * a.kh * a.kw, yn = (size_t)N * a.cout * OH * OW;
+  float *x = rnd(xn), *w = rnd(wn), *dy = rnd(yn), *dx = rnd(xn), *dw = rnd(wn), *db = rnd(a.cout);
+  double *rx = malloc(sizeof(double) * xn), *rw = malloc(sizeof(double) * wn), *rb = malloc(sizeof(double) * a.cout);
+  for (size_t i = 0; i < xn; i++) rx[i] = dx[i];
+  for (size_t i = 0; i < wn; i++) rw[i] = dw[i];
+  for (int i = 0; i < a.cout; i++) rb[i] = db[i];
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < a.cout; m++)
+      for (int oy = 0; oy < OH; oy++)
+        for (int ox = 0; ox < OW; ox++) {
+          double g = dy[((n * a.cout + m) * OH + oy) * OW + ox];
+          rb[m] += g;
+          for (int c = 0; c < cg; c++)
+            for (int i = 0; i < a.kh; i++)
+              for (int j = 0; j < a.kw; j++) {
+                int iy = oy * a.sh - a.ph + i * a.dh, ix = ox * a.sw - a.pw + j * a.dw;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                size_t xi = ((size_t)(n * a.cin + m / mg * cg + c) * H + iy) * W + ix;
+                size_t wi = ((size_t)(m * cg + c) * a.kh + i) * a.kw + j;
+                rx[xi] += g * w[wi];
+                rw[wi] += g * x[xi];
+              }
+        }
+  float *work = malloc(sizeof(float) * fm_conv2d_workspace(&a, H, W, nt));
+  fm_conv2d_backward(dx, dw, db, dy, x, w, N, H, W, &a, work, nt);
+  double ex = 0, ew = 0, eb = 0;
+  for (size_t i = 0; i < xn; i++) ex = fmax(ex, fabs(dx[i] - rx[i]));
+  for (size_t i = 0; i < wn; i++) ew = fmax(ew, fabs(dw[i] - rw[i]));
+  for (int i = 0; i < a.cout; i++) eb = fmax(eb, fabs(db[i] - rb[i]));
+  // sums of up to N*OH*OW products of numbers in [-1, 1]: relative to sqrt(terms)
+  double tol = 1e-5 * (N * OH * OW + cg * a.kh * a.kw);
+  if (ex > tol || ew > tol || eb > tol)
+    fprintf(stderr, "conv bwd cin %d cout %d k%d s%d p%d d%d g%d %dx%d nt %d: dx %g dw %g db %g (tol %g)\n", a.cin,
+            a.cout, a.kh, a.sh, a.ph, a.dh, a.groups, H, W, nt, ex, ew, eb, tol);
+  CHECK(ex <= tol && ew <= tol && eb <= tol);
+  // forward against the reference too, with a bias
+  float *o1 = malloc(sizeof(float) * yn), *o2 = malloc(sizeof(float) * yn);
+  fm_conv2d_forward(o1, x, w, db, N, H, W, &a, work, nt);
+  conv_ref(o2, x, w, db, N, H, W, &a);
+  CHECK(maxdiff(o1, o2, yn) <= 1e-4f);
+  free(x), free(w), free(dy), free(dx), free(dw), free(db), free(rx), free(rw), free(rb), free(work);
+  free(o1), free(o2);
+}
+
+static void test_conv_bwds(void) {
+  test_conv_bwd(fm_conv_attr(16, 32, 3, 1, 1, 1, 1), 3, 32, 32, 2);   // resnet20 shapes
+  test_conv_bwd(fm_conv_attr(32, 64, 3, 2, 1, 1, 1), 2, 16, 16, 2);
+  test_conv_bwd(fm_conv_attr(64, 64, 3, 1, 1, 1, 1), 4, 8, 8, 2);
+  test_conv_bwd(fm_conv_attr(32, 64, 1, 2, 0, 1, 1), 2, 16, 16, 1);
+  test_conv_bwd(fm_conv_attr(8, 16, 3, 1, 1, 1, 1), 2, 32, 32, 1);
+  test_conv_bwd(fm_conv_attr(5, 40, 3, 1, 0, 1, 1), 3, 28, 28, 2);   // Fashion-MNIST widths
+  test_conv_bwd(fm_conv_attr(7, 33, 5, 1, 2, 1, 1), 2, 7, 9, 1);
+  test_conv_bwd(fm_conv_attr(6, 36, 3, 1, 2, 2, 1), 2, 11, 10, 2);  // dilation
+  test_conv_bwd(fm_conv_attr(6, 36, 3, 1, 0, 1, 3), 2, 9, 9, 2);    // groups
+  test_conv_bwd(fm_conv_attr(3, 32, 3, 2, 1, 1, 1), 1, 9, 8, 1);
+}
+
 static void test_linear(void) {
   float x[6] = {1, 2, 3, -1, 0, 1}, w[6] = {1, 0, -1, 0.5f, 0.5f, 0.5f}, b[2] = {0.1f, -0.2f}, out[4];
   fm_linear_forward(out, x, w, b, 2, 3, 2, 1);   // x (2,3), w (2,3)
@@ -212,6 +279,11 @@ static void test_rng(void) {
 int main(void) {
   fm_rng_seed(&rng, 123);
   test_convs();
+  test_conv_bwds();
+  setenv("FEWMUL_CONV_IM2COL", "1", 1);   // the im2col + sgemm path for every shape
+  test_conv_bwds();
+  test_convs();
+  unsetenv("FEWMUL_CONV_IM2COL");
   test_linear();
   test_bn();
   test_pools();
