@@ -46,6 +46,15 @@ static double dense_macs(Node *n, int64_t batch) {
   }
   case OP_MatMul:
     return out * (double)dim_at(x->dims[x->rank - 1], batch);
+  case OP_SPGemm:   // the replaced Gemm: x [N, K]
+    return x->rank == 2 ? out * (double)dim_at(x->dims[1], batch) : 0;
+  case OP_SPConv: {   // the replaced conv, whose kernel_shape the exporter keeps
+    Attr *k = fm_attr(n, "kernel_shape");
+    if (!k || x->rank < 2) return 0;
+    per = (double)dim_at(x->dims[1], batch) / (double)fm_attr_i(n, "group", 1);
+    for (int i = 0; i < k->n; i++) per *= (double)k->ints[i];
+    return out * per;
+  }
   default:
     return 0;
   }
