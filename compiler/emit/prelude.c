@@ -440,24 +440,30 @@ __attribute__((unused)) static void fm_im2col_pack(const float *x, int64_t C, in
         if (e > w) e = w;
         mk[kw * cpr + ci] = e > a ? (__mmask16)(((1u << e) - 1) & ~((1u << a) - 1)) : 0;
       }
-    for (int64_t q0 = 0; q0 < nq; q0 += cps) {
-      float *d = bp + (q0 / cps) * K * FM_GEMM_NR;
-      for (int64_t c = 0; c < C; c++)
-        for (int64_t kh = 0; kh < KH; kh++)
-          for (int64_t kw = 0; kw < KW; kw++, d += FM_GEMM_NR)
-            for (int64_t i = 0; i < cps; i++) {
-              int64_t q = q0 + i, oh = oh0 + q / cpr, ci = q % cpr, ih = oh * SH - PH + kh * DH;
-              __mmask16 m = q < nq && ih >= 0 && ih < IH ? mk[kw * cpr + ci] : 0;
-              /* lane 0's address may lie outside x: only unmasked lanes are read */
-              uintptr_t src = (uintptr_t)x + (uintptr_t)(c * IH * IW + ih * IW + ci * w + kw * DW - PW) * sizeof(float);
-              /* an all-off mask (a padding row) loads nothing: a masked load whose
+    const __m512 zero = _mm512_setzero_ps();
+    const __mmask16 wm = (__mmask16)((1u << w) - 1);
+    for (int64_t q0 = 0; q0 < nq; q0 += cps)
+      for (int64_t i = 0; i < cps; i++) {
+        /* chunk i of the sliver: its w columns of every row k, NR floats apart */
+        float *d = bp + (q0 / cps) * K * FM_GEMM_NR + i * w;
+        int64_t q = q0 + i, oh = oh0 + q / cpr, ci = q % cpr;
+        for (int64_t c = 0; c < C; c++)
+          for (int64_t kh = 0; kh < KH; kh++) {
+            int64_t ih = oh * SH - PH + kh * DH, in = q < nq && ih >= 0 && ih < IH;
+            /* lane 0's address may lie outside x: only unmasked lanes are read */
+            uintptr_t src = (uintptr_t)x + (uintptr_t)(c * IH * IW + ih * IW + ci * w - PW) * sizeof(float);
+            for (int64_t kw = 0; kw < KW; kw++, d += FM_GEMM_NR, src += DW * sizeof(float)) {
+              /* a load only where some lane is inside the image: a masked load whose
                  lanes are all off can still cost a microcode assist on some CPUs */
-              __m512 v = m ? _mm512_maskz_loadu_ps(m, (const float *)src) : _mm512_setzero_ps();
-              if (w == 16) _mm512_storeu_ps(d + i * 16, v); /* plain stores: partial masks are slow */
-              else if (w == 8) _mm256_storeu_ps(d + i * 8, _mm512_castps512_ps256(v));
-              else _mm512_mask_storeu_ps(d + i * w, (__mmask16)((1u << w) - 1), v);
+              __mmask16 m = in ? mk[kw * cpr + ci] : 0;
+              __m512 v = m == (__mmask16)0xFFFF ? _mm512_loadu_ps((const float *)src)
+                         : m ? _mm512_maskz_loadu_ps(m, (const float *)src) : zero;
+              if (w == 16) _mm512_storeu_ps(d, v); /* plain stores: partial masks are slow */
+              else if (w == 8) _mm256_storeu_ps(d, _mm512_castps512_ps256(v));
+              else _mm512_mask_storeu_ps(d, wm, v);
             }
-    }
+          }
+      }
     return;
   }
 #endif
