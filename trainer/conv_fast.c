@@ -36,12 +36,28 @@
 size_t fm_conv_fast_wgrad_workspace(const FmConvAttr *a, int H, int W, int nthreads);
 
 #include <stdlib.h>
-int fm_conv_fast_ok(const FmConvAttr *a) { return a->groups == 1 && !getenv("FEWMUL_CONV_IM2COL"); }
+/* The packed path is used where it is faster than im2col + OpenBLAS (measured with
+ * bench/conv_bench.c): groups 1, stride 1, and output rows of whole 16-lane chunks
+ * (widths 1, 2, 4, 8, 16, 32, 48, ...), the geometry of the packer's AVX-512 path; its
+ * generic path (e.g. 26 or 28 wide) loses to im2col + sgemm. */
+static int packable(const FmConvAttr *a, int OW) {
+  return a->groups == 1 && a->sh == 1 && a->sw == 1 && OW > 0 && (OW % 16 == 0 || 16 % OW == 0) &&
+         !getenv("FEWMUL_CONV_IM2COL");
+}
 
-int fm_conv_fast_wgrad_ok(const FmConvAttr *a) { return a->groups == 1 && a->cout >= FM_GEMM_NR && !getenv("FEWMUL_CONV_IM2COL"); }
+int fm_conv_fast_ok(const FmConvAttr *a, int W) {
+  return packable(a, fm_conv_out(W, a->kw, a->sw, a->pw, a->dw));
+}
 
-int fm_conv_fast_dinp_ok(const FmConvAttr *a) {
-  return !getenv("FEWMUL_CONV_IM2COL") && a->groups == 1 && a->sh == 1 && a->sw == 1 && a->oph == 0 && a->opw == 0 &&
+// a 32-column register tile full of output channels, and 32 or more GEMM rows
+int fm_conv_fast_wgrad_ok(const FmConvAttr *a, int W) {
+  return fm_conv_fast_ok(a, W) && a->cout >= FM_GEMM_NR && a->cin * a->kh * a->kw >= 4 * FM_GEMM_MR;
+}
+
+// the input gradient is a conv whose output is the input (width W); a GEMM of fewer
+// than 8 rows (input channels) would waste most of each register tile
+int fm_conv_fast_dinp_ok(const FmConvAttr *a, int W) {
+  return packable(a, W) && a->cin >= FM_GEMM_MR && a->oph == 0 && a->opw == 0 &&
          a->dh * (a->kh - 1) - a->ph >= 0 && a->dw * (a->kw - 1) - a->pw >= 0;
 }
 
@@ -65,12 +81,12 @@ size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   size_t kk = (size_t)a->kh * a->kw;
   // forward: a panel per thread
   size_t fwd = nthreads * align16f(panel_floats(a->cin * kk, OW, rows_per_block(OH, OW))), bwd = 0;
-  if (fm_conv_fast_dinp_ok(a)) {   // flipped weights, then per thread a panel and a C x cols block
+  if (fm_conv_fast_dinp_ok(a, W)) {   // flipped weights, then per thread a panel and a C x cols block
     int rb = rows_per_block(H, W);
     bwd = align16f((size_t)a->cin * a->cout * kk) +
           nthreads * (align16f(panel_floats(a->cout * kk, W, rb)) + align16f((size_t)a->cin * W * rb));
   }
-  size_t wg = fm_conv_fast_wgrad_ok(a) ? fm_conv_fast_wgrad_workspace(a, H, W, nthreads) : 0;
+  size_t wg = fm_conv_fast_wgrad_ok(a, W) ? fm_conv_fast_wgrad_workspace(a, H, W, nthreads) : 0;
   if (bwd < wg) bwd = wg;
   return fwd > bwd ? fwd : bwd;
 }

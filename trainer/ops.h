@@ -70,9 +70,10 @@ void fm_col2im(float *img, const float *col, int C, int H, int W, const FmConvAt
 // conv_fast.c: conv2d through the compiler prelude's packed-im2col GEMM (no im2col
 // matrix). fm_conv2d_forward/backward use it where *_ok says so; the workspace is
 // included in fm_conv2d_workspace.
-int fm_conv_fast_ok(const FmConvAttr *a);        // forward: groups == 1
-int fm_conv_fast_dinp_ok(const FmConvAttr *a);   // input gradient: also stride 1
-int fm_conv_fast_wgrad_ok(const FmConvAttr *a);  // weight gradient: groups 1, cout >= 32
+// W: the input width; groups 1, stride 1, output rows of whole 16-lane chunks
+int fm_conv_fast_ok(const FmConvAttr *a, int W);        // forward
+int fm_conv_fast_dinp_ok(const FmConvAttr *a, int W);   // input gradient (input width W too)
+int fm_conv_fast_wgrad_ok(const FmConvAttr *a, int W);  // weight gradient: also cout >= 32
 size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads);
 void fm_conv_fast_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                           int H, int W, const FmConvAttr *a, float *work, int nthreads);

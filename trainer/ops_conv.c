@@ -169,13 +169,13 @@ size_t fm_conv2d_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   if (nthreads < 1) nthreads = 1;
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   size_t slow = layout_total(conv_layout(a, (size_t)OH * OW, nthreads), nthreads);
-  size_t fast = fm_conv_fast_ok(a) ? fm_conv_fast_workspace(a, H, W, nthreads) : 0;
+  size_t fast = fm_conv_fast_workspace(a, H, W, nthreads);
   return slow > fast ? slow : fast;
 }
 
 void fm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
-  if (fm_conv_fast_ok(a)) {
+  if (fm_conv_fast_ok(a, W)) {
     fm_conv_fast_forward(out, inp, weight, bias, N, H, W, a, work, nthreads);
     return;
   }
@@ -229,11 +229,11 @@ void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *inp, const float *weight,
                         int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
   // conv_fast.c where it applies; what is left goes through im2col + sgemm below
-  if (fm_conv_fast_wgrad_ok(a) && (dweight || dbias)) {
+  if (fm_conv_fast_wgrad_ok(a, W) && (dweight || dbias)) {
     fm_conv_fast_backward_weight(dweight, dbias, dout, inp, N, H, W, a, work, nthreads);
     dweight = dbias = NULL;
   }
-  if (dinp && fm_conv_fast_dinp_ok(a)) {
+  if (dinp && fm_conv_fast_dinp_ok(a, W)) {
     fm_conv_fast_backward_data(dinp, dout, weight, N, H, W, a, work, nthreads);
     dinp = NULL;
   }

@@ -116,8 +116,8 @@ static void test_convs(void) {
 // into (+=) buffers that already hold values, as fm_net's backward expects. Shapes
 // cover both paths of ops_conv.c/conv_fast.c: packed (groups 1; weight gradient from
 // 32 output channels, a partial second register tile at 40; input gradient at stride
-// 1) and im2col + sgemm (groups, strides, narrow convs), the AVX-512 packer's row
-// chunks (widths 8, 16, 32) and its generic path (28, 7).
+// 1; rows of 8, 16, 32) and im2col + sgemm (groups, strides, narrow convs, other
+// widths), and pad-0 convs where only one of the forward / input gradient is packed.
 static void test_conv_bwd(FmConvAttr a, int N, int H, int W, int nt) {
   int OH = fm_conv_out(H, a.kh, a.sh, a.ph, a.dh), OW = fm_conv_out(W, a.kw, a.sw, a.pw, a.dw);
   int cg = a.cin / a.groups, mg = a.cout / a.groups;
@@ -176,6 +176,9 @@ static void test_conv_bwds(void) {
   test_conv_bwd(fm_conv_attr(6, 36, 3, 1, 2, 2, 1), 2, 11, 10, 2);  // dilation
   test_conv_bwd(fm_conv_attr(6, 36, 3, 1, 0, 1, 3), 2, 9, 9, 2);    // groups
   test_conv_bwd(fm_conv_attr(3, 32, 3, 2, 1, 1, 1), 1, 9, 8, 1);
+  test_conv_bwd(fm_conv_attr(8, 40, 3, 1, 0, 1, 1), 2, 18, 18, 2);  // output 16 wide: forward packed
+  test_conv_bwd(fm_conv_attr(9, 32, 3, 1, 0, 1, 1), 2, 16, 16, 2);  // input 16 wide: input gradient packed
+  test_conv_bwd(fm_conv_attr(12, 48, 5, 1, 2, 1, 1), 2, 4, 4, 1);
 }
 
 static void test_linear(void) {
