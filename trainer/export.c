@@ -8,6 +8,7 @@
 #include "method_winograd.h"
 #include "onnx/onnx.h"
 #include "ops/ops.h"
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -65,6 +66,33 @@ static Tensor *as2d(Ex *e, const FmLayer *l, Tensor *x) {
   return y;
 }
 
+/* DeepShift --act-fixed I.F: the layer input rounded to fixed point as the trainer does
+   (method.h): Mul(2^F) -> Round (half to even) -> Clip(lo, hi) -> Mul(2^-F), all exact
+   in float but the rounding, so ONNX Runtime and fewmul reproduce the trainer. */
+static Tensor *fixed_point(Ex *e, const FmLayer *l, Tensor *x) {
+  Graph *g = e->g;
+  const FmMethod *m = &e->net->method;
+  float up = ldexpf(1.0f, m->act_frac), down = ldexpf(1.0f, -m->act_frac), lo, hi;
+  fm_fixed_bounds(m->act_int, m->act_frac, &lo, &hi);
+  static const char *step[4] = {"fx_scaled", "fx_rounded", "fx_clipped", "fx"};
+  Tensor *t[4];
+  for (int i = 0; i < 4; i++) {
+    t[i] = fm_tensor_new(g, fm_sprintf(&g->arena, "%s_%s", l->name, step[i]));
+    fm_same_shape(t[i], x);
+  }
+  Node *n = node(e, OP_Mul, l, step[0], 2, t[0]);
+  n->in[0] = x, n->in[1] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.fx_up", l->name), FM_F32, 0, NULL, &up);
+  n = node(e, OP_Round, l, step[1], 1, t[1]);
+  n->in[0] = t[0];
+  n = node(e, OP_Clip, l, step[2], 3, t[2]);
+  n->in[0] = t[1];
+  n->in[1] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.fx_lo", l->name), FM_F32, 0, NULL, &lo);
+  n->in[2] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.fx_hi", l->name), FM_F32, 0, NULL, &hi);
+  n = node(e, OP_Mul, l, step[3], 2, t[3]);
+  n->in[0] = t[2], n->in[1] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.fx_down", l->name), FM_F32, 0, NULL, &down);
+  return t[3];
+}
+
 /* A training-method layer (method.h), in eval form:
      ternary      TernaryConv / TernaryGemm (X, W int8 {-1,0,1}, Alpha [M], B)
      deepshift    Pow2Conv / Pow2Gemm (X, Sign int8, Shift int8, B): W = Sign * 2^Shift
@@ -86,6 +114,7 @@ static Tensor *method_layer(Ex *e, const FmLayer *l, Tensor *x, int out, const c
   else if (!quant) w2 = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.shift", l->name), FM_I8, me.wrank, me.wdims, me.shift);
   fm_method_export_free(&me);
   if (!conv) x = as2d(e, l, x);
+  if (!ternary && !quant && e->net->method.act_int) x = fixed_point(e, l, x);
   Tensor *b = bias ? param(e, bias, 0, NULL) : NULL;
   Tensor *y = act(e, out, oname);
   Node *n;

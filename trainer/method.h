@@ -62,6 +62,10 @@ typedef struct {
   float range;            // quant: s of the grid over [-s, s]; <= 0: per layer max|W| at init
   FmQuantMode quant_mode; // quant: FM_QUANT_ALWAYS (default) or FM_QUANT_FAKE
   int all;                // 1: also the first conv2d and the last linear
+  // deepshift: the layer inputs in I.F fixed point, as the reference keeps activations
+  // (16.16 there): x -> clamp(round(x * 2^F), -2^(I+F-1), 2^(I+F-1) - 1) * 2^-F in
+  // forward (round half to even), straight-through gradient. act_int = 0: float.
+  int act_int, act_frac;
   // sp (method_sp.h): width r = sp_r * c_out per layer, output patch p, phase 1|2|3
   float sp_r;
   int sp_patch, sp_phase;
@@ -70,6 +74,11 @@ typedef struct {
   // ShiftNet models (models/shiftresnet.c): 1x1 expansion e of the conv-shift-conv blocks (0 = 1)
   int shift_expansion;
 } FmMethod;
+
+// y = x rounded to I.F fixed point (method.h, act_int/act_frac); y may be x.
+void fm_fixed_round(const float *x, size_t n, int I, int F, float *y);
+// the bounds of that rounding in units of 2^-F, as floats (both sides use these)
+void fm_fixed_bounds(int I, int F, float *lo, float *hi);
 
 // Defaults for kind (FM_METHOD_NONE: everything 0).
 void fm_method_defaults(FmMethod *m, FmMethodKind kind);

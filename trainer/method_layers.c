@@ -83,34 +83,56 @@ static void bwd_finish(FmNet *net, FmLayer *l, size_t n, int M) {
   for (size_t i = 0; i < n; i++) gp[i] += g[i] * we[i] * ln2, gs[i] += g[i];
 }
 
-static size_t mconv_ws(const FmNet *net, const FmLayer *l, int n) {
+/* DeepShift with --act-fixed: the layer reads its input rounded to fixed point. The
+   rounded copy lives in the workspace after what the conv needs (off floats in), and
+   backward rounds again (the input has not changed) instead of keeping it. */
+static int fixed_input(const FmNet *net, const FmLayer *l) {
+  return net->method.act_int && (l->method == FM_METHOD_DEEPSHIFT_Q || l->method == FM_METHOD_DEEPSHIFT_PS);
+}
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+static const float *layer_input(FmNet *net, const FmLayer *l, int n, size_t off) {
+  const FmTensor *x = T(l->in[0]);
+  if (!fixed_input(net, l)) return x->data;
+  float *xq = net->work + align16(off);
+  fm_fixed_round(x->data, (size_t)n * x->size, net->method.act_int, net->method.act_frac, xq);
+  return xq;
+}
+static size_t fixed_ws(const FmNet *net, const FmLayer *l, int n, size_t off) {
+  return fixed_input(net, l) ? align16(off) + (size_t)n * T(l->in[0])->size : off;
+}
+
+static size_t conv_ws(const FmNet *net, const FmLayer *l) {
   const FmTensor *x = &net->tensors[l->in[0]];
   return fm_conv2d_workspace(&l->a.conv, x->h, x->w, net->threads);
 }
+static size_t mconv_ws(const FmNet *net, const FmLayer *l, int n) { return fixed_ws(net, l, n, conv_ws(net, l)); }
 static void mconv_fwd(FmNet *net, FmLayer *l, int n, int train) {
   FmTensor *x = T(l->in[0]);
-  const float *w = eff_weight(net, l, train);
-  fm_conv2d_forward(T(l->out)->data, x->data, w, pdata(net, l, 1), n, x->h, x->w, &l->a.conv, net->work,
+  const float *w = eff_weight(net, l, train), *in = layer_input(net, l, n, conv_ws(net, l));
+  fm_conv2d_forward(T(l->out)->data, in, w, pdata(net, l, 1), n, x->h, x->w, &l->a.conv, net->work,
                     net->threads);
 }
 static void mconv_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = T(l->in[0]);
   int M;
   size_t ws = wsize(net, l, &M, NULL);
-  fm_conv2d_backward(x->grad, bwd_wgrad(net, l, ws, M), pgrad(net, l, 1), T(l->out)->grad, x->data,
+  const float *in = layer_input(net, l, n, conv_ws(net, l));
+  fm_conv2d_backward(x->grad, bwd_wgrad(net, l, ws, M), pgrad(net, l, 1), T(l->out)->grad, in,
                      bwd_weight(net, l), n, x->h, x->w, &l->a.conv, net->work, net->threads);
   bwd_finish(net, l, ws, M);
 }
+static size_t mlin_ws(const FmNet *net, const FmLayer *l, int n) { return fixed_ws(net, l, n, 0); }
 static void mlin_fwd(FmNet *net, FmLayer *l, int n, int train) {
   FmTensor *x = T(l->in[0]);
-  const float *w = eff_weight(net, l, train);
-  fm_linear_forward(T(l->out)->data, x->data, w, pdata(net, l, 1), n, (int)x->size, T(l->out)->c, net->threads);
+  const float *w = eff_weight(net, l, train), *in = layer_input(net, l, n, 0);
+  fm_linear_forward(T(l->out)->data, in, w, pdata(net, l, 1), n, (int)x->size, T(l->out)->c, net->threads);
 }
 static void mlin_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = T(l->in[0]);
   int M;
   size_t ws = wsize(net, l, &M, NULL);
-  fm_linear_backward(x->grad, bwd_wgrad(net, l, ws, M), pgrad(net, l, 1), T(l->out)->grad, x->data,
+  const float *in = layer_input(net, l, n, 0);
+  fm_linear_backward(x->grad, bwd_wgrad(net, l, ws, M), pgrad(net, l, 1), T(l->out)->grad, in,
                      bwd_weight(net, l), n, (int)x->size, M, net->threads);
   bwd_finish(net, l, ws, M);
 }
@@ -123,8 +145,8 @@ static const FmLayerOps conv_ops[FM_METHOD_COUNT] = {
 };
 static const FmLayerOps lin_ops[FM_METHOD_COUNT] = {
   [FM_METHOD_TERNARY] = {FM_LAYER_CUSTOM, "ternary_linear", mlin_fwd, mlin_bwd, NULL},
-  [FM_METHOD_DEEPSHIFT_Q] = {FM_LAYER_CUSTOM, "shiftq_linear", mlin_fwd, mlin_bwd, NULL},
-  [FM_METHOD_DEEPSHIFT_PS] = {FM_LAYER_CUSTOM, "shiftps_linear", mlin_fwd, mlin_bwd, NULL},
+  [FM_METHOD_DEEPSHIFT_Q] = {FM_LAYER_CUSTOM, "shiftq_linear", mlin_fwd, mlin_bwd, mlin_ws},
+  [FM_METHOD_DEEPSHIFT_PS] = {FM_LAYER_CUSTOM, "shiftps_linear", mlin_fwd, mlin_bwd, mlin_ws},
   [FM_METHOD_QUANT] = {FM_LAYER_CUSTOM, "quant_linear", mlin_fwd, mlin_bwd, NULL},
 };
 

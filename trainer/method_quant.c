@@ -24,8 +24,30 @@ const char *fm_method_name(FmMethodKind kind) {
   return kind >= 0 && kind < FM_METHOD_COUNT ? names[kind] : "?";
 }
 
+void fm_fixed_bounds(int I, int F, float *lo, float *hi) {
+  *lo = (float)-ldexp(1.0, I + F - 1);
+  *hi = (float)(ldexp(1.0, I + F - 1) - 1);
+}
+
+void fm_fixed_round(const float *x, size_t n, int I, int F, float *y) {
+  float lo, hi, up = (float)ldexp(1.0, F), down = (float)ldexp(1.0, -F);
+  fm_fixed_bounds(I, F, &lo, &hi);
+  for (size_t i = 0; i < n; i++) {
+    float v = fm_round_even(x[i] * up);
+    y[i] = (v < lo ? lo : v > hi ? hi : v) * down;
+  }
+}
+
 int fm_method_check(const FmMethod *m, char *err, size_t errlen) {
   int b = m->weight_bits;
+  if (m->act_int && m->kind != FM_METHOD_DEEPSHIFT_Q && m->kind != FM_METHOD_DEEPSHIFT_PS) {
+    snprintf(err, errlen, "--act-fixed applies to --method deepshift-q and deepshift-ps only");
+    return -1;
+  }
+  if (m->act_int && (m->act_int < 1 || m->act_frac < 0 || m->act_int + m->act_frac > 32)) {
+    snprintf(err, errlen, "--act-fixed I.F: needs I >= 1, F >= 0, I + F <= 32 (got %d.%d)", m->act_int, m->act_frac);
+    return -1;
+  }
   switch (m->kind) {
   case FM_METHOD_NONE: case FM_METHOD_TERNARY: return 0;
   case FM_METHOD_DEEPSHIFT_Q: case FM_METHOD_DEEPSHIFT_PS:
@@ -57,9 +79,13 @@ void fm_method_describe(const FmMethod *m, char *buf, size_t n) {
   switch (m->kind) {
   case FM_METHOD_TERNARY: snprintf(buf, n, "ternary (TWN, alpha per output channel), %s", scope); break;
   case FM_METHOD_DEEPSHIFT_Q: case FM_METHOD_DEEPSHIFT_PS:
-    snprintf(buf, n, "%s, %d-bit weights (shifts in [%d, 0]), %s", names[m->kind], m->weight_bits,
-             fm_deepshift_pmin(m->weight_bits), scope);
+  {
+    char act[48] = "";
+    if (m->act_int) snprintf(act, sizeof act, ", layer inputs in %d.%d fixed point", m->act_int, m->act_frac);
+    snprintf(buf, n, "%s, %d-bit weights (shifts in [%d, 0])%s, %s", names[m->kind], m->weight_bits,
+             fm_deepshift_pmin(m->weight_bits), act, scope);
     break;
+  }
   case FM_METHOD_QUANT: {
     char range[48];
     if (m->range > 0) snprintf(range, sizeof range, "[-%g, %g]", (double)m->range, (double)m->range);

@@ -32,7 +32,7 @@ typedef struct {
   float lr, momentum, wd, gamma, width;
   int nesterov, lr_set, momentum_set, optim_set, quiet;
   // training method (method.h)
-  const char *method, *rounding, *quant_mode;
+  const char *method, *rounding, *quant_mode, *act_fixed;
   int weight_bits, zeroless, method_all, quant_range_set;
   float quant_range;
   // sp (method_sp.h) and continuation from a checkpoint's weights
@@ -78,6 +78,7 @@ static void usage(FILE *f) {
     "  --rounding R         quant: stochastic (default) or deterministic\n"
     "  --zeroless           quant: a grid without 0\n"
     "  --quant-range S      quant: grid over [-S, S] (default: per layer max|W| at init)\n"
+    "  --act-fixed I.F      deepshift: layer inputs rounded to I.F fixed point (the reference: 16.16)\n"
     "  --quant-mode M       quant: always (on the grid after every step; default) or fake (straight-through)\n"
     "  --method sp          StrassenNets SP layers (sp_resnet20 and sp_mlp use them by default):\n"
     "    --sp-r X           r = X * c_out hidden channels (multiplications per output patch; default 1)\n"
@@ -127,7 +128,7 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     if (!strcmp(k, "--sp-r")) { a->sp_r_set = 1; }
     FLT("--sp-r", sp_r)
     if (!strcmp(k, "--wd")) { a->wd_set = 1; }
-    STR("--method", method) STR("--rounding", rounding) STR("--quant-mode", quant_mode)
+    STR("--method", method) STR("--rounding", rounding) STR("--quant-mode", quant_mode) STR("--act-fixed", act_fixed)
     INT("--weight-bits", weight_bits)
     if (!strcmp(k, "--quant-range")) { a->quant_range_set = 1; }
     FLT("--quant-range", quant_range)
@@ -217,6 +218,10 @@ static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errle
     snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant, sp, winograd)", a->method);
     return -1;
   }
+  if (a->act_fixed && kind != FM_METHOD_DEEPSHIFT_Q && kind != FM_METHOD_DEEPSHIFT_PS) {
+    snprintf(err, errlen, "--act-fixed applies to --method deepshift-q and deepshift-ps only");
+    return -1;
+  }
   if (sp_model && kind != FM_METHOD_SP) {
     snprintf(err, errlen, "--method: model %s is built of SP layers (--method sp)", a->model);
     return -1;
@@ -301,6 +306,17 @@ static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errle
       return -1;
     }
     m->range = a->quant_range;
+  }
+  if (a->act_fixed) {
+    char extra;
+    if (sscanf(a->act_fixed, "%d.%d%c", &m->act_int, &m->act_frac, &extra) != 2) {
+      snprintf(err, errlen, "--act-fixed: '%s' is not I.F (integer and fraction bits, e.g. 16.16)", a->act_fixed);
+      return -1;
+    }
+    if (m->act_int < 1) {   // 0 would mean "off"
+      snprintf(err, errlen, "--act-fixed I.F: needs I >= 1 (got '%s')", a->act_fixed);
+      return -1;
+    }
   }
   return fm_method_check(m, err, errlen);
 }

@@ -48,6 +48,8 @@ run_cli shiftq --method deepshift-q --weight-bits 4
 run_cli shiftps --method deepshift-ps --weight-bits 5 --lr 0.1
 run_cli quant4 --method quant --weight-bits 4 --rounding stochastic
 run_cli quant_det --method quant --weight-bits 6 --rounding deterministic --quant-range 0.05 --method-all
+run_cli shiftps_fx --method deepshift-ps --act-fixed 3.3 --lr 0.1
+run_cli shiftq_fx --method deepshift-q --act-fixed 16.16 --method-all
 run_cli quant_zl --method quant --weight-bits 2 --zeroless --quant-mode fake
 
 # ---- bad method flags: one clear error line, exit 1 ----
@@ -64,5 +66,8 @@ train_fails "zeroless 8 bits" --method quant --zeroless --weight-bits 8
 train_fails "bad rounding" --method quant --rounding nearest
 train_fails "bad range" --method quant --quant-range -1
 train_fails "method-all alone" --method-all
+train_fails "act-fixed for quant" --method quant --act-fixed 16.16
+train_fails "act-fixed not I.F" --method deepshift-q --act-fixed 16
+train_fails "act-fixed too wide" --method deepshift-ps --act-fixed 24.16
 
 finish methods_export

@@ -49,6 +49,32 @@ static void test_ternary(void) {
   CHECK(qe[0] == 1 && qe[1] == 1 && qe[2] == 1);
 }
 
+// --act-fixed I.F: multiples of 2^-F, round half to even, clamped to
+// [-2^(I-1), 2^(I-1) - 2^-F]; in place works too
+static void test_fixed_point(void) {
+  const float x[9] = {0.3f, 0.125f, 0.375f, -0.375f, 100.0f, -100.0f, 7.75f, -8.0f, 1e-3f};
+  const float want[9] = {0.25f, 0.0f, 0.5f, -0.5f, 7.75f, -8.0f, 7.75f, -8.0f, 0.0f};
+  float y[9];
+  fm_fixed_round(x, 9, 4, 2, y);
+  for (int i = 0; i < 9; i++) CHECK(y[i] == want[i]);
+  float lo, hi;
+  fm_fixed_bounds(16, 16, &lo, &hi);
+  CHECK(lo == -2147483648.0f && hi == 2147483648.0f);   // 2^31 - 1 rounds to 2^31 in float
+  float z[2] = {1.0f / 3, -2.5f};
+  fm_fixed_round(z, 2, 16, 16, z);
+  CHECK(z[0] == 21845.0f / 65536 && z[1] == -2.5f);
+  FmMethod m;
+  char err[200];
+  fm_method_defaults(&m, FM_METHOD_TERNARY);
+  m.act_int = 16, m.act_frac = 16;
+  CHECK(fm_method_check(&m, err, sizeof err) == -1 && strstr(err, "deepshift"));
+  fm_method_defaults(&m, FM_METHOD_DEEPSHIFT_PS);
+  m.act_int = 20, m.act_frac = 16;
+  CHECK(fm_method_check(&m, err, sizeof err) == -1);
+  m.act_int = 16;
+  CHECK(fm_method_check(&m, err, sizeof err) == 0);
+}
+
 static void test_deepshift(void) {
   CHECK(fm_deepshift_pmin(5) == -14);
   CHECK(fm_deepshift_pmin(2) == 0);
@@ -550,6 +576,7 @@ int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "--accuracy")) return cmd_accuracy(argv[2], argv[3]);
   test_ternary();
   test_deepshift();
+  test_fixed_point();
   test_grid();
   test_stochastic();
   test_ste(FM_METHOD_TERNARY, 0);
