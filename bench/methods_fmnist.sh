@@ -15,7 +15,8 @@
 #
 # Rows: 1-18 the issue's table (row_def below); 19 the dense twin trained with the Winograd rows'
 # recipe (SGD lr 0.01), their "normal conv"; 20-21 the zero-less 2-bit grid (rows 11-12, the
-# plain 2-bit grid, do not train). Targets compare rows 3/1, 6/1, 14/19, 16/15 and 10/9.
+# plain 2-bit grid, do not train); 22-24 TWN, DeepShift-Q/PS fine-tuned from row 1's model
+# (--from). Targets compare rows 3/1, 6/1, 24/1, 14/19, 16/15 and 10/9.
 #
 # --steps N passes --steps N to every run (a smoke check: seconds per row, accuracies
 # meaningless). This is a bench script, not a test; it is not part of ctest.
@@ -28,7 +29,7 @@ OUT=out/methods_fmnist
 STEPS=0
 FEWMUL=${FEWMUL:-}
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) EPOCHS=${2:?--epochs needs a value}; shift 2 ;;
@@ -52,10 +53,10 @@ if [ -z "$FEWMUL" ] || ! "$FEWMUL" train --help >/dev/null 2>&1; then
   echo "methods_fmnist.sh: no working fewmul binary (build it: cmake -S . -B build && cmake --build build --target fewmul; or pass --fewmul PATH)" >&2
   exit 2
 fi
-ALL_ROWS="1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21"
+ALL_ROWS="1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24"
 [ -n "$ROWS" ] || ROWS=$ALL_ROWS
 for r in $ROWS; do
-  case " $ALL_ROWS " in *" $r "*) ;; *) echo "methods_fmnist.sh: no row '$r' (rows 1..21)" >&2; exit 2 ;; esac
+  case " $ALL_ROWS " in *" $r "*) ;; *) echo "methods_fmnist.sh: no row '$r' (rows 1..24)" >&2; exit 2 ;; esac
 done
 mkdir -p "$OUT" || exit 2
 
@@ -118,6 +119,13 @@ row_def() {
     # 2-bit run METHODS.md documents (78.80% in its short-run table).
     20) NAME="quant 2 bits zero-less deterministic"; FLAGS="--method quant --weight-bits 2 --zeroless --rounding deterministic --optim sgd --lr 0.05" ;;
     21) NAME="quant 2 bits zero-less stochastic";    FLAGS="--method quant --weight-bits 2 --zeroless --rounding stochastic --optim sgd --lr 0.05" ;;
+    # The methods' own recipes start from a trained dense model: rows 22-24 start from row 1's
+    # export (--from, trainer/from_onnx.c) and fine-tune for the same E epochs (so they have
+    # seen 2E epochs in all), at the fine-tuning learning rates of the references
+    # (TWN/StrassenNets: SGD 0.01; DeepShift: lr 0.001 from pretrained weights).
+    22) NAME="TWN ternary from dense";      FLAGS="--method ternary --optim sgd --lr 0.01 --from $OUT/row1.onnx" ;;
+    23) NAME="DeepShift-Q from dense";      FLAGS="--method deepshift-q --optim sgd --lr 0.01 --from $OUT/row1.onnx" ;;
+    24) NAME="DeepShift-PS 5 bits from dense"; FLAGS="--method deepshift-ps --weight-bits 5 --lr 0.001 --from $OUT/row1.onnx" ;;   # RAdam
   esac
 }
 COMMON="--data fashion-mnist --epochs $EPOCHS --batch 64 --threads 2 --seed 1"
@@ -238,6 +246,7 @@ done
   }
   target "SP r=c_out within 1.0 point of the dense twin" 3 1 "a >= b - 1.0"
   target "DeepShift-PS within 0.5 point of dense" 6 1 "a >= b - 0.5"
+  target "DeepShift-PS from the dense model within 0.5 point of it" 24 1 "a >= b - 0.5"
   target "Winograd flex 8 bits within 1 point of normal conv (same recipe)" 14 19 "a >= b - 1.0"
   target "Winograd flex 4 bits clearly above static 4 bits (by more than 1 point)" 16 15 "a > b + 1.0"
   target "quant 4 bits: stochastic rounding beats deterministic" 10 9 "a > b"
