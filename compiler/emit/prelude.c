@@ -48,6 +48,9 @@
  * fm_im2col_pack + fm_sgemm_pb - Conv as a GEMM whose B operand im2col writes
  *   already packed, with bias and Relu applied as the tile is stored (below).
  *
+ * fm_ternary_gemm - Y = alpha[m] * (X times a {-1,0,1} matrix given as bitmasks)
+ *   (+ bias, Relu) with masked vector adds: TernaryGemm (ops/fewmul.c), below.
+ *
  * ---- helpers the C printer (emit_c.c) uses ----
  *   fm_h2f / fm_f2h   float16 <-> float (round to nearest even)
  *   fm_signf, fm_sign, fm_isign, fm_iabs, fm_ipow, fm_imin/imax, fm_umin/umax
@@ -539,6 +542,248 @@ __attribute__((unused)) static void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t 
         } else
           fm_sgemm_edge(kc, ap, b, c, ldc, m1 - i, nr, pc > 0, bi, last && relu);
       }
+    }
+  }
+}
+
+/* ---- ternary GEMM over bitmasks (ops/fewmul.c's TernaryGemm) ----
+ *
+ *   fm_ternary_gemm(n0, n1, m0, m1, K, X, ldx, msk, kc, alpha, bias, hasbias, relu, Y, ldy)
+ *
+ *   for n in [n0, n1), m in [m0, m1):
+ *     Y[n*ldy + m] = alpha[m] * sum_k t(m, k) * X[n*ldx + k]  (+ bias[m] when hasbias,
+ *                    then (v > 0 ? v : 0) when relu)
+ *   with t(m, k) in {-1, 0, 1} given as bitmasks: msk[m*kc + c] (kc = (K + 15) / 16)
+ *   covers columns 16c .. 16c+15, bit j for column 16c+j: the low 16 bits where
+ *   t != 0, the high 16 bits where t = -1; bits past K are 0. The sum is adds only (a
+ *   sign flip is an xor): the one multiplication per output is alpha's.
+ *   AVX-512: per 16-column chunk, X's lanes get their sign flipped under the -1 mask
+ *   (masked xor) and are added into an accumulator under the nonzero mask (masked
+ *   add), one 16-lane add per chunk, sample and output; register tiles of 4 samples x
+ *   2 outputs (1 x 8 for the samples left over) share the loads; the tail of K is a
+ *   masked load. AVX2: the same on 8-lane halves with lane masks built from the bits
+ *   (tiles 4 x 1 and 1 x 4), the last K mod 16 columns by bit tests. Otherwise a bit
+ *   test per column. The order of the adds differs between the paths (and from a
+ *   dense GEMM): float rounding, not results.
+ */
+/* scalar: s[a*nr + r] += the sums over chunks [c0, kc) of samples a < ns, outputs r < nr */
+FM_INLINE void fm_tg_bits(int ns, int nr, int64_t c0, int64_t K, int64_t kc, const float *x, int64_t ldx,
+                          const int32_t *w, float *s) {
+  for (int64_t c = c0; c < kc; c++)
+    for (int r = 0; r < nr; r++) {
+      uint32_t m = (uint32_t)w[r * kc + c];
+      for (int j = 0; j < 16 && 16 * c + j < K; j++)
+        if (m >> j & 1u)
+          for (int a = 0; a < ns; a++) {
+            float v = x[a * ldx + 16 * c + j];
+            s[a * nr + r] = m >> (16 + j) & 1u ? s[a * nr + r] - v : s[a * nr + r] + v;
+          }
+    }
+}
+
+#if defined(FM_HAVE_AVX512)
+#define FM_TG_BIG 4, 4, fm_tg_4x4
+#define FM_TG_ROW 8, fm_tg_1x8
+/* the two 16-bit halves of a mask word (x86 is little-endian) straight into mask
+   registers; the -1 lanes as a vector of sign bits, shared by the tile's samples */
+#define FM_TG_K(i, wp)                                                  \
+  uint16_t z16##i, g16##i;                                              \
+  memcpy(&z16##i, (const char *)(wp), 2);                               \
+  memcpy(&g16##i, (const char *)(wp) + 2, 2);                           \
+  const __mmask16 z##i = (__mmask16)z16##i;                             \
+  const __m512 s##i = _mm512_maskz_mov_ps((__mmask16)g16##i, sb)
+#define FM_TG_ADD(acc, xv, i) acc = _mm512_mask_add_ps(acc, z##i, acc, _mm512_xor_ps(xv, s##i))
+#define FM_TG_X(p) _mm512_maskz_loadu_ps(ld, p)
+#define FM_TG_LOOP                                                                           \
+  const __m512 sb = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));               \
+  const __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1);                                  \
+  for (int64_t c = 0, full = K / 16; c < kc; c++) {                                          \
+    const __mmask16 ld = c < full ? (__mmask16)0xFFFF : tail;                                \
+    const float *p = x + 16 * c;                                                             \
+    (void)p;
+#define FM_TG_SUM(v) _mm512_reduce_add_ps(v)
+#define FM_TG_Z _mm512_setzero_ps()
+
+FM_INLINE void fm_tg_4x4(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  __m512 a0 = FM_TG_Z, a1 = FM_TG_Z, a2 = FM_TG_Z, a3 = FM_TG_Z, a4 = FM_TG_Z, a5 = FM_TG_Z, a6 = FM_TG_Z,
+         a7 = FM_TG_Z, a8 = FM_TG_Z, a9 = FM_TG_Z, a10 = FM_TG_Z, a11 = FM_TG_Z, a12 = FM_TG_Z, a13 = FM_TG_Z,
+         a14 = FM_TG_Z, a15 = FM_TG_Z;
+  FM_TG_LOOP
+  __m512 x0 = FM_TG_X(p), x1 = FM_TG_X(p + ldx), x2 = FM_TG_X(p + 2 * ldx), x3 = FM_TG_X(p + 3 * ldx);
+  FM_TG_K(0, w + c);
+  FM_TG_K(1, w + kc + c);
+  FM_TG_K(2, w + 2 * kc + c);
+  FM_TG_K(3, w + 3 * kc + c);
+  FM_TG_ADD(a0, x0, 0), FM_TG_ADD(a1, x0, 1), FM_TG_ADD(a2, x0, 2), FM_TG_ADD(a3, x0, 3);
+  FM_TG_ADD(a4, x1, 0), FM_TG_ADD(a5, x1, 1), FM_TG_ADD(a6, x1, 2), FM_TG_ADD(a7, x1, 3);
+  FM_TG_ADD(a8, x2, 0), FM_TG_ADD(a9, x2, 1), FM_TG_ADD(a10, x2, 2), FM_TG_ADD(a11, x2, 3);
+  FM_TG_ADD(a12, x3, 0), FM_TG_ADD(a13, x3, 1), FM_TG_ADD(a14, x3, 2), FM_TG_ADD(a15, x3, 3);
+  }
+  s[0] = FM_TG_SUM(a0), s[1] = FM_TG_SUM(a1), s[2] = FM_TG_SUM(a2), s[3] = FM_TG_SUM(a3);
+  s[4] = FM_TG_SUM(a4), s[5] = FM_TG_SUM(a5), s[6] = FM_TG_SUM(a6), s[7] = FM_TG_SUM(a7);
+  s[8] = FM_TG_SUM(a8), s[9] = FM_TG_SUM(a9), s[10] = FM_TG_SUM(a10), s[11] = FM_TG_SUM(a11);
+  s[12] = FM_TG_SUM(a12), s[13] = FM_TG_SUM(a13), s[14] = FM_TG_SUM(a14), s[15] = FM_TG_SUM(a15);
+}
+
+FM_INLINE void fm_tg_1x8(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  (void)ldx;
+  __m512 a0 = FM_TG_Z, a1 = FM_TG_Z, a2 = FM_TG_Z, a3 = FM_TG_Z, a4 = FM_TG_Z, a5 = FM_TG_Z, a6 = FM_TG_Z,
+         a7 = FM_TG_Z;
+  FM_TG_LOOP
+  __m512 x0 = FM_TG_X(p);
+  FM_TG_K(0, w + c);
+  FM_TG_K(1, w + kc + c);
+  FM_TG_K(2, w + 2 * kc + c);
+  FM_TG_K(3, w + 3 * kc + c);
+  FM_TG_K(4, w + 4 * kc + c);
+  FM_TG_K(5, w + 5 * kc + c);
+  FM_TG_K(6, w + 6 * kc + c);
+  FM_TG_K(7, w + 7 * kc + c);
+  FM_TG_ADD(a0, x0, 0), FM_TG_ADD(a1, x0, 1), FM_TG_ADD(a2, x0, 2), FM_TG_ADD(a3, x0, 3);
+  FM_TG_ADD(a4, x0, 4), FM_TG_ADD(a5, x0, 5), FM_TG_ADD(a6, x0, 6), FM_TG_ADD(a7, x0, 7);
+  }
+  s[0] = FM_TG_SUM(a0), s[1] = FM_TG_SUM(a1), s[2] = FM_TG_SUM(a2), s[3] = FM_TG_SUM(a3);
+  s[4] = FM_TG_SUM(a4), s[5] = FM_TG_SUM(a5), s[6] = FM_TG_SUM(a6), s[7] = FM_TG_SUM(a7);
+}
+
+FM_INLINE void fm_tg_1x1(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  (void)ldx;
+  __m512 a0 = FM_TG_Z;
+  FM_TG_LOOP
+  __m512 x0 = FM_TG_X(p);
+  FM_TG_K(0, w + c);
+  FM_TG_ADD(a0, x0, 0);
+  }
+  s[0] = FM_TG_SUM(a0);
+}
+
+#elif defined(FM_HAVE_AVX2)
+#define FM_TG_BIG 4, 1, fm_tg_4x1
+#define FM_TG_ROW 4, fm_tg_1x4
+/* lane masks of 8 bits: all ones where the bit is set (nonzero), the sign bit (-1) */
+#define FM_TG_K(i, word)                                                                          \
+  const __m256 z##i = _mm256_castsi256_ps(_mm256_cmpeq_epi32(                                     \
+      _mm256_and_si256(_mm256_set1_epi32((int)(((uint32_t)(word) >> (8 * h)) & 255u)), bit), bit)); \
+  const __m256 g##i = _mm256_and_ps(                                                              \
+      _mm256_castsi256_ps(_mm256_cmpeq_epi32(                                                     \
+          _mm256_and_si256(_mm256_set1_epi32((int)(((uint32_t)(word) >> (16 + 8 * h)) & 255u)), bit), bit)), \
+      sb)
+#define FM_TG_ADD(acc, xv, i) acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_xor_ps(xv, g##i), z##i))
+#define FM_TG_X(p) _mm256_loadu_ps(p)
+#define FM_TG_LOOP                                                                           \
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);                        \
+  const __m256 sb = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));                \
+  int64_t c = 0;                                                                             \
+  for (; c < K / 16; c++)                                                                    \
+    for (int h = 0; h < 2; h++) {                                                            \
+      const float *p = x + 16 * c + 8 * h;
+FM_INLINE float fm_tg_sum8(__m256 v) {
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+  return _mm_cvtss_f32(q);
+}
+#define FM_TG_SUM(v) fm_tg_sum8(v)
+#define FM_TG_Z _mm256_setzero_ps()
+
+FM_INLINE void fm_tg_4x1(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  __m256 a0 = FM_TG_Z, a1 = FM_TG_Z, a2 = FM_TG_Z, a3 = FM_TG_Z;
+  FM_TG_LOOP
+  __m256 x0 = FM_TG_X(p), x1 = FM_TG_X(p + ldx), x2 = FM_TG_X(p + 2 * ldx), x3 = FM_TG_X(p + 3 * ldx);
+  FM_TG_K(0, w[c]);
+  FM_TG_ADD(a0, x0, 0), FM_TG_ADD(a1, x1, 0), FM_TG_ADD(a2, x2, 0), FM_TG_ADD(a3, x3, 0);
+  }
+  s[0] = FM_TG_SUM(a0), s[1] = FM_TG_SUM(a1), s[2] = FM_TG_SUM(a2), s[3] = FM_TG_SUM(a3);
+  fm_tg_bits(4, 1, c, K, kc, x, ldx, w, s);
+}
+
+FM_INLINE void fm_tg_1x4(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  __m256 a0 = FM_TG_Z, a1 = FM_TG_Z, a2 = FM_TG_Z, a3 = FM_TG_Z;
+  FM_TG_LOOP
+  __m256 x0 = FM_TG_X(p);
+  FM_TG_K(0, w[c]);
+  FM_TG_K(1, w[kc + c]);
+  FM_TG_K(2, w[2 * kc + c]);
+  FM_TG_K(3, w[3 * kc + c]);
+  FM_TG_ADD(a0, x0, 0), FM_TG_ADD(a1, x0, 1), FM_TG_ADD(a2, x0, 2), FM_TG_ADD(a3, x0, 3);
+  }
+  s[0] = FM_TG_SUM(a0), s[1] = FM_TG_SUM(a1), s[2] = FM_TG_SUM(a2), s[3] = FM_TG_SUM(a3);
+  fm_tg_bits(1, 4, c, K, kc, x, ldx, w, s);
+}
+
+FM_INLINE void fm_tg_1x1(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  __m256 a0 = FM_TG_Z;
+  FM_TG_LOOP
+  __m256 x0 = FM_TG_X(p);
+  FM_TG_K(0, w[c]);
+  FM_TG_ADD(a0, x0, 0);
+  }
+  s[0] = FM_TG_SUM(a0);
+  fm_tg_bits(1, 1, c, K, kc, x, ldx, w, s);
+}
+
+#else
+FM_INLINE void fm_tg_1x1(int64_t K, int64_t kc, const float *x, int64_t ldx, const int32_t *w, float *s) {
+  s[0] = 0;
+  fm_tg_bits(1, 1, 0, K, kc, x, ldx, w, s);
+}
+#endif
+
+/* Y for tile (samples n .. n+ns-1) x (outputs m .. m+nr-1) from its sums s */
+FM_INLINE void fm_tg_out(int ns, int nr, int64_t n, int64_t m, const float *s, const float *alpha,
+                         const float *bias, int64_t hasbias, int64_t relu, float *Y, int64_t ldy) {
+  for (int a = 0; a < ns; a++)
+    for (int r = 0; r < nr; r++) {
+      float v = alpha[m + r] * s[a * nr + r];
+      if (hasbias) v = v + bias[m + r];
+      Y[(n + a) * ldy + m + r] = relu ? (v > 0 ? v : 0) : v;
+    }
+}
+
+/* kept out of line and unspecialised: inlined with the caller's constant shapes, gcc 12
+   warns (-Waggressive-loop-optimizations, an error under -Werror) about iterations of
+   the remainder loops that cannot run */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FM_TG_NOIPA __attribute__((unused, noipa))
+#else
+#define FM_TG_NOIPA __attribute__((unused, noinline))
+#endif
+FM_TG_NOIPA static void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int64_t m1, int64_t K,
+                                                    const float *X, int64_t ldx, const int32_t *msk,
+                                                    int64_t kc, const float *alpha, const float *bias,
+                                                    int64_t hasbias, int64_t relu, float *Y, int64_t ldy) {
+  float s[16];
+  int64_t n = n0;
+#ifdef FM_TG_BIG
+#define FM_TG_BIG_(ns, nr, fn)                                                   \
+  for (; n + ns <= n1; n += ns) {                                                \
+    int64_t m = m0;                                                              \
+    for (; m + nr <= m1; m += nr) {                                              \
+      fn(K, kc, X + n * ldx, ldx, msk + m * kc, s);                              \
+      fm_tg_out(ns, nr, n, m, s, alpha, bias, hasbias, relu, Y, ldy);            \
+    }                                                                            \
+    for (; m < m1; m++)                                                          \
+      for (int a = 0; a < ns; a++) {                                             \
+        fm_tg_1x1(K, kc, X + (n + a) * ldx, ldx, msk + m * kc, s);               \
+        fm_tg_out(1, 1, n + a, m, s, alpha, bias, hasbias, relu, Y, ldy);        \
+      }                                                                          \
+  }
+#define FM_TG_ROW_(nr, fn)                                                       \
+  for (; m + nr <= m1; m += nr) {                                                \
+    fn(K, kc, X + n * ldx, ldx, msk + m * kc, s);                                \
+    fm_tg_out(1, nr, n, m, s, alpha, bias, hasbias, relu, Y, ldy);               \
+  }
+#define FM_TG_EXPAND(mac, args) mac args
+  FM_TG_EXPAND(FM_TG_BIG_, (FM_TG_BIG))
+#endif
+  for (; n < n1; n++) {
+    int64_t m = m0;
+#ifdef FM_TG_ROW
+    FM_TG_EXPAND(FM_TG_ROW_, (FM_TG_ROW))
+#endif
+    for (; m < m1; m++) {
+      fm_tg_1x1(K, kc, X + n * ldx, ldx, msk + m * kc, s);
+      fm_tg_out(1, 1, n, m, s, alpha, bias, hasbias, relu, Y, ldy);
     }
   }
 }

@@ -34,10 +34,12 @@
 static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
 static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len);
 static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len);
+static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
 #define ROUTINES(X)                                       \
   X(fm_sgemm, "iiiiiciiciipii", call_sgemm)               \
   X(fm_im2col_pack, "ciiiiiiiiiiiiiip", call_im2col_pack) \
-  X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)
+  X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)           \
+  X(fm_ternary_gemm, "iiiiicicicciipi", call_ternary_gemm)
 
 #define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
 static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
@@ -116,6 +118,26 @@ static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, s
     if (hasbias && (e = need(av, 9, m1 - 1, "fm_sgemm_pb bias", msg, len))) return e;
   }
   fm_sgemm_pb(m0, m1, n, K, a[4].p, lda, a[6].p, a[7].p, ldc, a[9].p, hasbias, a[11].i);
+  return NULL;
+}
+
+static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t n0 = a[0].i, n1 = a[1].i, m0 = a[2].i, m1 = a[3].i, K = a[4].i, ldx = a[6].i, kc = a[8].i;
+  int64_t hasbias = a[11].i, ldy = a[14].i;
+  const char *e;
+  if (n0 < 0 || m0 < 0 || K < 0 || kc != (K + 15) / 16 || ldx < K || ldy < m1) {
+    snprintf(msg, len, "fm_ternary_gemm: bad geometry (n0 %lld, m0 %lld, m1 %lld, K %lld, kc %lld, ldx %lld, ldy %lld)",
+             (long long)n0, (long long)m0, (long long)m1, (long long)K, (long long)kc, (long long)ldx,
+             (long long)ldy);
+    return msg;
+  }
+  if (n1 <= n0 || m1 <= m0) return NULL;
+  if (K > 0 && (e = need(av, 5, (n1 - 1) * ldx + K - 1, "fm_ternary_gemm X", msg, len))) return e;
+  if (kc > 0 && (e = need(av, 7, m1 * kc - 1, "fm_ternary_gemm masks", msg, len))) return e;
+  if ((e = need(av, 9, m1 - 1, "fm_ternary_gemm alpha", msg, len))) return e;
+  if (hasbias && (e = need(av, 10, m1 - 1, "fm_ternary_gemm bias", msg, len))) return e;
+  if ((e = need(av, 13, (n1 - 1) * ldy + m1 - 1, "fm_ternary_gemm Y", msg, len))) return e;
+  fm_ternary_gemm(n0, n1, m0, m1, K, a[5].p, ldx, a[7].p, kc, a[9].p, a[10].p, hasbias, a[12].i, a[13].p, ldy);
   return NULL;
 }
 

@@ -21,7 +21,10 @@
  * planes (one per stride phase, Wph columns wide), which makes tap (c, kh, kw) a constant
  * shift: output q = oh*Wph + ow reads plane[q + off(c, kh, kw)]. The Wph - OW extra columns
  * per row are computed and dropped. 1xK-free convs without padding or stride read X as is.
- * Gemm: acc is a scalar per (row, output), a gather-add over X's row.
+ * Gemm: acc is a scalar per (row, output), a gather-add over X's row (Pow2Gemm, and
+ * TernaryGemm with a Gemm alpha != 1 or beta other than 0/1). TernaryGemm otherwise runs
+ * the prelude's fm_ternary_gemm over bitmasks of W (lower_gemm_masks): vector masked adds,
+ * the same one multiplication per output.
  */
 #include "ops/fewmul_internal.h"
 #include <stdlib.h>
@@ -420,9 +423,68 @@ static void gemm_shift(KB *b, Acc *a, KExpr *d) {
   kb_set(b, a->var, k_bin(KB_LDEXP, k_var(a->var), d));
 }
 
+/* TernaryGemm through the prelude's fm_ternary_gemm: W as two bitmasks per output and
+   16-column chunk (one int32: bits 0-15 where w != 0, 16-31 where w = -1), blocks of
+   MBLK outputs in a parallel loop. Y = Alpha[m] * acc + B[m], the order of the tap-loop
+   lowering; a fused Relu rides on the store, another activation runs over the block. */
+#define MBLK 16
+
+static int lower_gemm_masks(KB *b, Node *n, const GemmGeo *q) {
+  if (is_pow2(n) || q->alpha != 1 || (bias_of(n) && q->beta != 1 && q->beta != 0)) return 0;
+  const int8_t *w = fm_in(n, 1)->data;
+  if (!w) fm_fail("node '%s' (%s): the integer weights must be constants (initialisers)", n->name, n->op_type);
+  int64_t M = q->M, K = q->K, kc = (K + 15) / 16, nnz = 0;
+  int64_t nmk = M * kc;
+  if (nmk > INT32_MAX) return 0;
+  int32_t *msk = fm_alloc(b->a, sizeof(int32_t) * (size_t)(nmk ? nmk : 1));
+  int32_t *nzc = fm_alloc(b->a, sizeof(int32_t) * (size_t)(M + 1));
+  memset(msk, 0, sizeof(int32_t) * (size_t)nmk);
+  nzc[0] = 0;
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t k = 0; k < K; k++) {
+      int8_t v = w[q->tb ? m * K + k : k * M + m];
+      if (v < -1 || v > 1)
+        fm_fail("node '%s' (%s): weight '%s' holds %d; only -1, 0 and 1 are allowed", n->name,
+                n->op_type, fm_in(n, 1)->name, v);
+      if (v) msk[m * kc + k / 16] |= (int32_t)((1u << (k % 16)) | (v < 0 ? 1u << (16 + k % 16) : 0));
+      nnz += v != 0;
+    }
+    if (nnz > INT32_MAX) return 0;
+    nzc[m + 1] = (int32_t)nnz;
+  }
+  KBuf *X = kb_in(b, 0), *Al = kb_in(b, 2), *Y = kb_out(b, 0);
+  KBuf *B = bias_of(n) && q->beta != 0 ? kb_in(b, 3) : NULL;
+  KBuf *MK = kb_const(b, "masks", FM_I32, nmk ? nmk : 1, msk);
+  KBuf *NZ = kb_const(b, "nnz_upto", FM_I32, M + 1, nzc); /* for the cost only */
+  int relu = n->fused_act == OP_Relu, other_act = n->fused_act && !relu;
+  kb_comment(b, "%s: %lld x %lld, %lld of %lld weights nonzero, bitmasks of %lld chunks per output", n->op_type,
+             (long long)K, (long long)M, (long long)nnz, (long long)(K * M), (long long)kc);
+  KExpr *N = kb_dim(b, q->N);
+  KVar *mb = kb_for(b, "mb", k_i(0), k_i((M + MBLK - 1) / MBLK), KL_PARALLEL);
+  KVar *m0 = kb_let(b, "m0", FM_I64, k_mul(k_var(mb), k_i(MBLK)));
+  KVar *m1 = kb_let(b, "m1", FM_I64, k_min(k_add(k_var(m0), k_i(MBLK)), k_i(M)));
+  KExpr *outs = k_mul(N, k_sub(k_var(m1), k_var(m0)));
+  KExpr *adds = k_mul(N, k_sub(ld(NZ, k_var(m1)), ld(NZ, k_var(m0))));
+  if (B) adds = k_add(adds, outs);
+  kb_call(b, "fm_ternary_gemm", outs, adds, 15, k_i(0), N, k_var(m0), k_var(m1), k_i(K),
+          k_addr(X, k_i(0)), k_i(K), k_addr(MK, k_i(0)), k_i(kc), k_addr(Al, k_i(0)),
+          k_addr(B ? B : Al, k_i(0)), k_i(B != NULL), k_i(relu), k_addr(Y, k_i(0)), k_i(M));
+  if (other_act) {
+    KVar *i = kb_for(b, "i", k_i(0), N, KL_SERIAL);
+    KVar *m = kb_for(b, "m", k_var(m0), k_var(m1), KL_VECTOR);
+    KExpr *yi = k_add(k_mul(k_var(i), k_i(M)), k_var(m));
+    fm_dense_store(b, n, Y, yi, k_load(Y, yi));
+    kb_end(b);
+    kb_end(b);
+  }
+  kb_end(b); /* mb */
+  return 1;
+}
+
 static void lower_gemm(KB *b, Node *n) {
   GemmGeo q;
   gemm_setup(n, &q);
+  if (lower_gemm_masks(b, n, &q)) return;
   int64_t *off = malloc(sizeof(int64_t) * (size_t)(q.K ? q.K : 1));
   for (int64_t k = 0; k < q.K; k++) off[k] = k;
   if (q.K > INT32_MAX) fm_fail("node '%s' (%s): K too large", n->name, n->op_type);
