@@ -4,8 +4,10 @@
 # Winograd domains, mnist_cnn with pad-0 convs and crops, resnet18), export ONNX (ai.fewmul
 # WinogradConv with its function body in standard ops), and compare ONNX Runtime AND
 # `fewmul compile` + `fewmul run` against the trainer's eval forward: max abs diff < 1e-4 and
-# identical argmax (quantised cases: < 2e-2, see docs/METHODS.md: a value whose x/s lies on a
-# rounding boundary can round either way when the float sums run in another order).
+# identical argmax. Quantised cases: ONNX Runtime < 2e-2; fewmul < 5e-2 * max(1, max|output|):
+# see docs/METHODS.md, a value whose x/s lies on a rounding boundary can round either way when
+# the float sums run in another order (fewmul's GEMMs use FMA, the trainer and ORT do not), and
+# one such flip moves the outputs by a quantisation step; the argmax must still agree.
 # Then the CLI: --method winograd on mnist_cnn and resnet18, and bad flags.
 # Usage: bash winograd_export.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 . "$(dirname "$0")/lib/common.sh"
@@ -17,11 +19,11 @@ enter_work
 e2e_models "$HELPER"
 
 while read -r c; do
-  tol=1e-4
-  case $c in *bit) tol=2e-2 ;; esac
+  tol=1e-4 ctol=1e-4
+  case $c in *bit) tol=2e-2 ctol=-5e-2 ;; esac
   grep -q 'WinogradConv' "models/$c.onnx" || bad "$c: no WinogradConv in the model"
   ort_case "$HELPER" "$c" "$tol" "$c ORT"
-  compiled_case "$HELPER" "$c" "$tol"
+  compiled_case "$HELPER" "$c" "$ctol"
 done <cases.txt
 
 # ---- the CLI: ORT's test accuracy = the trainer's ----

@@ -71,7 +71,8 @@ static int ec_argmax(const float *r, int k) {
   return b;
 }
 
-// --compare REF GOT TOL: max |REF - GOT| <= TOL and the same argmax per row; 0 or 1
+// --compare REF GOT TOL: max |REF - GOT| <= TOL and the same argmax per row; 0 or 1.
+// TOL < 0: relative to the outputs' scale, max |REF - GOT| <= |TOL| * max(1, max |REF|).
 static int ec_compare(const char *ref, const char *got, double tol) {
   int r1, c1, r2, c2;
   float *a = ec_read_npy(ref, &r1, &c1), *b = ec_read_npy(got, &r2, &c2);
@@ -86,7 +87,15 @@ static int ec_compare(const char *ref, const char *got, double tol) {
     for (int j = 0; j < c1; j++) md = fmax(md, fabs((double)a[i * c1 + j] - b[i * c1 + j]));
     diff_arg += ec_argmax(a + i * c1, c1) != ec_argmax(b + i * c1, c1);
   }
-  printf("max abs diff %.3g over %dx%d, %d argmax differ\n", md, r1, c1, diff_arg);
+  if (tol < 0) {
+    double big = 1;
+    for (int i = 0; i < r1 * c1; i++) big = fmax(big, fabs((double)a[i]));
+    tol = -tol * big;
+  }
+  int nbig = 0;
+  for (int i = 0; i < r1 * c1; i++) nbig += fabs((double)a[i] - b[i]) > 1e-4;
+  printf("max abs diff %.3g (tolerance %.3g) over %dx%d, %d above 1e-4, %d argmax differ\n", md, tol, r1, c1,
+         nbig, diff_arg);
   free(a), free(b);
   return md <= tol && !diff_arg ? 0 : 1;
 }
