@@ -37,14 +37,14 @@
 
 static int is_pow2(const Node *n) { return n->op == OP_Pow2Conv || n->op == OP_Pow2Gemm; }
 
-static void need_dtype(Node *n, const Tensor *t, FmDType want, const char *what) {
+void fm_need_dtype(Node *n, const Tensor *t, FmDType want, const char *what) {
   if (t->dtype != want)
     fm_fail("node '%s' (%s): %s '%s' has dtype %s, expected %s", n->name, n->op_type, what, t->name,
             fm_dtype_name(t->dtype), fm_dtype_name(want));
 }
 
 static void need_vec(Node *n, const Tensor *t, int64_t M, const char *what) {
-  need_dtype(n, t, FM_F32, what);
+  fm_need_dtype(n, t, FM_F32, what);
   if (fm_numel(t) != M || (t->rank != 1 && !(t->rank == 2 && t->dims[0] == 1)))
     fm_fail("node '%s' (%s): %s '%s' must have shape [%lld]", n->name, n->op_type, what, t->name,
             (long long)M);
@@ -53,10 +53,10 @@ static void need_vec(Node *n, const Tensor *t, int64_t M, const char *what) {
 /* X float32; W (or Sign and Shift) int8 of one shape; returns W. */
 static Tensor *check_common(Node *n) {
   Tensor *x = fm_in(n, 0), *w = fm_in(n, 1), *w2 = fm_in(n, 2);
-  need_dtype(n, x, FM_F32, "input");
-  need_dtype(n, w, FM_I8, is_pow2(n) ? "Sign" : "W");
+  fm_need_dtype(n, x, FM_F32, "input");
+  fm_need_dtype(n, w, FM_I8, is_pow2(n) ? "Sign" : "W");
   if (is_pow2(n)) {
-    need_dtype(n, w2, FM_I8, "Shift");
+    fm_need_dtype(n, w2, FM_I8, "Shift");
     if (w2->rank != w->rank || memcmp(w2->dims, w->dims, sizeof(int64_t) * (size_t)w->rank))
       fm_fail("node '%s' (%s): Shift '%s' must have the shape of Sign '%s'", n->name, n->op_type,
               w2->name, w->name);

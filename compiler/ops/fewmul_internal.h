@@ -68,4 +68,7 @@ typedef struct FmTapConv {
   int act;
 } FmTapConv;
 void fm_tap_conv(KB *b, const FmTapConv *t);
+/* fm_fail unless t has dtype want: "node 'n' (op): what 't' has dtype X, expected Y" */
+void fm_need_dtype(Node *n, const Tensor *t, FmDType want, const char *what);
+
 #endif

@@ -30,15 +30,9 @@
 
 /* ---- checking ---- */
 
-static void need_dtype(Node *n, const Tensor *t, FmDType want, const char *what) {
-  if (t->dtype != want)
-    fm_fail("node '%s' (%s): %s '%s' has dtype %s, expected %s", n->name, n->op_type, what, t->name,
-            fm_dtype_name(t->dtype), fm_dtype_name(want));
-}
-
 /* A float32 vector of cnt values (any shape of that many elements, as the body reshapes). */
 static void need_vec(Node *n, const Tensor *t, int64_t cnt, const char *what) {
-  need_dtype(n, t, FM_F32, what);
+  fm_need_dtype(n, t, FM_F32, what);
   if (fm_numel(t) != cnt)
     fm_fail("node '%s' (%s): %s '%s' must hold %lld values, one per %s", n->name, n->op_type, what, t->name,
             (long long)cnt, !strcmp(what, "B") ? "output channel" : "hidden unit");
@@ -54,6 +48,13 @@ static void need_rank(Node *n, const Tensor *t, int rank, const char *what, cons
   if (t->rank != rank)
     fm_fail("node '%s' (%s): %s '%s' must be %s (rank %d), got rank %d", n->name, n->op_type, what, t->name,
             shape, rank, t->rank);
+}
+
+/* A ternary weight of SPConv/SPGemm: int8, the given rank, a known shape. */
+static void need_weight(Node *n, const Tensor *t, int rank, const char *what, const char *shape) {
+  fm_need_dtype(n, t, FM_I8, what);
+  need_rank(n, t, rank, what, shape);
+  need_known(n, t, 0, what);
 }
 
 /* Input i (optional): NULL when absent. */
@@ -104,15 +105,11 @@ static void spconv_setup(Node *n, SpConv *s) {
   check_arity(n);
   s->x = fm_in(n, 0), s->wb = fm_in(n, 1), s->a = fm_in(n, 2), s->wc = fm_in(n, 3);
   s->zb = opt_in(n, 4), s->bias = opt_in(n, 5), s->y = n->out[0];
-  need_dtype(n, s->x, FM_F32, "input");
+  fm_need_dtype(n, s->x, FM_F32, "input");
   need_rank(n, s->x, 4, "input", "[N, C, H, W]");
   need_known(n, s->x, 1, "input");
-  need_dtype(n, s->wb, FM_I8, "WB");
-  need_rank(n, s->wb, 4, "WB", "[r, C/group, kh, kw]");
-  need_known(n, s->wb, 0, "WB");
-  need_dtype(n, s->wc, FM_I8, "WC");
-  need_rank(n, s->wc, 4, "WC", "[r, M/group, ph, pw]");
-  need_known(n, s->wc, 0, "WC");
+  need_weight(n, s->wb, 4, "WB", "[r, C/group, kh, kw]");
+  need_weight(n, s->wc, 4, "WC", "[r, M/group, ph, pw]");
   s->C = s->x->dims[1], s->H = s->x->dims[2], s->W = s->x->dims[3];
   s->r = s->wb->dims[0], s->kh = s->wb->dims[2], s->kw = s->wb->dims[3];
   s->G = fm_attr_i(n, "group", 1);
@@ -274,15 +271,11 @@ static void spgemm_setup(Node *n, SpGemm *s) {
   check_arity(n);
   s->x = fm_in(n, 0), s->wb = fm_in(n, 1), s->a = fm_in(n, 2), s->wc = fm_in(n, 3);
   s->zb = opt_in(n, 4), s->bias = opt_in(n, 5);
-  need_dtype(n, s->x, FM_F32, "input");
+  fm_need_dtype(n, s->x, FM_F32, "input");
   need_rank(n, s->x, 2, "input", "[N, K]");
   need_known(n, s->x, 1, "input");
-  need_dtype(n, s->wb, FM_I8, "WB");
-  need_rank(n, s->wb, 2, "WB", "[r, K]");
-  need_known(n, s->wb, 0, "WB");
-  need_dtype(n, s->wc, FM_I8, "WC");
-  need_rank(n, s->wc, 2, "WC", "[M, r]");
-  need_known(n, s->wc, 0, "WC");
+  need_weight(n, s->wb, 2, "WB", "[r, K]");
+  need_weight(n, s->wc, 2, "WC", "[M, r]");
   s->N = s->x->dims[0], s->K = s->x->dims[1], s->r = s->wb->dims[0], s->M = s->wc->dims[0];
   if (s->wb->dims[1] != s->K)
     fm_fail("node '%s' (%s): input '%s' has %lld columns but WB '%s' has %lld", n->name, n->op_type,
