@@ -147,10 +147,10 @@ static void add_row_sums(float *acc, const float *x, int M, size_t P) {
 // The output chunk (M, ns*P) is scattered to (ns, M, P) afterwards; backward
 // gathers dout into that layout first.
 
-// Target GEMM width in columns. Batching (e.g. 1024: ~+20% on resnet20) changes
-// the float summation order of the trained weights, which tips
-// e2e/winograd_export's resnet18_static_f2_8bit past its 2e-2 tolerance, so it
-// is off (1 = one sample per GEMM, the previous numerics) until that is settled.
+// Target GEMM width in columns (1 = one sample per GEMM). Batching samples (1024
+// gave ~+20% on resnet20 when every conv went this way) has not been measured since
+// the packed path (conv_fast.c) took over resnet20's stride-1 convs; the quantised
+// Winograd e2e check that it used to upset is now relative to the outputs' scale.
 #define CHUNK_COLS 1
 static int chunk_max(size_t P) {
   size_t ns = CHUNK_COLS / P;
