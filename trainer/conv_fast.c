@@ -169,19 +169,6 @@ size_t fm_conv_fast_wgrad_workspace(const FmConvAttr *a, int H, int W, int nthre
   return FAST_NB(nthreads) * wgrad_block(K, a->cout) + nthreads * wgrad_thread(K, a->cout, P);
 }
 
-// dout (M, P) -> B slivers of 32 columns m, P rows: bp[(m/32)*P*32 + p*32 + m%32]
-static void pack_dout_t(float *bp, const float *dy, int M, size_t P) {
-  for (int m0 = 0; m0 < M; m0 += FM_GEMM_NR, bp += P * FM_GEMM_NR) {
-    int mr = M - m0 < FM_GEMM_NR ? M - m0 : FM_GEMM_NR;
-    for (size_t p = 0; p < P; p++) {
-      float *d = bp + p * FM_GEMM_NR;
-      int j = 0;
-      for (; j < mr; j++) d[j] = dy[(size_t)(m0 + j) * P + p];
-      for (; j < FM_GEMM_NR; j++) d[j] = 0;
-    }
-  }
-}
-
 void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp, int N,
                                   int H, int W, const FmConvAttr *a, float *work, int nthreads) {
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
@@ -205,7 +192,8 @@ void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dou
           for (int m = 0; m < M; m++) db[m] += fm_sumf(dy + m * P, (int)P);
         if (!dweight) continue;
         fm_im2col(col, inp + n * in_n, a->cin, H, W, a);
-        pack_dout_t(bp, dy, M, P);
+        // dout^T as the GEMM's packed B: slivers of 32 channels, P rows (zero padded)
+        fm_sgemm_pack_b((int64_t)P, M, dy, (int64_t)P, 1, 0, 0, bp);
         fm_sgemm_pb(0, (int64_t)K, M, (int64_t)P, col, (int64_t)P, bp, tmp, M, NULL, 0, 0);
 #pragma omp simd
         for (size_t i = 0; i < K * M; i++) dwt[i] += tmp[i];
