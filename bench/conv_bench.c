@@ -4,7 +4,7 @@
  *
  *   cc -O2 -march=native -fopenmp -Itrainer -Icompiler -I. -Iruntime/include \
  *      -I/usr/include/x86_64-linux-gnu bench/conv_bench.c trainer/ops_conv.c \
- *      trainer/conv_fast.c trainer/ops_elem.c -o /tmp/conv_bench -lopenblas -lm
+ *      trainer/conv_fast.c trainer/ops_elem.c trainer/ops_linear.c -o /tmp/conv_bench -lopenblas -lm
  *   /tmp/conv_bench CIN COUT HW STRIDE THREADS [PAD]      # 3x3 kernel, batch 64
  *   FEWMUL_CONV_IM2COL=1 /tmp/conv_bench 16 16 32 1 1
  */
@@ -35,7 +35,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < xn; i++) x[i] = (float)(rand() % 100) / 100;
   for (size_t i = 0; i < wn; i++) w[i] = (float)(rand() % 100) / 100 - 0.5f;
   for (size_t i = 0; i < yn; i++) y[i] = 0.01f * (float)(i % 7);
-  double fwd = 1e9, bwd = 1e9;
+  fm_blas_single_thread();   // as the trainer: OpenMP threads outside, one BLAS thread inside
+  double fwd = 1e9, bwd = 1e9, bdat = 1e9, bwgt = 1e9;
   for (int r = 0; r < 10; r++) {
     double t = now();
     fm_conv2d_forward(y, x, w, NULL, N, H, H, &a, ws, nt);
@@ -45,11 +46,19 @@ int main(int argc, char **argv) {
     fm_conv2d_backward(dx, dw, NULL, y, x, w, N, H, H, &a, ws, nt);
     t = now() - t;
     if (t < bwd) bwd = t;
+    t = now();
+    fm_conv2d_backward(dx, NULL, NULL, y, x, w, N, H, H, &a, ws, nt);
+    t = now() - t;
+    if (t < bdat) bdat = t;
+    t = now();
+    fm_conv2d_backward(NULL, dw, NULL, y, x, w, N, H, H, &a, ws, nt);
+    t = now() - t;
+    if (t < bwgt) bwgt = t;
   }
   double flop = 2.0 * N * M * C * 9 * OH * OH;
   printf("cin %d cout %d %dx%d stride %d pad %d, batch %d, %d threads: forward %.2f ms (%.0f GFLOP/s), "
-         "backward %.2f ms (%.0f GFLOP/s)\n", C, M, H, H, s, pad, N, nt, fwd * 1e3, flop / fwd * 1e-9, bwd * 1e3,
-         2 * flop / bwd * 1e-9);
+         "backward %.2f ms (%.0f GFLOP/s; data %.2f, weight %.2f)\n", C, M, H, H, s, pad, N, nt, fwd * 1e3,
+         flop / fwd * 1e-9, bwd * 1e3, 2 * flop / bwd * 1e-9, bdat * 1e3, bwgt * 1e3);
   free(x), free(w), free(y), free(dx), free(dw), free(ws);
   return 0;
 }

@@ -45,20 +45,57 @@ static int packable(const FmConvAttr *a, int OW) {
          !getenv("FEWMUL_CONV_IM2COL");
 }
 
-int fm_conv_fast_ok(const FmConvAttr *a, int W) {
-  return packable(a, fm_conv_out(W, a->kw, a->sw, a->pw, a->dw));
+#if defined(FM_HAVE_AVX2) && defined(__AVX512F__)
+#define FM_DIRECT 1   // the AVX-512 direct kernels below
+#endif
+
+/* The direct forward (AVX-512 builds): any input channels, stride, padding and
+ * dilation; output channels in whole 8-row tiles, output rows in whole 16-lane vectors. */
+static int direct_fwd_ok(const FmConvAttr *a, int OW) {
+#ifdef FM_DIRECT
+  return a->groups == 1 && a->cout % 8 == 0 && OW > 0 && OW % 16 == 0 && !getenv("FEWMUL_CONV_IM2COL");
+#else
+  (void)a, (void)OW;
+  return 0;
+#endif
 }
 
-// a 32-column register tile full of output channels, and 32 or more GEMM rows
+// the stride-1 input gradient as a direct conv: input channels fill the 8-row tiles
+static int direct_dinp_ok(const FmConvAttr *a, int W) {
+  FmConvAttr t = *a;
+  t.cout = a->cin;
+  return direct_fwd_ok(&t, W) && a->sh == 1 && a->sw == 1 && a->oph == 0 && a->opw == 0 &&
+         a->dh * (a->kh - 1) - a->ph >= 0 && a->dw * (a->kw - 1) - a->pw >= 0;
+}
+
+int fm_conv_fast_ok(const FmConvAttr *a, int W) {
+  int OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  return direct_fwd_ok(a, OW) || packable(a, OW);
+}
+
+/* The direct weight gradient (below, AVX-512 builds): any stride, padding, dilation and
+ * width; input channels in whole 16-lane vectors, output channels in whole 8-row tiles. */
+static int wgrad_direct_ok(const FmConvAttr *a) {
+#ifdef FM_DIRECT
+  return a->groups == 1 && a->cin % 16 == 0 && a->cout % 8 == 0 && !getenv("FEWMUL_CONV_IM2COL");
+#else
+  (void)a;
+  return 0;
+#endif
+}
+
+// direct, else a 32-column register tile full of output channels and 32 or more GEMM rows
 int fm_conv_fast_wgrad_ok(const FmConvAttr *a, int W) {
-  return fm_conv_fast_ok(a, W) && a->cout >= FM_GEMM_NR && a->cin * a->kh * a->kw >= 4 * FM_GEMM_MR;
+  return wgrad_direct_ok(a) ||
+         (fm_conv_fast_ok(a, W) && a->cout >= FM_GEMM_NR && a->cin * a->kh * a->kw >= 4 * FM_GEMM_MR);
 }
 
 // the input gradient is a conv whose output is the input (width W); a GEMM of fewer
 // than 8 rows (input channels) would waste most of each register tile
 int fm_conv_fast_dinp_ok(const FmConvAttr *a, int W) {
-  return packable(a, W) && a->cin >= FM_GEMM_MR && a->oph == 0 && a->opw == 0 &&
-         a->dh * (a->kh - 1) - a->ph >= 0 && a->dw * (a->kw - 1) - a->pw >= 0;
+  return direct_dinp_ok(a, W) ||
+         (packable(a, W) && a->cin >= FM_GEMM_MR && a->oph == 0 && a->opw == 0 &&
+          a->dh * (a->kh - 1) - a->ph >= 0 && a->dw * (a->kw - 1) - a->pw >= 0);
 }
 
 // rows of an OH x OW map per task: whole rows (the packer's fast path), ~FAST_COLS columns
@@ -75,10 +112,31 @@ static size_t panel_floats(size_t K, int OW, int rows) {
 
 static size_t align16f(size_t n) { return (n + 15) & ~(size_t)15; }
 
+static size_t direct_workspace(const FmConvAttr *a, int OH, int OW, int nthreads);
+static FmConvAttr dinp_attr(const FmConvAttr *a);
+
 size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   if (nthreads < 1) nthreads = 1;
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   size_t kk = (size_t)a->kh * a->kw;
+  if (direct_fwd_ok(a, OW) || direct_dinp_ok(a, W)) {
+    FmConvAttr t = dinp_attr(a);
+    size_t f = direct_fwd_ok(a, OW) ? direct_workspace(a, OH, OW, nthreads) : 0;
+    size_t d = direct_dinp_ok(a, W) ? direct_workspace(&t, H, W, nthreads) : 0;
+    size_t wg = fm_conv_fast_wgrad_ok(a, W) ? fm_conv_fast_wgrad_workspace(a, H, W, nthreads) : 0;
+    size_t r = f > d ? f : d;
+    if (!direct_fwd_ok(a, OW) && packable(a, OW)) {
+      size_t pf = nthreads * align16f(panel_floats(a->cin * kk, OW, rows_per_block(OH, OW)));
+      if (pf > r) r = pf;
+    }
+    if (!direct_dinp_ok(a, W) && fm_conv_fast_dinp_ok(a, W)) {
+      int rb = rows_per_block(H, W);
+      size_t pd = align16f((size_t)a->cin * a->cout * kk) +
+                  nthreads * (align16f(panel_floats(a->cout * kk, W, rb)) + align16f((size_t)a->cin * W * rb));
+      if (pd > r) r = pd;
+    }
+    return r > wg ? r : wg;
+  }
   // forward: a panel per thread
   size_t fwd = nthreads * align16f(panel_floats(a->cin * kk, OW, rows_per_block(OH, OW))), bwd = 0;
   if (fm_conv_fast_dinp_ok(a, W)) {   // flipped weights, then per thread a panel and a C x cols block
@@ -91,8 +149,150 @@ size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   return fwd > bwd ? fwd : bwd;
 }
 
+/* Direct convolution (AVX-512): an implicit GEMM with no im2col matrix and no packing.
+ * Each sample is copied into a zero-padded buffer xp (C, Hp, sw, Wq): padded row Y holds
+ * its sw column phases one after the other (phase f = X % sw at f*Wq + X / sw), so for
+ * output pixels ox0..ox0+15 of row oy the input under tap (c, ky, kx) is one contiguous
+ * 16-float vector at
+ *   xp + c*plane + (oy*sh + ky*dh)*rowlen + ((kx*dw) % sw)*Wq + ox0 + (kx*dw) / sw,
+ * i.e. a base for the pixels plus koff[k], a per-(c, ky, kx) offset table. An 8 x 32
+ * register tile (8 output channels, two 16-pixel vectors) runs over k = (c, ky, kx)
+ * with the weights transposed to wT (K, M) for 8-float broadcasts: 16 FMAs per k.
+ * Parallel over samples; every output element is written by one task. */
+typedef struct {
+  int C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW;
+  int Hp, Wq, rowlen;   // padded rows, floats per column phase, floats per padded row
+  size_t plane;         // floats per padded channel
+} DGeom;
+
+static DGeom dgeom(const FmConvAttr *a, int H, int W) {
+  DGeom g = {a->cin, H, W, a->cout, a->kh, a->kw, a->sh, a->sw, a->ph, a->pw, a->dh, a->dw,
+             fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), fm_conv_out(W, a->kw, a->sw, a->pw, a->dw), 0, 0, 0, 0};
+  int Wp = (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+  g.Hp = (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+  g.Wq = (Wp + g.sw - 1) / g.sw;
+  g.rowlen = g.sw * g.Wq;
+  g.plane = (size_t)g.Hp * g.rowlen;
+  return g;
+}
+
+// the conv whose output is a's input gradient (stride 1): cout <-> cin, padding d(k-1) - p
+static FmConvAttr dinp_attr(const FmConvAttr *a) {
+  FmConvAttr t = *a;
+  t.cin = a->cout, t.cout = a->cin;
+  t.ph = a->dh * (a->kh - 1) - a->ph, t.pw = a->dw * (a->kw - 1) - a->pw;
+  return t;
+}
+
+// wT (K x M), koff (K int32), then per thread a padded sample (+16 floats of slack)
+static size_t direct_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
+  DGeom g = dgeom(a, H, W);
+  size_t K = (size_t)g.C * g.kh * g.kw;
+  return align16f(K * g.M) + align16f(K) + nthreads * align16f(g.C * g.plane + 16);
+}
+
+#ifdef FM_DIRECT
+// copy x (C, H, W) into xp (C, Hp, sw phases x Wq), zero where the window leaves x
+static void to_padded_phases(float *xp, const float *x, const DGeom *g) {
+  for (int c = 0; c < g->C; c++)
+    for (int Y = 0; Y < g->Hp; Y++) {
+      float *d = xp + c * g->plane + (size_t)Y * g->rowlen;
+      int iy = Y - g->ph;
+      if (iy < 0 || iy >= g->H) { memset(d, 0, sizeof(float) * g->rowlen); continue; }
+      const float *src = x + ((size_t)c * g->H + iy) * g->W;
+      if (g->sw == 1) {   // [0, pw) zero | x row | zero to Wq
+        int x0 = g->pw < 0 ? -g->pw : 0, lo = g->pw > 0 ? g->pw : 0;
+        int n = g->W - x0 < g->Wq - lo ? g->W - x0 : g->Wq - lo;
+        if (n < 0) n = 0;
+        memset(d, 0, sizeof(float) * lo);
+        memcpy(d + lo, src + x0, sizeof(float) * n);
+        memset(d + lo + n, 0, sizeof(float) * (g->Wq - lo - n));
+        continue;
+      }
+      for (int f = 0; f < g->sw; f++)
+        for (int j = 0; j < g->Wq; j++) {
+          int ix = j * g->sw + f - g->pw;
+          d[f * g->Wq + j] = ix >= 0 && ix < g->W ? src[ix] : 0.0f;
+        }
+    }
+}
+
+/* o0/o1 (8 rows ldo apart, 16 floats each; o1 only when two) = or += sum_k wT[k][0:8]
+ * (x) x0/x1[koff[k]] (+ bias[0:8] when storing). */
+static void direct_tile(float *o0, float *o1, size_t ldo, const float *x0, const float *x1, const float *wT,
+                        int ldw, const int32_t *koff, int K, const float *bias, int accumulate, int two) {
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+#define DT_INIT(i, y0, y1)                                                                      \
+  if (accumulate) y0 = _mm512_loadu_ps(o0 + (i) * ldo), y1 = two ? _mm512_loadu_ps(o1 + (i) * ldo) : y0; \
+  else y0 = y1 = bias ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
+  DT_INIT(0, c00, c01) DT_INIT(1, c10, c11) DT_INIT(2, c20, c21) DT_INIT(3, c30, c31)
+  DT_INIT(4, c40, c41) DT_INIT(5, c50, c51) DT_INIT(6, c60, c61) DT_INIT(7, c70, c71)
+#undef DT_INIT
+  for (int k = 0; k < K; k++, wT += ldw) {
+    __m512 b0 = _mm512_loadu_ps(x0 + koff[k]), b1 = _mm512_loadu_ps(x1 + koff[k]), w;
+#define DT_ROW(i, y0, y1)             \
+    w = _mm512_set1_ps(wT[i]);        \
+    y0 = _mm512_fmadd_ps(w, b0, y0);  \
+    y1 = _mm512_fmadd_ps(w, b1, y1);
+    DT_ROW(0, c00, c01) DT_ROW(1, c10, c11) DT_ROW(2, c20, c21) DT_ROW(3, c30, c31)
+    DT_ROW(4, c40, c41) DT_ROW(5, c50, c51) DT_ROW(6, c60, c61) DT_ROW(7, c70, c71)
+#undef DT_ROW
+  }
+#define DT_STORE(i, y0, y1)                       \
+  _mm512_storeu_ps(o0 + (i) * ldo, y0);           \
+  if (two) _mm512_storeu_ps(o1 + (i) * ldo, y1);
+  DT_STORE(0, c00, c01) DT_STORE(1, c10, c11) DT_STORE(2, c20, c21) DT_STORE(3, c30, c31)
+  DT_STORE(4, c40, c41) DT_STORE(5, c50, c51) DT_STORE(6, c60, c61) DT_STORE(7, c70, c71)
+#undef DT_STORE
+}
+
+// out_n (M, OH, OW) = or += conv(inp_n) for every sample, wT (K, M) already in work
+static void direct_conv(float *out, const float *inp, const float *bias, int accumulate, int N, const DGeom *g,
+                        float *work, int nthreads) {
+  int K = g->C * g->kh * g->kw, M = g->M, ngr = g->OH * g->OW / 16, per_row = g->OW / 16;
+  size_t P = (size_t)g->OH * g->OW, in_n = (size_t)g->C * g->H * g->W;
+  const float *wT = work;
+  int32_t *koff = (int32_t *)(work + align16f((size_t)K * M));
+  float *xps = work + align16f((size_t)K * M) + align16f(K);
+  size_t xslice = align16f(g->C * g->plane + 16);
+  for (int c = 0, k = 0; c < g->C; c++)
+    for (int ky = 0; ky < g->kh; ky++)
+      for (int kx = 0; kx < g->kw; kx++, k++)
+        koff[k] = (int32_t)(c * g->plane + (size_t)ky * g->dh * g->rowlen + (kx * g->dw) % g->sw * g->Wq +
+                            (kx * g->dw) / g->sw);
+  double macs = (double)N * M * P * K;
+#pragma omp parallel num_threads(nthreads) if (macs > FAST_PAR_MIN)
+  {
+    float *xp = xps + (size_t)omp_get_thread_num() * xslice;
+#pragma omp for schedule(dynamic, 1)
+    for (int n = 0; n < N; n++) {
+      to_padded_phases(xp, inp + n * in_n, g);
+      float *o = out + (size_t)n * M * P;
+      for (int v = 0; v < ngr; v += 2) {   // two 16-pixel vectors per tile
+        int v1 = v + 1 < ngr ? v + 1 : v;
+        int y0 = v / per_row, y1 = v1 / per_row, xo0 = v % per_row * 16, xo1 = v1 % per_row * 16;
+        const float *x0 = xp + (size_t)y0 * g->sh * g->rowlen + xo0, *x1 = xp + (size_t)y1 * g->sh * g->rowlen + xo1;
+        for (int m0 = 0; m0 < M; m0 += 8)
+          direct_tile(o + (size_t)m0 * P + (size_t)v * 16, o + (size_t)m0 * P + (size_t)v1 * 16, P, x0, x1,
+                      wT + m0, M, koff, K, bias ? bias + m0 : NULL, accumulate, v + 1 < ngr);
+      }
+    }
+  }
+}
+#endif
+
 void fm_conv_fast_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                           int H, int W, const FmConvAttr *a, float *work, int nthreads) {
+#ifdef FM_DIRECT
+  if (direct_fwd_ok(a, fm_conv_out(W, a->kw, a->sw, a->pw, a->dw))) {
+    DGeom g = dgeom(a, H, W);
+    size_t K = (size_t)g.C * g.kh * g.kw;
+    for (int m = 0; m < g.M; m++)   // wT[k][m] = W[m][k]
+      for (size_t k = 0; k < K; k++) work[k * g.M + m] = weight[m * K + k];
+    direct_conv(out, inp, bias, 0, N, &g, work, nthreads < 1 ? 1 : nthreads);
+    return;
+  }
+#endif
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   int M = a->cout, C = a->cin, rb = rows_per_block(OH, OW), nb = (OH + rb - 1) / rb;
   size_t K = (size_t)C * a->kh * a->kw, P = (size_t)OH * OW, in_n = (size_t)C * H * W;
@@ -120,6 +320,17 @@ void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *wei
   int M = a->cout, C = a->cin, kh = a->kh, kw = a->kw, rb = rows_per_block(H, W), nb = (H + rb - 1) / rb;
   size_t kk = (size_t)kh * kw, K = (size_t)M * kk, HW = (size_t)H * W, out_n = (size_t)M * OH * OW;
   if (nthreads < 1) nthreads = 1;
+#ifdef FM_DIRECT
+  if (direct_dinp_ok(a, W)) {   // dinp += conv(dout, W~), W~T[(m, t')][c] = W[m][c][kk-1-t']
+    FmConvAttr t = dinp_attr(a);
+    DGeom g = dgeom(&t, OH, OW);
+    for (int m = 0; m < M; m++)
+      for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < kk; i++) work[(m * kk + (kk - 1 - i)) * C + c] = weight[((size_t)m * C + c) * kk + i];
+    direct_conv(dinp, dout, NULL, 1, N, &g, work, nthreads);
+    return;
+  }
+#endif
   // W~[c][m][i][j] = W[m][c][kh-1-i][kw-1-j]
   float *wt = work;
   for (int m = 0; m < M; m++)
@@ -162,12 +373,133 @@ static size_t wgrad_thread(size_t K, int M, size_t P) {
   return align16f(K * P) + align16f(P * (((size_t)M + 31) / 32 * 32)) + align16f(K * M);
 }
 
+// the zero-padded channels-last copy of one sample that the direct kernel reads
+static void padded_dims(const FmConvAttr *a, int OH, int OW, int *Hp, int *Wp) {
+  *Hp = (OH - 1) * a->sh + (a->kh - 1) * a->dh + 1;
+  *Wp = (OW - 1) * a->sw + (a->kw - 1) * a->dw + 1;
+}
+
 size_t fm_conv_fast_wgrad_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   if (nthreads < 1) nthreads = 1;
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   size_t K = (size_t)a->cin * a->kh * a->kw, P = (size_t)OH * OW;
+  if (wgrad_direct_ok(a)) {
+    int Hp, Wp;
+    padded_dims(a, OH, OW, &Hp, &Wp);
+    return FAST_NB(nthreads) * wgrad_block(K, a->cout) + nthreads * align16f((size_t)Hp * Wp * a->cin + 16);
+  }
   return FAST_NB(nthreads) * wgrad_block(K, a->cout) + nthreads * wgrad_thread(K, a->cout, P);
 }
+
+#ifdef FM_DIRECT
+/* Direct weight gradient. With x_n copied to a zero-padded channels-last buffer xp
+ * (Hp, Wp, C), the 16 input channels c0..c0+15 of tap (ky, kx) at output pixel (oy, ox)
+ * are one 64-byte vector, xp[oy*sh + ky*dh][ox*sw + kx*dw][c0:c0+16]. So with dW's
+ * columns in (tap, channel) order,
+ *   dW (M, kk*C) += dout_n (M, P) x B (P, kk*C),   B[p][t*C + c] = that vector's lane,
+ * is a GEMM whose B rows are read in place and whose A entries are broadcast from dout:
+ * an 8 x 32 register tile (8 output channels, two 16-column groups) gets 16 FMAs per
+ * output pixel. No im2col matrix, no packing; xp and dout_n stay in L2. */
+
+// channels-last copy of x (C, H, W) into the interior of xp (its border stays zero)
+static void to_padded_nhwc(float *xp, const float *x, int C, int H, int W, int Hp, int Wp, int ph, int pw) {
+  for (int y = 0; y < H && y + ph < Hp; y++) {
+    if (y + ph < 0) continue;
+    int x0 = pw < 0 ? -pw : 0, x1 = W < Wp - pw ? W : Wp - pw;
+    for (int c = 0; c < C; c++) {
+      const float *src = x + ((size_t)c * H + y) * W;
+      float *dst = xp + ((size_t)(y + ph) * Wp + pw) * C + c;
+      for (int i = x0; i < x1; i++) dst[(size_t)i * C] = src[i];
+    }
+  }
+}
+
+/* dw[i][0:16] += sum_p dy[i][p] * B0[p], dw[i][16:32] += ... B1[p] (i < 8, ldw apart;
+ * the second group only when two). B0/B1 of pixel (oy, ox) sit at xp + oy*rs + ox*cs +
+ * off0 / off1. */
+static void dw_tile(float *dw, size_t ldw, const float *dy, size_t P, const float *xp, int64_t off0,
+                    int64_t off1, int two, int OH, int OW, int64_t rs, int64_t cs) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  for (int oy = 0; oy < OH; oy++) {
+    const float *xr = xp + oy * rs, *d = dy + (size_t)oy * OW;
+    for (int ox = 0; ox < OW; ox++, xr += cs) {
+      __m512 b0 = _mm512_loadu_ps(xr + off0), b1 = _mm512_loadu_ps(xr + off1), a;
+#define DW_ROW(i, x0, x1)                  \
+      a = _mm512_set1_ps(d[(i) * P + ox]); \
+      x0 = _mm512_fmadd_ps(a, b0, x0);     \
+      x1 = _mm512_fmadd_ps(a, b1, x1);
+      DW_ROW(0, c00, c01) DW_ROW(1, c10, c11) DW_ROW(2, c20, c21) DW_ROW(3, c30, c31)
+      DW_ROW(4, c40, c41) DW_ROW(5, c50, c51) DW_ROW(6, c60, c61) DW_ROW(7, c70, c71)
+#undef DW_ROW
+    }
+  }
+#define DW_STORE(i, x0, x1)                                                                  \
+  _mm512_storeu_ps(dw + (i) * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + (i) * ldw), x0));      \
+  if (two) _mm512_storeu_ps(dw + (i) * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + (i) * ldw + 16), x1));
+  DW_STORE(0, c00, c01) DW_STORE(1, c10, c11) DW_STORE(2, c20, c21) DW_STORE(3, c30, c31)
+  DW_STORE(4, c40, c41) DW_STORE(5, c50, c51) DW_STORE(6, c60, c61) DW_STORE(7, c70, c71)
+#undef DW_STORE
+}
+
+static void wgrad_direct(float *dweight, float *dbias, const float *dout, const float *inp, int N, int H,
+                         int W, const FmConvAttr *a, float *work, int nthreads) {
+  int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
+  int M = a->cout, C = a->cin, kk = a->kh * a->kw, nb = FAST_NB(nthreads), Hp, Wp;
+  size_t K = (size_t)C * kk, P = (size_t)OH * OW, in_n = (size_t)C * H * W;
+  padded_dims(a, OH, OW, &Hp, &Wp);
+  size_t bslice = wgrad_block(K, M), xslice = align16f((size_t)Hp * Wp * C + 16);
+  float *blocks = work, *xps = work + nb * bslice;
+  int ngroups = (int)(K / 16);   // 16-column groups of dW: (tap, 16 channels)
+  double macs = (double)N * M * P * K;
+#pragma omp parallel num_threads(nthreads) if (macs > FAST_PAR_MIN)
+  {
+    float *xp = xps + (size_t)omp_get_thread_num() * xslice;
+    memset(xp, 0, sizeof(float) * xslice);   // the border is never written again
+#pragma omp for schedule(dynamic, 1)
+    for (int b = 0; b < nb; b++) {
+      float *dwb = blocks + b * bslice, *db = dwb + K * M;   // dwb (M, kk*C) in (m, tap, c) order
+      memset(dwb, 0, sizeof(float) * (K * M + M));
+      for (int n = N * b / nb; n < N * (b + 1) / nb; n++) {
+        const float *dy = dout + (size_t)n * M * P;
+        if (dbias)
+          for (int m = 0; m < M; m++) db[m] += fm_sumf(dy + m * P, (int)P);
+        if (!dweight) continue;
+        to_padded_nhwc(xp, inp + n * in_n, C, H, W, Hp, Wp, a->ph, a->pw);
+        for (int g = 0; g < ngroups; g += 2) {
+          int64_t off[2];
+          for (int h = 0; h < 2; h++) {
+            int j = 16 * (g + h < ngroups ? g + h : g), t = j / C, ky = t / a->kw, kx = t % a->kw;
+            off[h] = ((int64_t)ky * a->dh * Wp + (int64_t)kx * a->dw) * C + j % C;
+          }
+          for (int m0 = 0; m0 < M; m0 += 8)
+            dw_tile(dwb + (size_t)m0 * K + 16 * g, K, dy + (size_t)m0 * P, P, xp, off[0], off[1],
+                    g + 1 < ngroups, OH, OW, (int64_t)a->sh * Wp * C, (int64_t)a->sw * C);
+        }
+      }
+    }
+    // dweight[m][c][t] += sum_b dwb_b[m][t*C + c]; dbias[m] += sum_b db_b[m]
+    if (dweight) {
+#pragma omp for schedule(static)
+      for (int m = 0; m < M; m++)
+        for (int c = 0; c < C; c++)
+          for (int t = 0; t < kk; t++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) acc += blocks[b * bslice + (size_t)m * K + (size_t)t * C + c];
+            dweight[((size_t)m * C + c) * kk + t] += acc;
+          }
+    }
+    if (dbias) {
+#pragma omp for schedule(static)
+      for (int m = 0; m < M; m++) {
+        float acc = 0;
+        for (int b = 0; b < nb; b++) acc += blocks[b * bslice + K * M + m];
+        dbias[m] += acc;
+      }
+    }
+  }
+}
+#endif
 
 void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp, int N,
                                   int H, int W, const FmConvAttr *a, float *work, int nthreads) {
@@ -175,6 +507,12 @@ void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dou
   int M = a->cout, nb = FAST_NB(nthreads < 1 ? 1 : nthreads);
   size_t K = (size_t)a->cin * a->kh * a->kw, P = (size_t)OH * OW, in_n = (size_t)a->cin * H * W;
   if (nthreads < 1) nthreads = 1;
+#ifdef FM_DIRECT
+  if (wgrad_direct_ok(a)) {
+    wgrad_direct(dweight, dbias, dout, inp, N, H, W, a, work, nthreads);
+    return;
+  }
+#endif
   size_t bslice = wgrad_block(K, M), tslice = wgrad_thread(K, M, P);
   float *blocks = work, *threads = work + nb * bslice;
   double macs = (double)N * M * P * K;

@@ -85,7 +85,7 @@ void fm_net_free(FmNet *net) {
   free(net->layers), free(net->tensors), free(net->params), free(net->bufs);
   free(net->groups), free(net->segs);
   free(net->param_data), free(net->grad_data), free(net->buf_data);
-  free(net->arena), free(net->work);
+  free(net->arena), free(net->work), free(net->prof);
   free(net);
 }
 
@@ -281,6 +281,16 @@ static void resolve_aliases(FmNet *net) {
 
 // --- running -----------------------------------------------------------------
 
+// FEWMUL_PROFILE=1: a (forward | backward) seconds table, allocated on first use
+static double *profile_table(FmNet *net) {
+  if (!net->prof) {
+    const char *e = getenv("FEWMUL_PROFILE");
+    if (!e || !*e || !strcmp(e, "0")) return NULL;
+    net->prof = calloc(2 * (size_t)net->nlayers, sizeof(double));
+  }
+  return net->prof;
+}
+
 float *fm_net_forward(FmNet *net, const float *x, int n, int train) {
   if (!net->finished || fm_net_reserve(net, n)) return NULL;
   net->n = n;
@@ -288,10 +298,14 @@ float *fm_net_forward(FmNet *net, const float *x, int n, int train) {
   net->tensors[net->input].data = (float *)x;   // read only
   net->tensors[net->input].grad = NULL;
   resolve_aliases(net);
+  double *prof = train ? profile_table(net) : NULL;
+  if (prof) net->prof_steps++;
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];
     l->train = train;
+    double t0 = prof ? omp_get_wtime() : 0;
     l->ops->forward(net, l, n, train);
+    if (prof) prof[i] += omp_get_wtime() - t0;
   }
   return net->tensors[net->output].data;
 }
@@ -326,10 +340,27 @@ float fm_net_loss(FmNet *net, const int *labels, int n, int *correct) {
 
 void fm_net_backward(FmNet *net) {
   omp_set_num_threads(net->threads);
+  double *prof = net->prof;
   for (int i = net->nlayers - 1; i >= 0; i--) {
     FmLayer *l = &net->layers[i];
+    double t0 = prof ? omp_get_wtime() : 0;
     if (net->tensors[l->out].grad) l->ops->backward(net, l, net->n);
+    if (prof) prof[net->nlayers + i] += omp_get_wtime() - t0;
   }
+}
+
+void fm_net_profile_print(const FmNet *net, FILE *f) {
+  if (!net->prof || !net->prof_steps) return;
+  double s = 1e3 / (double)net->prof_steps, tf = 0, tb = 0;
+  fprintf(f, "profile: %ld training steps, ms per step\n%-4s %-24s %-14s %9s %9s\n", net->prof_steps,
+          "#", "layer", "kind", "forward", "backward");
+  for (int i = 0; i < net->nlayers; i++) {
+    const FmLayer *l = &net->layers[i];
+    double a = net->prof[i] * s, b = net->prof[net->nlayers + i] * s;
+    tf += a, tb += b;
+    fprintf(f, "%-4d %-24s %-14s %9.3f %9.3f\n", i, l->name, l->ops->name, a, b);
+  }
+  fprintf(f, "%-4s %-24s %-14s %9.3f %9.3f\n", "", "total", "", tf, tb);
 }
 
 void fm_net_zero_grad(FmNet *net) { memset(net->grad_data, 0, sizeof(float) * net->nparam_floats); }

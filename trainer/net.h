@@ -213,12 +213,16 @@ struct FmNet {
   float *work; size_t work_floats;
   float *probs;                   // (cap, classes) softmax saved by fm_net_loss
   int probs_cap;
+  double *prof;                   // FEWMUL_PROFILE=1: per layer, train fwd | bwd seconds
+  long prof_steps;                // training forwards profiled
 };
 
 // --- building --------------------------------------------------------------
 FmNetOpts fm_net_opts_default(void);
 FmNet *fm_net_new(int c, int h, int w, const FmNetOpts *opts);
 void fm_net_free(FmNet *net);
+// FEWMUL_PROFILE=1: print per-layer training forward/backward times (ms per step).
+void fm_net_profile_print(const FmNet *net, FILE *f);
 // Allocates parameters/buffers and initialises them (from opts->seed); out
 // becomes the network output. Returns 0, -1 on allocation failure.
 int fm_net_finish(FmNet *net, int out);
