@@ -401,16 +401,49 @@ size_t fm_conv_fast_wgrad_workspace(const FmConvAttr *a, int H, int W, int nthre
  * an 8 x 32 register tile (8 output channels, two 16-column groups) gets 16 FMAs per
  * output pixel. No im2col matrix, no packing; xp and dout_n stay in L2. */
 
-// channels-last copy of x (C, H, W) into the interior of xp (its border stays zero)
+#define PD(v) _mm512_castps_pd(v)
+#define PS(v) _mm512_castpd_ps(v)
+// 16 x 16 transpose in registers: r[i] = row i in, r[j] = column j out
+static inline void transpose16(__m512 *r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = PS(_mm512_unpacklo_pd(PD(t[i]), PD(t[i + 2])));
+    r[i + 1] = PS(_mm512_unpackhi_pd(PD(t[i]), PD(t[i + 2])));
+    r[i + 2] = PS(_mm512_unpacklo_pd(PD(t[i + 1]), PD(t[i + 3])));
+    r[i + 3] = PS(_mm512_unpackhi_pd(PD(t[i + 1]), PD(t[i + 3])));
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; i++) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+#undef PD
+#undef PS
+
+/* channels-last copy of x (C, H, W), C a multiple of 16, into the interior of xp (its
+ * border stays zero): 16 channels x 16 pixels at a time through transpose16 */
 static void to_padded_nhwc(float *xp, const float *x, int C, int H, int W, int Hp, int Wp, int ph, int pw) {
+  size_t HW = (size_t)H * W;
+  int x0 = pw < 0 ? -pw : 0, x1 = W < Wp - pw ? W : Wp - pw;
   for (int y = 0; y < H && y + ph < Hp; y++) {
     if (y + ph < 0) continue;
-    int x0 = pw < 0 ? -pw : 0, x1 = W < Wp - pw ? W : Wp - pw;
-    for (int c = 0; c < C; c++) {
-      const float *src = x + ((size_t)c * H + y) * W;
-      float *dst = xp + ((size_t)(y + ph) * Wp + pw) * C + c;
-      for (int i = x0; i < x1; i++) dst[(size_t)i * C] = src[i];
-    }
+    for (int c0 = 0; c0 < C; c0 += 16)
+      for (int i0 = x0; i0 < x1; i0 += 16) {
+        int n = x1 - i0 < 16 ? x1 - i0 : 16;
+        __mmask16 m = (__mmask16)((1u << n) - 1);
+        const float *src = x + (size_t)c0 * HW + (size_t)y * W + i0;
+        __m512 r[16];
+        for (int c = 0; c < 16; c++) r[c] = _mm512_maskz_loadu_ps(m, src + c * HW);
+        transpose16(r);
+        float *dst = xp + ((size_t)(y + ph) * Wp + pw + i0) * C + c0;
+        for (int i = 0; i < n; i++) _mm512_storeu_ps(dst + (size_t)i * C, r[i]);
+      }
   }
 }
 
