@@ -5,7 +5,7 @@
  *   cc -O2 -march=native -fopenmp -Itrainer -Icompiler -I. -Iruntime/include \
  *      -I/usr/include/x86_64-linux-gnu bench/conv_bench.c trainer/ops_conv.c \
  *      trainer/conv_fast.c trainer/ops_elem.c trainer/ops_linear.c -o /tmp/conv_bench -lopenblas -lm
- *   /tmp/conv_bench CIN COUT HW STRIDE THREADS [PAD]      # 3x3 kernel, batch 64
+ *   /tmp/conv_bench CIN COUT HW STRIDE THREADS [PAD [K]]   # KxK kernel (3), batch 64
  *   FEWMUL_CONV_IM2COL=1 /tmp/conv_bench 16 16 32 1 1
  */
 #include "ops.h"
@@ -21,14 +21,14 @@ static double now(void) {
 
 int main(int argc, char **argv) {
   if (argc < 6) {
-    fprintf(stderr, "usage: conv_bench CIN COUT HW STRIDE THREADS [PAD]\n");
+    fprintf(stderr, "usage: conv_bench CIN COUT HW STRIDE THREADS [PAD [K]]\n");
     return 2;
   }
   int N = 64, C = atoi(argv[1]), M = atoi(argv[2]), H = atoi(argv[3]), s = atoi(argv[4]), nt = atoi(argv[5]);
-  int pad = argc > 6 ? atoi(argv[6]) : 1;
-  FmConvAttr a = fm_conv_attr(C, M, 3, s, pad, 1, 1);
-  int OH = fm_conv_out(H, 3, s, pad, 1);
-  size_t xn = (size_t)N * C * H * H, wn = (size_t)M * C * 9, yn = (size_t)N * M * OH * OH;
+  int pad = argc > 6 ? atoi(argv[6]) : 1, k = argc > 7 ? atoi(argv[7]) : 3;
+  FmConvAttr a = fm_conv_attr(C, M, k, s, pad, 1, 1);
+  int OH = fm_conv_out(H, k, s, pad, 1);
+  size_t xn = (size_t)N * C * H * H, wn = (size_t)M * C * k * k, yn = (size_t)N * M * OH * OH;
   float *x = malloc(4 * xn), *w = malloc(4 * wn), *y = malloc(4 * yn), *dx = calloc(xn, 4), *dw = calloc(wn, 4);
   float *ws = malloc(4 * fm_conv2d_workspace(&a, H, H, nt));
   if (!x || !w || !y || !dx || !dw || !ws) return fprintf(stderr, "conv_bench: out of memory\n"), 1;
@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
     t = now() - t;
     if (t < bwgt) bwgt = t;
   }
-  double flop = 2.0 * N * M * C * 9 * OH * OH;
+  double flop = 2.0 * N * M * C * k * k * OH * OH;
   printf("cin %d cout %d %dx%d stride %d pad %d, batch %d, %d threads: forward %.2f ms (%.0f GFLOP/s), "
          "backward %.2f ms (%.0f GFLOP/s; data %.2f, weight %.2f)\n", C, M, H, H, s, pad, N, nt, fwd * 1e3,
          flop / fwd * 1e-9, bwd * 1e3, 2 * flop / bwd * 1e-9, bdat * 1e3, bwgt * 1e3);

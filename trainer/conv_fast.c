@@ -60,7 +60,9 @@ static int direct_fwd_ok(const FmConvAttr *a, int OW) {
 #endif
 }
 
-// the stride-1 input gradient as a direct conv: input channels fill the 8-row tiles
+/* the stride-1 input gradient as a direct conv: input channels fill the 8-row tiles.
+ * (Strided convs could use it on dout spread out with zeros between its pixels, but at
+ * s^2 times the multiply-adds that measured slower than im2col + sgemm + col2im.) */
 static int direct_dinp_ok(const FmConvAttr *a, int W) {
   FmConvAttr t = *a;
   t.cout = a->cin;
@@ -112,17 +114,52 @@ static size_t panel_floats(size_t K, int OW, int rows) {
 
 static size_t align16f(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static size_t direct_workspace(const FmConvAttr *a, int OH, int OW, int nthreads);
-static FmConvAttr dinp_attr(const FmConvAttr *a);
+typedef struct {
+  int C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW;
+  int Hp, Wq, rowlen;   // padded rows, floats per column phase, floats per padded row
+  size_t plane;         // floats per padded channel
+} DGeom;
+
+static void dgeom_pad(DGeom *g) {
+  int Wp = (g->OW - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+  g->Hp = (g->OH - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+  g->Wq = (Wp + g->sw - 1) / g->sw;
+  g->rowlen = g->sw * g->Wq;
+  g->plane = (size_t)g->Hp * g->rowlen;
+}
+
+static DGeom dgeom_fwd(const FmConvAttr *a, int H, int W) {
+  DGeom g = {a->cin, H, W, a->cout, a->kh, a->kw, a->sh, a->sw, a->ph, a->pw, a->dh, a->dw,
+             fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), fm_conv_out(W, a->kw, a->sw, a->pw, a->dw), 0, 0, 0, 0};
+  dgeom_pad(&g);
+  return g;
+}
+
+// the conv whose output is the input gradient (C, H, W) of a stride-1 conv a: its
+// source is dout (M, OH, OW); with p > d(k-1)/2, OH > H and the output is cut to H x W
+static DGeom dgeom_dinp(const FmConvAttr *a, int H, int W) {
+  DGeom g = {a->cout, fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), fm_conv_out(W, a->kw, a->sw, a->pw, a->dw),
+             a->cin, a->kh, a->kw, 1, 1, a->dh * (a->kh - 1) - a->ph, a->dw * (a->kw - 1) - a->pw, a->dh, a->dw,
+             H, W, 0, 0, 0, 0};
+  dgeom_pad(&g);
+  return g;
+}
+
+// wT (K x M), koff (K int32), then per thread a padded sample (+16 floats of slack)
+static size_t direct_workspace(const DGeom *g, int nthreads) {
+  size_t K = (size_t)g->C * g->kh * g->kw;
+  return align16f(K * g->M) + align16f(K) + nthreads * align16f(g->C * g->plane + 16 + g->rowlen);
+}
+
 
 size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   if (nthreads < 1) nthreads = 1;
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   size_t kk = (size_t)a->kh * a->kw;
   if (direct_fwd_ok(a, OW) || direct_dinp_ok(a, W)) {
-    FmConvAttr t = dinp_attr(a);
-    size_t f = direct_fwd_ok(a, OW) ? direct_workspace(a, OH, OW, nthreads) : 0;
-    size_t d = direct_dinp_ok(a, W) ? direct_workspace(&t, H, W, nthreads) : 0;
+    DGeom gf = dgeom_fwd(a, H, W), gd = dgeom_dinp(a, H, W);
+    size_t f = direct_fwd_ok(a, OW) ? direct_workspace(&gf, nthreads) : 0;
+    size_t d = direct_dinp_ok(a, W) ? direct_workspace(&gd, nthreads) : 0;
     size_t wg = fm_conv_fast_wgrad_ok(a, W) ? fm_conv_fast_wgrad_workspace(a, H, W, nthreads) : 0;
     size_t r = f > d ? f : d;
     if (!direct_fwd_ok(a, OW) && packable(a, OW)) {
@@ -158,55 +195,38 @@ size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
  * i.e. a base for the pixels plus koff[k], a per-(c, ky, kx) offset table. An 8 x 32
  * register tile (8 output channels, two 16-pixel vectors) runs over k = (c, ky, kx)
  * with the weights transposed to wT (K, M) for 8-float broadcasts: 16 FMAs per k.
- * Parallel over samples; every output element is written by one task. */
-typedef struct {
-  int C, H, W, M, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW;
-  int Hp, Wq, rowlen;   // padded rows, floats per column phase, floats per padded row
-  size_t plane;         // floats per padded channel
-} DGeom;
-
-static DGeom dgeom(const FmConvAttr *a, int H, int W) {
-  DGeom g = {a->cin, H, W, a->cout, a->kh, a->kw, a->sh, a->sw, a->ph, a->pw, a->dh, a->dw,
-             fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), fm_conv_out(W, a->kw, a->sw, a->pw, a->dw), 0, 0, 0, 0};
-  int Wp = (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1;
-  g.Hp = (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-  g.Wq = (Wp + g.sw - 1) / g.sw;
-  g.rowlen = g.sw * g.Wq;
-  g.plane = (size_t)g.Hp * g.rowlen;
-  return g;
-}
-
-// the conv whose output is a's input gradient (stride 1): cout <-> cin, padding d(k-1) - p
-static FmConvAttr dinp_attr(const FmConvAttr *a) {
-  FmConvAttr t = *a;
-  t.cin = a->cout, t.cout = a->cin;
-  t.ph = a->dh * (a->kh - 1) - a->ph, t.pw = a->dw * (a->kw - 1) - a->pw;
-  return t;
-}
-
-// wT (K x M), koff (K int32), then per thread a padded sample (+16 floats of slack)
-static size_t direct_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
-  DGeom g = dgeom(a, H, W);
-  size_t K = (size_t)g.C * g.kh * g.kw;
-  return align16f(K * g.M) + align16f(K) + nthreads * align16f(g.C * g.plane + 16);
-}
-
+ * Parallel over samples; every output element is written by one task.
+ *
+ * The input gradient of a stride-1 conv is the same kind of conv: of dout with the kernel
+ * turned by 180 degrees and its channels swapped, padding d(k-1) - p. */
 #ifdef FM_DIRECT
-// copy x (C, H, W) into xp (C, Hp, sw phases x Wq), zero where the window leaves x
-static void to_padded_phases(float *xp, const float *x, const DGeom *g) {
+/* copy x (C, H, W) into xp (C, Hp, sw phases x Wq), zero where the window leaves x;
+ * line: rowlen floats of scratch (a padded row before stride 2 splits it in phases) */
+static void to_padded_phases(float *xp, float *line, const float *x, const DGeom *g) {
   for (int c = 0; c < g->C; c++)
     for (int Y = 0; Y < g->Hp; Y++) {
       float *d = xp + c * g->plane + (size_t)Y * g->rowlen;
       int iy = Y - g->ph;
       if (iy < 0 || iy >= g->H) { memset(d, 0, sizeof(float) * g->rowlen); continue; }
       const float *src = x + ((size_t)c * g->H + iy) * g->W;
-      if (g->sw == 1) {   // [0, pw) zero | x row | zero to Wq
+      if (g->sw <= 2) {   // [0, pw) zero | x row | zero to rowlen; stride 2 then splits it
+        float *r = g->sw == 1 ? d : line;
         int x0 = g->pw < 0 ? -g->pw : 0, lo = g->pw > 0 ? g->pw : 0;
-        int n = g->W - x0 < g->Wq - lo ? g->W - x0 : g->Wq - lo;
+        int n = g->W - x0 < g->rowlen - lo ? g->W - x0 : g->rowlen - lo;
         if (n < 0) n = 0;
-        memset(d, 0, sizeof(float) * lo);
-        memcpy(d + lo, src + x0, sizeof(float) * n);
-        memset(d + lo + n, 0, sizeof(float) * (g->Wq - lo - n));
+        memset(r, 0, sizeof(float) * lo);
+        memcpy(r + lo, src + x0, sizeof(float) * n);
+        memset(r + lo + n, 0, sizeof(float) * (g->rowlen - lo - n));
+        if (g->sw == 1) continue;
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        int j = 0;
+        for (; j + 16 <= g->Wq; j += 16) {   // 32 floats -> 16 even | 16 odd
+          __m512 u = _mm512_loadu_ps(r + 2 * j), v = _mm512_loadu_ps(r + 2 * j + 16);
+          _mm512_storeu_ps(d + j, _mm512_permutex2var_ps(u, ev, v));
+          _mm512_storeu_ps(d + g->Wq + j, _mm512_permutex2var_ps(u, od, v));
+        }
+        for (; j < g->Wq; j++) d[j] = r[2 * j], d[g->Wq + j] = r[2 * j + 1];
         continue;
       }
       for (int f = 0; f < g->sw; f++)
@@ -254,7 +274,7 @@ static void direct_conv(float *out, const float *inp, const float *bias, int acc
   const float *wT = work;
   int32_t *koff = (int32_t *)(work + align16f((size_t)K * M));
   float *xps = work + align16f((size_t)K * M) + align16f(K);
-  size_t xslice = align16f(g->C * g->plane + 16);
+  size_t xslice = align16f(g->C * g->plane + 16 + g->rowlen);
   for (int c = 0, k = 0; c < g->C; c++)
     for (int ky = 0; ky < g->kh; ky++)
       for (int kx = 0; kx < g->kw; kx++, k++)
@@ -266,7 +286,7 @@ static void direct_conv(float *out, const float *inp, const float *bias, int acc
     float *xp = xps + (size_t)omp_get_thread_num() * xslice;
 #pragma omp for schedule(dynamic, 1)
     for (int n = 0; n < N; n++) {
-      to_padded_phases(xp, inp + n * in_n, g);
+      to_padded_phases(xp, xp + g->C * g->plane + 16, inp + n * in_n, g);
       float *o = out + (size_t)n * M * P;
       for (int v = 0; v < ngr; v += 2) {   // two 16-pixel vectors per tile
         int v1 = v + 1 < ngr ? v + 1 : v;
@@ -285,7 +305,7 @@ void fm_conv_fast_forward(float *out, const float *inp, const float *weight, con
                           int H, int W, const FmConvAttr *a, float *work, int nthreads) {
 #ifdef FM_DIRECT
   if (direct_fwd_ok(a, fm_conv_out(W, a->kw, a->sw, a->pw, a->dw))) {
-    DGeom g = dgeom(a, H, W);
+    DGeom g = dgeom_fwd(a, H, W);
     size_t K = (size_t)g.C * g.kh * g.kw;
     for (int m = 0; m < g.M; m++)   // wT[k][m] = W[m][k]
       for (size_t k = 0; k < K; k++) work[k * g.M + m] = weight[m * K + k];
@@ -322,8 +342,7 @@ void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *wei
   if (nthreads < 1) nthreads = 1;
 #ifdef FM_DIRECT
   if (direct_dinp_ok(a, W)) {   // dinp += conv(dout, W~), W~T[(m, t')][c] = W[m][c][kk-1-t']
-    FmConvAttr t = dinp_attr(a);
-    DGeom g = dgeom(&t, OH, OW);
+    DGeom g = dgeom_dinp(a, H, W);
     for (int m = 0; m < M; m++)
       for (int c = 0; c < C; c++)
         for (size_t i = 0; i < kk; i++) work[(m * kk + (kk - 1 - i)) * C + c] = weight[((size_t)m * C + c) * kk + i];
