@@ -1,25 +1,27 @@
-/* conv_fast.c - conv2d forward and input gradient with no im2col matrix in memory.
+/* conv_fast.c - conv2d forward and gradients with no im2col matrix in memory.
  *
- * The compiler's C prelude (compiler/emit/prelude.c) has a convolution that writes
- * im2col straight into the packed B panels of its GEMM (fm_im2col_pack) and a GEMM
- * over those panels (fm_sgemm_pb: 8x32 AVX-512 / 6x16 AVX2 register tiles). The
- * trainer uses the same two routines, so trained and compiled models share one
- * convolution, and a training step skips the im2col pass, OpenBLAS's own packing
- * copies and col2im:
+ * Two kinds of kernels, each used where bench/conv_bench.c measured it faster than
+ * im2col + OpenBLAS (ops_conv.c, which keeps everything else: groups, the input
+ * gradient of strided convs, narrow channel counts):
  *
- *   forward    out_n[:, p0:p1] = W (M,K) x pack(im2col(x_n)[:, p0:p1])      + bias
- *   dinp       dinp_n += conv(dout_n, W~)      (stride 1 only)
+ * 1. Direct kernels (AVX-512 builds; below, "Direct convolution" and "Direct weight
+ *    gradient"): an 8 x 32 register tile whose operands are read in place, one
+ *    contiguous 16-float vector per load, from a zero-padded copy of each sample.
+ *      forward    out_n = W x conv-window(x_n)             output rows of whole vectors
+ *      dinp       dinp_n += conv(dout_n, W~)               stride 1, likewise
+ *      dweight    dW += dout_n x windows of channels-last x_n   cin % 16, cout % 8
+ * 2. The compiler's C prelude (compiler/emit/prelude.c): im2col written straight into
+ *    the packed B panels of its GEMM (fm_im2col_pack + fm_sgemm_pb: 8x32 AVX-512 / 6x16
+ *    AVX2 tiles), so trained and compiled models share one convolution, for stride-1
+ *    geometries the direct kernels do not take (e.g. 8-wide rows) and on AVX2 builds.
  *
- * where W~ (cin, cout*kh*kw) is W with input and output channels swapped and the
- * kernel turned by 180 degrees, and the conv runs with padding d*(k-1) - p: for a
- * stride-1 conv the input gradient is exactly that "full" convolution of the output
- * gradient, so it needs no col2im scatter. Both are parallel over (sample, block of
- * output rows); each output element is written by one task, so results do not depend
- * on the thread count. The weight gradient (below) multiplies a materialised im2col
- * matrix by the transposed output gradient, worth it from 32 output channels (one full
- * 32-column register tile; with 16 half of each tile would be wasted). Groups > 1, the
- * input gradient of strided convs and the weight gradient of narrower convs keep the
- * im2col + OpenBLAS sgemm path of ops_conv.c.
+ * W~ (cin, cout*kh*kw) is W with input and output channels swapped and the kernel
+ * turned by 180 degrees; the conv runs with padding d*(k-1) - p: for a stride-1 conv
+ * the input gradient is exactly that "full" convolution of the output gradient, so it
+ * needs no col2im scatter. Forward and input gradient are parallel over samples (or
+ * (sample, block of rows)), each output element written by one task; the weight
+ * gradient sums per-block partials in block order. So results depend only on the
+ * thread count.
  *
  * FEWMUL_CONV_IM2COL=1 in the environment turns this file off (the im2col + sgemm
  * path for everything), to compare the two (bench/train_bench.sh, the unit tests).
