@@ -37,23 +37,13 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < yn; i++) y[i] = 0.01f * (float)(i % 7);
   fm_blas_single_thread();   // as the trainer: OpenMP threads outside, one BLAS thread inside
   double fwd = 1e9, bwd = 1e9, bdat = 1e9, bwgt = 1e9;
+  // best of 10 of each: forward, whole backward, input gradient alone, weight gradient alone
+#define BEST(best, call) do { double t = now(); call; t = now() - t; if (t < best) best = t; } while (0)
   for (int r = 0; r < 10; r++) {
-    double t = now();
-    fm_conv2d_forward(y, x, w, NULL, N, H, H, &a, ws, nt);
-    t = now() - t;
-    if (t < fwd) fwd = t;
-    t = now();
-    fm_conv2d_backward(dx, dw, NULL, y, x, w, N, H, H, &a, ws, nt);
-    t = now() - t;
-    if (t < bwd) bwd = t;
-    t = now();
-    fm_conv2d_backward(dx, NULL, NULL, y, x, w, N, H, H, &a, ws, nt);
-    t = now() - t;
-    if (t < bdat) bdat = t;
-    t = now();
-    fm_conv2d_backward(NULL, dw, NULL, y, x, w, N, H, H, &a, ws, nt);
-    t = now() - t;
-    if (t < bwgt) bwgt = t;
+    BEST(fwd, fm_conv2d_forward(y, x, w, NULL, N, H, H, &a, ws, nt));
+    BEST(bwd, fm_conv2d_backward(dx, dw, NULL, y, x, w, N, H, H, &a, ws, nt));
+    BEST(bdat, fm_conv2d_backward(dx, NULL, NULL, y, x, w, N, H, H, &a, ws, nt));
+    BEST(bwgt, fm_conv2d_backward(NULL, dw, NULL, y, x, w, N, H, H, &a, ws, nt));
   }
   double flop = 2.0 * N * M * C * k * k * OH * OH;
   printf("cin %d cout %d %dx%d stride %d pad %d, batch %d, %d threads: forward %.2f ms (%.0f GFLOP/s), "

@@ -202,6 +202,19 @@ size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
  * The input gradient of a stride-1 conv is the same kind of conv: of dout with the kernel
  * turned by 180 degrees and its channels swapped, padding d(k-1) - p. */
 #ifdef FM_DIRECT
+/* The 8 x 32 register tile of both direct kernels: rows i = 0..7, two 16-float halves
+ * (y0, y1). TILE_EACH(X) applies X to every row; TILE_FMA adds A_OF(i) * (b0, b1) to a
+ * row, with A_OF defined by the kernel (a broadcast weight or output-gradient value). */
+#define TILE_DECL                                                                                 \
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, \
+         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00
+#define TILE_EACH(X) \
+  X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51) X(6, c60, c61) X(7, c70, c71)
+#define TILE_FMA(i, y0, y1)          \
+  a = _mm512_set1_ps(A_OF(i));       \
+  y0 = _mm512_fmadd_ps(a, b0, y0);   \
+  y1 = _mm512_fmadd_ps(a, b1, y1);
+
 /* copy x (C, H, W) into xp (C, Hp, sw phases x Wq), zero where the window leaves x;
  * line: rowlen floats of scratch (a padded row before stride 2 splits it in phases) */
 static void to_padded_phases(float *xp, float *line, const float *x, const DGeom *g) {
@@ -243,28 +256,22 @@ static void to_padded_phases(float *xp, float *line, const float *x, const DGeom
  * (x) x0/x1[koff[k]] (+ bias[0:8] when storing). */
 static void direct_tile(float *o0, float *o1, size_t ldo, const float *x0, const float *x1, const float *wT,
                         int ldw, const int32_t *koff, int K, const float *bias, int accumulate, int two) {
-  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-#define DT_INIT(i, y0, y1)                                                                      \
+  TILE_DECL;
+#define DT_INIT(i, y0, y1)                                                                                 \
   if (accumulate) y0 = _mm512_loadu_ps(o0 + (i) * ldo), y1 = two ? _mm512_loadu_ps(o1 + (i) * ldo) : y0; \
-  else y0 = y1 = bias ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
-  DT_INIT(0, c00, c01) DT_INIT(1, c10, c11) DT_INIT(2, c20, c21) DT_INIT(3, c30, c31)
-  DT_INIT(4, c40, c41) DT_INIT(5, c50, c51) DT_INIT(6, c60, c61) DT_INIT(7, c70, c71)
+  else if (bias) y0 = y1 = _mm512_set1_ps(bias[i]);
+  TILE_EACH(DT_INIT)
 #undef DT_INIT
+#define A_OF(i) wT[i]
   for (int k = 0; k < K; k++, wT += ldw) {
-    __m512 b0 = _mm512_loadu_ps(x0 + koff[k]), b1 = _mm512_loadu_ps(x1 + koff[k]), w;
-#define DT_ROW(i, y0, y1)             \
-    w = _mm512_set1_ps(wT[i]);        \
-    y0 = _mm512_fmadd_ps(w, b0, y0);  \
-    y1 = _mm512_fmadd_ps(w, b1, y1);
-    DT_ROW(0, c00, c01) DT_ROW(1, c10, c11) DT_ROW(2, c20, c21) DT_ROW(3, c30, c31)
-    DT_ROW(4, c40, c41) DT_ROW(5, c50, c51) DT_ROW(6, c60, c61) DT_ROW(7, c70, c71)
-#undef DT_ROW
+    __m512 b0 = _mm512_loadu_ps(x0 + koff[k]), b1 = _mm512_loadu_ps(x1 + koff[k]), a;
+    TILE_EACH(TILE_FMA)
   }
-#define DT_STORE(i, y0, y1)                       \
-  _mm512_storeu_ps(o0 + (i) * ldo, y0);           \
+#undef A_OF
+#define DT_STORE(i, y0, y1)             \
+  _mm512_storeu_ps(o0 + (i) * ldo, y0); \
   if (two) _mm512_storeu_ps(o1 + (i) * ldo, y1);
-  DT_STORE(0, c00, c01) DT_STORE(1, c10, c11) DT_STORE(2, c20, c21) DT_STORE(3, c30, c31)
-  DT_STORE(4, c40, c41) DT_STORE(5, c50, c51) DT_STORE(6, c60, c61) DT_STORE(7, c70, c71)
+  TILE_EACH(DT_STORE)
 #undef DT_STORE
 }
 
@@ -473,26 +480,20 @@ static void to_padded_nhwc(float *xp, const float *x, int C, int H, int W, int H
  * off0 / off1. */
 static void dw_tile(float *dw, size_t ldw, const float *dy, size_t P, const float *xp, int64_t off0,
                     int64_t off1, int two, int OH, int OW, int64_t rs, int64_t cs) {
-  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-         c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+  TILE_DECL;
+#define A_OF(i) d[(i) * P + ox]
   for (int oy = 0; oy < OH; oy++) {
     const float *xr = xp + oy * rs, *d = dy + (size_t)oy * OW;
     for (int ox = 0; ox < OW; ox++, xr += cs) {
       __m512 b0 = _mm512_loadu_ps(xr + off0), b1 = _mm512_loadu_ps(xr + off1), a;
-#define DW_ROW(i, x0, x1)                  \
-      a = _mm512_set1_ps(d[(i) * P + ox]); \
-      x0 = _mm512_fmadd_ps(a, b0, x0);     \
-      x1 = _mm512_fmadd_ps(a, b1, x1);
-      DW_ROW(0, c00, c01) DW_ROW(1, c10, c11) DW_ROW(2, c20, c21) DW_ROW(3, c30, c31)
-      DW_ROW(4, c40, c41) DW_ROW(5, c50, c51) DW_ROW(6, c60, c61) DW_ROW(7, c70, c71)
-#undef DW_ROW
+      TILE_EACH(TILE_FMA)
     }
   }
-#define DW_STORE(i, x0, x1)                                                                  \
-  _mm512_storeu_ps(dw + (i) * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + (i) * ldw), x0));      \
-  if (two) _mm512_storeu_ps(dw + (i) * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + (i) * ldw + 16), x1));
-  DW_STORE(0, c00, c01) DW_STORE(1, c10, c11) DW_STORE(2, c20, c21) DW_STORE(3, c30, c31)
-  DW_STORE(4, c40, c41) DW_STORE(5, c50, c51) DW_STORE(6, c60, c61) DW_STORE(7, c70, c71)
+#undef A_OF
+#define DW_STORE(i, y0, y1)                                                                  \
+  _mm512_storeu_ps(dw + (i) * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + (i) * ldw), y0));      \
+  if (two) _mm512_storeu_ps(dw + (i) * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + (i) * ldw + 16), y1));
+  TILE_EACH(DW_STORE)
 #undef DW_STORE
 }
 
