@@ -401,6 +401,41 @@ static size_t wgrad_thread(size_t K, int M, size_t P) {
   return align16f(K * P) + align16f(P * (((size_t)M + 31) / 32 * 32)) + align16f(K * M);
 }
 
+/* Weight-gradient partials: block b holds bslice floats, dW in one of two orders (the
+ * packed GEMM's (k, m) = dW^T, the direct kernel's (m, tap, c)), then db (M). Zeroed per
+ * block, summed in block order by every thread of the enclosing parallel region. */
+static void wgrad_block_begin(float *part, size_t K, int M, const float *dy, size_t P, int n0, int n1,
+                              int bias) {
+  memset(part, 0, sizeof(float) * (K * M + M));
+  if (bias)
+    for (int n = n0; n < n1; n++)
+      for (int m = 0; m < M; m++) part[K * M + m] += fm_sumf(dy + ((size_t)n * M + m) * P, (int)P);
+}
+
+static void wgrad_reduce(float *dweight, float *dbias, const float *blocks, size_t bslice, int nb, int M, int C,
+                         int kk, int tap_major) {
+  size_t K = (size_t)C * kk;
+  if (dweight) {
+#pragma omp for schedule(static)
+    for (int m = 0; m < M; m++)
+      for (int c = 0; c < C; c++)
+        for (int t = 0; t < kk; t++) {
+          size_t k = (size_t)c * kk + t, i = tap_major ? (size_t)m * K + (size_t)t * C + c : k * M + m;
+          float acc = 0;
+          for (int b = 0; b < nb; b++) acc += blocks[b * bslice + i];
+          dweight[(size_t)m * K + k] += acc;
+        }
+  }
+  if (dbias) {
+#pragma omp for schedule(static)
+    for (int m = 0; m < M; m++) {
+      float acc = 0;
+      for (int b = 0; b < nb; b++) acc += blocks[b * bslice + K * M + m];
+      dbias[m] += acc;
+    }
+  }
+}
+
 // the zero-padded channels-last copy of one sample that the direct kernel reads
 static void padded_dims(const FmConvAttr *a, int OH, int OW, int *Hp, int *Wp) {
   *Hp = (OH - 1) * a->sh + (a->kh - 1) * a->dh + 1;
@@ -513,13 +548,11 @@ static void wgrad_direct(float *dweight, float *dbias, const float *dout, const 
     memset(xp, 0, sizeof(float) * xslice);   // the border is never written again
 #pragma omp for schedule(dynamic, 1)
     for (int b = 0; b < nb; b++) {
-      float *dwb = blocks + b * bslice, *db = dwb + K * M;   // dwb (M, kk*C) in (m, tap, c) order
-      memset(dwb, 0, sizeof(float) * (K * M + M));
-      for (int n = N * b / nb; n < N * (b + 1) / nb; n++) {
+      float *dwb = blocks + b * bslice;   // dwb (M, kk*C) in (m, tap, c) order
+      int n0 = N * b / nb, n1 = N * (b + 1) / nb;
+      wgrad_block_begin(dwb, K, M, dout, P, n0, n1, dbias != NULL);
+      for (int n = n0; n < n1 && dweight; n++) {
         const float *dy = dout + (size_t)n * M * P;
-        if (dbias)
-          for (int m = 0; m < M; m++) db[m] += fm_sumf(dy + m * P, (int)P);
-        if (!dweight) continue;
         to_padded_nhwc(xp, inp + n * in_n, C, H, W, Hp, Wp, a->ph, a->pw);
         for (int g = 0; g < ngroups; g += 2) {
           int64_t off[2];
@@ -533,25 +566,7 @@ static void wgrad_direct(float *dweight, float *dbias, const float *dout, const 
         }
       }
     }
-    // dweight[m][c][t] += sum_b dwb_b[m][t*C + c]; dbias[m] += sum_b db_b[m]
-    if (dweight) {
-#pragma omp for schedule(static)
-      for (int m = 0; m < M; m++)
-        for (int c = 0; c < C; c++)
-          for (int t = 0; t < kk; t++) {
-            float acc = 0;
-            for (int b = 0; b < nb; b++) acc += blocks[b * bslice + (size_t)m * K + (size_t)t * C + c];
-            dweight[((size_t)m * C + c) * kk + t] += acc;
-          }
-    }
-    if (dbias) {
-#pragma omp for schedule(static)
-      for (int m = 0; m < M; m++) {
-        float acc = 0;
-        for (int b = 0; b < nb; b++) acc += blocks[b * bslice + K * M + m];
-        dbias[m] += acc;
-      }
-    }
+    wgrad_reduce(dweight, dbias, blocks, bslice, nb, M, C, kk, 1);
   }
 }
 #endif
@@ -577,13 +592,11 @@ void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dou
     float *tmp = bp + align16f(P * (((size_t)M + 31) / 32 * 32));
 #pragma omp for schedule(dynamic, 1)
     for (int b = 0; b < nb; b++) {
-      float *dwt = blocks + b * bslice, *db = dwt + K * M;
-      memset(dwt, 0, sizeof(float) * (K * M + M));
-      for (int n = N * b / nb; n < N * (b + 1) / nb; n++) {
+      float *dwt = blocks + b * bslice;   // dwt (K, M)
+      int n0 = N * b / nb, n1 = N * (b + 1) / nb;
+      wgrad_block_begin(dwt, K, M, dout, P, n0, n1, dbias != NULL);
+      for (int n = n0; n < n1 && dweight; n++) {
         const float *dy = dout + (size_t)n * M * P;
-        if (dbias)
-          for (int m = 0; m < M; m++) db[m] += fm_sumf(dy + m * P, (int)P);
-        if (!dweight) continue;
         fm_im2col(col, inp + n * in_n, a->cin, H, W, a);
         // dout^T as the GEMM's packed B: slivers of 32 channels, P rows (zero padded)
         fm_sgemm_pack_b((int64_t)P, M, dy, (int64_t)P, 1, 0, 0, bp);
@@ -592,23 +605,6 @@ void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dou
         for (size_t i = 0; i < K * M; i++) dwt[i] += tmp[i];
       }
     }
-    // dweight[m][k] += sum_b dwt_b[k][m]; dbias[m] += sum_b db_b[m]
-    if (dweight) {
-#pragma omp for schedule(static)
-      for (int m = 0; m < M; m++)
-        for (size_t k = 0; k < K; k++) {
-          float acc = 0;
-          for (int b = 0; b < nb; b++) acc += blocks[b * bslice + k * M + m];
-          dweight[(size_t)m * K + k] += acc;
-        }
-    }
-    if (dbias) {
-#pragma omp for schedule(static)
-      for (int m = 0; m < M; m++) {
-        float acc = 0;
-        for (int b = 0; b < nb; b++) acc += blocks[b * bslice + K * M + m];
-        dbias[m] += acc;
-      }
-    }
+    wgrad_reduce(dweight, dbias, blocks, bslice, nb, M, a->cin, a->kh * a->kw, 0);
   }
 }
