@@ -344,7 +344,7 @@ void fm_conv_fast_forward(float *out, const float *inp, const float *weight, con
 }
 
 void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *weight, int N, int H, int W,
-                                const FmConvAttr *a, float *work, int nthreads) {
+                                const FmConvAttr *a, float *work, int nthreads, int assign) {
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   int M = a->cout, C = a->cin, kh = a->kh, kw = a->kw, rb = rows_per_block(H, W), nb = (H + rb - 1) / rb;
   size_t kk = (size_t)kh * kw, K = (size_t)M * kk, HW = (size_t)H * W, out_n = (size_t)M * OH * OW;
@@ -355,7 +355,7 @@ void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *wei
     for (int m = 0; m < M; m++)
       for (int c = 0; c < C; c++)
         for (size_t i = 0; i < kk; i++) work[(m * kk + (kk - 1 - i)) * C + c] = weight[((size_t)m * C + c) * kk + i];
-    direct_conv(dinp, dout, NULL, 1, N, &g, work, nthreads);
+    direct_conv(dinp, dout, NULL, !assign, N, &g, work, nthreads);
     return;
   }
 #endif
@@ -382,7 +382,7 @@ void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *wei
         float *dc = d + (size_t)c * HW;
         const float *tc = tmp + (size_t)c * cols;
 #pragma omp simd
-        for (int64_t j = 0; j < cols; j++) dc[j] += tc[j];
+        for (int64_t j = 0; j < cols; j++) dc[j] = (assign ? 0.0f : dc[j]) + tc[j];
       }
     }
   }

@@ -188,6 +188,29 @@ static void init_record(FmParam *p, FmRng *rng) {
   p->init_data = NULL;
 }
 
+/* A layer kind that can assign (=) its input gradients does so for a tensor it alone
+ * reads (not the net's output, not aliased by a flatten): that gradient then needs no
+ * zeroing before the backward pass, a memory pass saved per such tensor and step. */
+static int mark_assigned_grads(FmNet *net) {
+  int *readers = calloc((size_t)net->ntensors, sizeof(int));
+  if (!readers) { set_err(net, "out of memory"); return -1; }
+  for (int i = 0; i < net->nlayers; i++)
+    for (int k = 0; k < net->layers[i].nin; k++) readers[net->layers[i].in[k]]++;
+  for (int i = 0; i < net->ntensors; i++)
+    if (net->tensors[i].alias >= 0) readers[i] = readers[net->tensors[i].alias] = 2;
+  readers[net->output] = 2;
+  for (int i = 0; i < net->nlayers; i++) {
+    FmLayer *l = &net->layers[i];
+    for (int k = 0; k < l->nin; k++) {
+      int t = l->in[k];
+      l->assign[k] = fm_layer_assigns_grad(l->ops) && readers[t] == 1 && t != net->input;
+      if (l->assign[k]) net->tensors[t].grad_assigned = 1;
+    }
+  }
+  free(readers);
+  return 0;
+}
+
 int fm_net_finish(FmNet *net, int out) {
   if (net->err[0]) return -1;
   if (out < 0 || out >= net->ntensors) { set_err(net, "bad output tensor"); return -1; }
@@ -220,6 +243,7 @@ int fm_net_finish(FmNet *net, int out) {
     p->data = net->buf_data + p->off;
     init_record(p, &net->rng);
   }
+  if (mark_assigned_grads(net)) return -1;
   net->finished = 1;
   if (net->method.kind) fm_method_init(net);
   return 0;
@@ -316,7 +340,7 @@ void fm_net_zero_act_grad(FmNet *net) {
   enum { PIECE = 16384 };
   for (int i = 0; i < net->ntensors; i++) {
     FmTensor *t = &net->tensors[i];
-    if (t->alias >= 0 || !t->grad) continue;
+    if (t->alias >= 0 || !t->grad || t->grad_assigned) continue;
     float *g = t->grad;
     size_t n = t->size * net->n;
     long pieces = (long)((n + PIECE - 1) / PIECE);

@@ -124,6 +124,7 @@ typedef struct {
   size_t size;          // c*h*w elements per sample
   int alias;            // tensor id whose memory this one shares, or -1 (flatten)
   int needs_grad;       // does any parameter lie upstream? (else no grad buffer)
+  int grad_assigned;    // its only reader assigns its gradient (never zeroed)
   size_t off, goff;     // arena offsets (floats, per batch of `cap` samples)
   float *data;          // (N, c, h, w), valid after fm_net_reserve
   float *grad;          // same shape, or NULL when !needs_grad
@@ -146,7 +147,10 @@ typedef struct FmParam {
 
 // Callbacks implementing one layer kind. workspace: floats of shared scratch
 // for a batch of n (may be NULL = 0). aux (set at add time) says how much
-// state the layer saves for backward.
+// state the layer saves for backward. Backward accumulates (+=) into its inputs'
+// gradients, except that the kinds fm_layer_assigns_grad names write (=) input i's
+// gradient when l->assign[i] is set (fm_net_finish sets it where the layer is the
+// tensor's only reader, and fm_net_zero_act_grad then leaves that gradient alone).
 typedef struct FmLayerOps {
   FmLayerKind kind;
   const char *name;
@@ -154,6 +158,7 @@ typedef struct FmLayerOps {
   void (*backward)(FmNet *net, FmLayer *l, int n);
   size_t (*workspace)(const FmNet *net, const FmLayer *l, int n);
 } FmLayerOps;
+int fm_layer_assigns_grad(const FmLayerOps *ops);   // net_layers.c
 
 typedef struct { int C; } FmNormAttr;
 
@@ -162,6 +167,7 @@ struct FmLayer {
   const FmLayerOps *ops;
   char name[32];
   int in[FM_MAX_IN], nin;       // input tensor ids
+  unsigned char assign[FM_MAX_IN];   // backward writes (=) this input's gradient
   int out;                      // output tensor id
   int param[FM_MAX_PARAM], nparam;   // ids into net->params, -1 = absent
   int buf[FM_MAX_BUF], nbuf;         // ids into net->bufs, -1 = absent

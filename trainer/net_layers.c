@@ -65,8 +65,8 @@ static void conv_fwd(FmNet *net, FmLayer *l, int n, int train) {
 }
 static void conv_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = IN(l, 0);
-  fm_conv2d_backward(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data,
-                     pdata(net, l, 0), n, x->h, x->w, &l->a.conv, net->work, net->threads);
+  fm_conv2d_backward_ex(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data,
+                        pdata(net, l, 0), n, x->h, x->w, &l->a.conv, net->work, net->threads, l->assign[0]);
 }
 static const FmLayerOps conv_ops = {FM_LAYER_CONV2D, "conv2d", conv_fwd, conv_bwd, conv_ws};
 
@@ -371,3 +371,6 @@ const FmLayerOps *fm_net_builtin_ops(FmLayerKind kind) {
   };
   return kind >= 0 && kind < FM_LAYER_KIND_COUNT ? table[kind] : NULL;
 }
+
+// the kinds whose backward honours l->assign (net.h)
+int fm_layer_assigns_grad(const FmLayerOps *ops) { return ops == &conv_ops; }

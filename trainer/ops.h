@@ -80,9 +80,9 @@ void fm_conv_fast_forward(float *out, const float *inp, const float *weight, con
 // dweight += and dbias += (either may be NULL)
 void fm_conv_fast_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp, int N,
                                   int H, int W, const FmConvAttr *a, float *work, int nthreads);
-// dinp += the input gradient of a stride-1 conv
+// dinp += (or = when assign) the input gradient of a stride-1 conv
 void fm_conv_fast_backward_data(float *dinp, const float *dout, const float *weight, int N, int H, int W,
-                                const FmConvAttr *a, float *work, int nthreads);
+                                const FmConvAttr *a, float *work, int nthreads, int assign);
 
 // conv2d: inp (N,cin,H,W), weight (cout,cin/groups,kh,kw), bias (cout) or NULL,
 // out (N,cout,OH,OW).
@@ -92,6 +92,10 @@ void fm_conv2d_forward(float *out, const float *inp, const float *weight, const 
 void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight,
                         int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
+// the same; dinp_assign: dinp is written (=), not accumulated (+=)
+void fm_conv2d_backward_ex(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int N, int H, int W,
+                           const FmConvAttr *a, float *work, int nthreads, int dinp_assign);
 
 // conv_transpose2d (PyTorch ConvTranspose2d): inp (N,cin,H,W),
 // weight (cin,cout/groups,kh,kw), bias (cout) or NULL, out (N,cout,OH,OW) with

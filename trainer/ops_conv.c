@@ -228,16 +228,23 @@ void fm_conv2d_forward(float *out, const float *inp, const float *weight, const 
 void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight,
                         int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
+  fm_conv2d_backward_ex(dinp, dweight, dbias, dout, inp, weight, N, H, W, a, work, nthreads, 0);
+}
+
+void fm_conv2d_backward_ex(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int N, int H, int W,
+                           const FmConvAttr *a, float *work, int nthreads, int dinp_assign) {
   // conv_fast.c where it applies; what is left goes through im2col + sgemm below
   if (fm_conv_fast_wgrad_ok(a, W) && (dweight || dbias)) {
     fm_conv_fast_backward_weight(dweight, dbias, dout, inp, N, H, W, a, work, nthreads);
     dweight = dbias = NULL;
   }
   if (dinp && fm_conv_fast_dinp_ok(a, W)) {
-    fm_conv_fast_backward_data(dinp, dout, weight, N, H, W, a, work, nthreads);
+    fm_conv_fast_backward_data(dinp, dout, weight, N, H, W, a, work, nthreads, dinp_assign);
     dinp = NULL;
   }
   if (!dinp && !dweight && !dbias) return;
+  if (dinp && dinp_assign) memset(dinp, 0, sizeof(float) * (size_t)N * a->cin * H * W);   // col2im adds
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
   int G = a->groups, Mg = a->cout / G, Kg = a->cin / G * a->kh * a->kw, M = a->cout;
   size_t P = (size_t)OH * OW, in_n = (size_t)a->cin * H * W, K = (size_t)a->cin * a->kh * a->kw;
