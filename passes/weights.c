@@ -5,16 +5,18 @@
  *   Alpha[m]*W, Sign*2^Shift), so BatchNormalization folding and activation fusion treat
  *   it like any layer, and a model from the trainer and the same model exported by
  *   PyTorch reach the next pass in the same form.
- * weights (after fuse_act): a float32 Conv (1-D/2-D), Gemm (transA = 0) or MatMul (2-D A)
+ * weights (after fuse_act): a float32 Conv (1-D/2-D), Gemm (transA = 0) or MatMul (A of
+ *   rank >= 2, B a 2-D constant: A's leading dims become rows of a Gemm with transB = 0)
  *   with a constant weight is read per output channel m:
+ *     unit     every weight is -1, 0 or 1                                -> TernaryConv/Gemm, Alpha 1
  *     pow2     every nonzero weight is +-2^k (any k per weight)          -> Pow2Conv/Gemm
  *     ternary  every nonzero weight is +-a_m (one magnitude per channel) -> TernaryConv/Gemm
  *     pow2 x s every nonzero weight is +-s_m*2^k (a power-of-two layer with a BatchNorm
  *              folded in: one shared mantissa per channel)               -> Pow2Conv/Gemm + Scale
  *   (first match; anything else stays dense). The specialised kernels (ops/fewmul.c) do
  *   one add per nonzero weight and output, and one multiply per output (ternary, Scale)
- *   or none (pow2); the dense ones one FMA per weight and output, at a much higher rate
- *   (the packed sgemm). The rule, from measurements on this machine (docs/OPS.md):
+ *   or none (unit, pow2); the dense ones one FMA per weight and output, at a much higher
+ *   rate (the packed sgemm). The rule, from measurements on this machine (docs/OPS.md):
  *     specialise when   nonzero fraction <= DENSITY_MAX (Conv) / DENSITY_MAX_TERNARY_GEMM
  *                       (ternary Gemm: always) / DENSITY_MAX_GEMM (pow2 Gemm),
  *                       or the layer has at most SMALL_WEIGHTS weights
@@ -49,6 +51,7 @@ static void unpack(Graph *g, Node *n) {
   int pow2 = n->op == OP_Pow2Conv || n->op == OP_Pow2Gemm, conv = n->op == OP_TernaryConv || n->op == OP_Pow2Conv;
   Tensor *w = n->in[1], *w2 = n->in[2], *b = n->nin > 3 ? n->in[3] : NULL;
   if (!const_i8(w) || (pow2 ? !const_i8(w2) : !const_f32(w2)) || (pow2 && n->nin > 4 && n->in[4])) return;
+  if (!conv && n->in[0]->rank > 2) return; /* a Gemm over X [..., K] has no plain form */
   int64_t numel = fm_numel(w), M = conv ? w->dims[0] : w->dims[fm_attr_i(n, "transB", 0) ? 0 : 1];
   if (numel < 0 || M <= 0 || (!pow2 && fm_numel(w2) != M)) return;
   int tb = fm_attr_i(n, "transB", 0) != 0;
@@ -107,18 +110,24 @@ static int rows_of(Node *n, Rows *w) {
       return 0;
     return 1;
   }
-  case OP_MatMul:
-    if (t->rank != 2 || x->rank != 2) return 0;
+  case OP_MatMul: { /* X [..., K] x W [K, M]: rows are X's leading dims, at most one symbolic */
+    if (t->rank != 2 || x->rank < 2) return 0;
+    int sym = 0;
+    for (int d = 0; d + 1 < x->rank; d++) sym += fm_dim_sym(x->dims[d]);
+    if (sym > 1) return 0;
     w->M = t->dims[1], w->R = t->dims[0], w->rs = 1, w->cs = w->M;
     return 1;
+  }
   default:
     return 0;
   }
 }
 
-/* The layer's kind; fills q (int8 W or Sign), sh (Shift), alpha / scale [M], nnz. */
+/* The layer's kind; fills q (int8 W or Sign), sh (Shift), alpha / scale [M], nnz.
+   Weights in {-1, 0, 1} are ternary with Alpha 1 (an all-zero channel gets Alpha 1 too):
+   the ternary kernels then skip the multiply, so no work at all is left but the adds. */
 static int classify(const Rows *w, int8_t *q, int8_t *sh, float *alpha, float *scale, int64_t *nnz) {
-  int pow2 = 1, tern = 1, pow2s = 1;
+  int pow2 = 1, tern = 1, pow2s = 1, unit = 1;
   *nnz = 0;
   for (int64_t m = 0; m < w->M; m++) {
     float a = 0, mnt = 0;
@@ -136,10 +145,11 @@ static int classify(const Rows *w, int8_t *q, int8_t *sh, float *alpha, float *s
       if (!a) a = av, mnt = f;
       tern &= av == a, pow2 &= f == 0.5f, pow2s &= f == mnt;
     }
-    alpha[m] = a, scale[m] = mnt ? 2 * mnt : 1;
+    alpha[m] = a ? a : 1, scale[m] = mnt ? 2 * mnt : 1;
+    unit &= tern && alpha[m] == 1;
     if (!pow2 && !tern && !pow2s) return K_DENSE;
   }
-  return pow2 ? K_POW2 : tern ? K_TERNARY : K_POW2S;
+  return unit ? K_TERNARY : pow2 ? K_POW2 : tern ? K_TERNARY : K_POW2S;
 }
 
 static const char *forced(void) {

@@ -39,10 +39,10 @@ static double dense_macs(Node *n, int64_t batch) {
     if (!w || w->rank < 2) return 0;
     for (int i = 1; i < w->rank; i++) per *= (double)dim_at(w->dims[i], batch);
     return numel_at(x, batch) * per;
-  case OP_Gemm: case OP_TernaryGemm: case OP_Pow2Gemm: {
+  case OP_Gemm: case OP_TernaryGemm: case OP_Pow2Gemm: { /* the ai.fewmul ones: X may be [..., K] */
     int64_t ta = fm_attr_i(n, "transA", 0);
-    if (x->rank != 2) return 0;
-    return out * (double)dim_at(x->dims[ta ? 0 : 1], batch);
+    if (x->rank < 2 || (ta && x->rank != 2)) return 0;
+    return out * (double)dim_at(x->dims[ta ? 0 : x->rank - 1], batch);
   }
   case OP_MatMul:
     return out * (double)dim_at(x->dims[x->rank - 1], batch);

@@ -49,7 +49,8 @@
  *   already packed, with bias and Relu applied as the tile is stored (below).
  *
  * fm_ternary_gemm - Y = alpha[m] * (X times a {-1,0,1} matrix given as bitmasks)
- *   (+ bias, Relu) with masked vector adds: TernaryGemm (ops/fewmul.c), below.
+ *   (no alpha: adds only) (+ bias, Relu) with masked vector adds: TernaryGemm
+ *   (ops/fewmul.c), below.
  *
  * ---- helpers the C printer (emit_c.c) uses ----
  *   fm_h2f / fm_f2h   float16 <-> float (round to nearest even)
@@ -548,15 +549,15 @@ __attribute__((unused)) static void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t 
 
 /* ---- ternary GEMM over bitmasks (ops/fewmul.c's TernaryGemm) ----
  *
- *   fm_ternary_gemm(n0, n1, m0, m1, K, X, ldx, msk, kc, alpha, bias, hasbias, relu, Y, ldy)
+ *   fm_ternary_gemm(n0, n1, m0, m1, K, X, ldx, msk, kc, alpha, hasalpha, bias, hasbias, relu, Y, ldy)
  *
  *   for n in [n0, n1), m in [m0, m1):
- *     Y[n*ldy + m] = alpha[m] * sum_k t(m, k) * X[n*ldx + k]  (+ bias[m] when hasbias,
- *                    then (v > 0 ? v : 0) when relu)
+ *     Y[n*ldy + m] = alpha[m] * sum_k t(m, k) * X[n*ldx + k]  (the bare sum when !hasalpha,
+ *                    + bias[m] when hasbias, then (v > 0 ? v : 0) when relu)
  *   with t(m, k) in {-1, 0, 1} given as bitmasks: msk[m*kc + c] (kc = (K + 15) / 16)
  *   covers columns 16c .. 16c+15, bit j for column 16c+j: the low 16 bits where
  *   t != 0, the high 16 bits where t = -1; bits past K are 0. The sum is adds only (a
- *   sign flip is an xor): the one multiplication per output is alpha's.
+ *   sign flip is an xor): the one multiplication per output is alpha's, none without.
  *   AVX-512: per 16-column chunk, X's lanes get their sign flipped under the -1 mask
  *   (masked xor) and are added into an accumulator under the nonzero mask (masked
  *   add), one 16-lane add per chunk, sample and output; register tiles of 4 samples x
@@ -731,10 +732,11 @@ FM_INLINE void fm_tg_1x1(int64_t K, int64_t kc, const float *x, int64_t ldx, con
 
 /* Y for tile (samples n .. n+ns-1) x (outputs m .. m+nr-1) from its sums s */
 FM_INLINE void fm_tg_out(int ns, int nr, int64_t n, int64_t m, const float *s, const float *alpha,
-                         const float *bias, int64_t hasbias, int64_t relu, float *Y, int64_t ldy) {
+                         int64_t hasalpha, const float *bias, int64_t hasbias, int64_t relu, float *Y,
+                         int64_t ldy) {
   for (int a = 0; a < ns; a++)
     for (int r = 0; r < nr; r++) {
-      float v = alpha[m + r] * s[a * nr + r];
+      float v = hasalpha ? alpha[m + r] * s[a * nr + r] : s[a * nr + r];
       if (hasbias) v = v + bias[m + r];
       Y[(n + a) * ldy + m + r] = relu ? (v > 0 ? v : 0) : v;
     }
@@ -750,28 +752,29 @@ FM_INLINE void fm_tg_out(int ns, int nr, int64_t n, int64_t m, const float *s, c
 #endif
 FM_TG_NOIPA static void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int64_t m1, int64_t K,
                                                     const float *X, int64_t ldx, const int32_t *msk,
-                                                    int64_t kc, const float *alpha, const float *bias,
-                                                    int64_t hasbias, int64_t relu, float *Y, int64_t ldy) {
+                                                    int64_t kc, const float *alpha, int64_t hasalpha,
+                                                    const float *bias, int64_t hasbias, int64_t relu, float *Y,
+                                                    int64_t ldy) {
   float s[16];
   int64_t n = n0;
 #ifdef FM_TG_BIG
-#define FM_TG_BIG_(ns, nr, fn)                                                   \
-  for (; n + ns <= n1; n += ns) {                                                \
-    int64_t m = m0;                                                              \
-    for (; m + nr <= m1; m += nr) {                                              \
-      fn(K, kc, X + n * ldx, ldx, msk + m * kc, s);                              \
-      fm_tg_out(ns, nr, n, m, s, alpha, bias, hasbias, relu, Y, ldy);            \
-    }                                                                            \
-    for (; m < m1; m++)                                                          \
-      for (int a = 0; a < ns; a++) {                                             \
-        fm_tg_1x1(K, kc, X + (n + a) * ldx, ldx, msk + m * kc, s);               \
-        fm_tg_out(1, 1, n + a, m, s, alpha, bias, hasbias, relu, Y, ldy);        \
-      }                                                                          \
+#define FM_TG_BIG_(ns, nr, fn)                                                      \
+  for (; n + ns <= n1; n += ns) {                                                   \
+    int64_t m = m0;                                                                 \
+    for (; m + nr <= m1; m += nr) {                                                 \
+      fn(K, kc, X + n * ldx, ldx, msk + m * kc, s);                                 \
+      fm_tg_out(ns, nr, n, m, s, alpha, hasalpha, bias, hasbias, relu, Y, ldy);     \
+    }                                                                               \
+    for (; m < m1; m++)                                                             \
+      for (int a = 0; a < ns; a++) {                                                \
+        fm_tg_1x1(K, kc, X + (n + a) * ldx, ldx, msk + m * kc, s);                  \
+        fm_tg_out(1, 1, n + a, m, s, alpha, hasalpha, bias, hasbias, relu, Y, ldy); \
+      }                                                                             \
   }
-#define FM_TG_ROW_(nr, fn)                                                       \
-  for (; m + nr <= m1; m += nr) {                                                \
-    fn(K, kc, X + n * ldx, ldx, msk + m * kc, s);                                \
-    fm_tg_out(1, nr, n, m, s, alpha, bias, hasbias, relu, Y, ldy);               \
+#define FM_TG_ROW_(nr, fn)                                                          \
+  for (; m + nr <= m1; m += nr) {                                                   \
+    fn(K, kc, X + n * ldx, ldx, msk + m * kc, s);                                   \
+    fm_tg_out(1, nr, n, m, s, alpha, hasalpha, bias, hasbias, relu, Y, ldy);        \
   }
 #define FM_TG_EXPAND(mac, args) mac args
   FM_TG_EXPAND(FM_TG_BIG_, (FM_TG_BIG))
@@ -783,7 +786,7 @@ FM_TG_NOIPA static void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int6
 #endif
     for (; m < m1; m++) {
       fm_tg_1x1(K, kc, X + n * ldx, ldx, msk + m * kc, s);
-      fm_tg_out(1, 1, n, m, s, alpha, bias, hasbias, relu, Y, ldy);
+      fm_tg_out(1, 1, n, m, s, alpha, hasalpha, bias, hasbias, relu, Y, ldy);
     }
   }
 }

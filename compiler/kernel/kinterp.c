@@ -39,7 +39,7 @@ static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *ms
   X(fm_sgemm, "iiiiiciiciipii", call_sgemm)               \
   X(fm_im2col_pack, "ciiiiiiiiiiiiiip", call_im2col_pack) \
   X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)           \
-  X(fm_ternary_gemm, "iiiiicicicciipi", call_ternary_gemm)
+  X(fm_ternary_gemm, "iiiiiciciciciipi", call_ternary_gemm)
 
 #define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
 static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
@@ -123,7 +123,7 @@ static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, s
 
 static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t n0 = a[0].i, n1 = a[1].i, m0 = a[2].i, m1 = a[3].i, K = a[4].i, ldx = a[6].i, kc = a[8].i;
-  int64_t hasbias = a[11].i, ldy = a[14].i;
+  int64_t hasalpha = a[10].i, hasbias = a[12].i, ldy = a[15].i;
   const char *e;
   if (n0 < 0 || m0 < 0 || K < 0 || kc != (K + 15) / 16 || ldx < K || ldy < m1) {
     snprintf(msg, len, "fm_ternary_gemm: bad geometry (n0 %lld, m0 %lld, m1 %lld, K %lld, kc %lld, ldx %lld, ldy %lld)",
@@ -134,10 +134,11 @@ static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *ms
   if (n1 <= n0 || m1 <= m0) return NULL;
   if (K > 0 && (e = need(av, 5, (n1 - 1) * ldx + K - 1, "fm_ternary_gemm X", msg, len))) return e;
   if (kc > 0 && (e = need(av, 7, m1 * kc - 1, "fm_ternary_gemm masks", msg, len))) return e;
-  if ((e = need(av, 9, m1 - 1, "fm_ternary_gemm alpha", msg, len))) return e;
-  if (hasbias && (e = need(av, 10, m1 - 1, "fm_ternary_gemm bias", msg, len))) return e;
-  if ((e = need(av, 13, (n1 - 1) * ldy + m1 - 1, "fm_ternary_gemm Y", msg, len))) return e;
-  fm_ternary_gemm(n0, n1, m0, m1, K, a[5].p, ldx, a[7].p, kc, a[9].p, a[10].p, hasbias, a[12].i, a[13].p, ldy);
+  if (hasalpha && (e = need(av, 9, m1 - 1, "fm_ternary_gemm alpha", msg, len))) return e;
+  if (hasbias && (e = need(av, 11, m1 - 1, "fm_ternary_gemm bias", msg, len))) return e;
+  if ((e = need(av, 14, (n1 - 1) * ldy + m1 - 1, "fm_ternary_gemm Y", msg, len))) return e;
+  fm_ternary_gemm(n0, n1, m0, m1, K, a[5].p, ldx, a[7].p, kc, a[9].p, hasalpha, a[11].p, hasbias, a[13].i, a[14].p,
+                  ldy);
   return NULL;
 }
 

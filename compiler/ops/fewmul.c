@@ -3,7 +3,11 @@
  *   TernaryConv(X, W int8 {-1,0,1}, Alpha [M], B?)        Conv, W_float = Alpha[m] * W
  *   Pow2Conv(X, Sign int8 {-1,0,1}, Shift int8, B?, Scale?) Conv, W_float = Scale[m] * Sign * 2^Shift
  *   TernaryGemm, Pow2Gemm: the same over Gemm: X [N, K], W [M, K] (transB = 1, as the
- *   trainer writes it) or [K, M] (transB = 0); transA must be 0.
+ *   trainer writes it) or [K, M] (transB = 0); transA must be 0. X may also have more
+ *   dims, [..., K] -> Y [..., M], its leading dims read as rows (how passes/weights.c
+ *   rewrites MatMul(X, constant 2-D W)).
+ * Alpha all 1 (a {-1, 0, 1} weight, e.g. the Strassen model's matrices): no multiply at
+ * all; the kernels skip Alpha (alpha_unit).
  * Scale is compiler-internal: passes/weights.c adds it when a BatchNormalization has
  * been folded into a power-of-two layer; exported models never carry it.
  *
@@ -15,6 +19,7 @@
  *       acc = ldexp(acc, shift[g-1] - shift[g])          (pow2, not for the first group)
  *       acc += x[tap] for the +1 taps;  acc -= x[tap] for the -1 taps   (8 taps per pass)
  *     y = Alpha[m] * acc + B[m]          ternary: one multiplication per output
+ *                                        (none when every Alpha is 1)
  *     y = ldexp(acc, shift[last]) + B[m] pow2: none (Scale: one per output)
  * Conv: acc is a whole output plane, so each tap is a pass over contiguous memory that
  * vectorises. The input is first packed per image and channel into zero-padded phase
@@ -24,7 +29,7 @@
  * Gemm: acc is a scalar per (row, output), a gather-add over X's row (Pow2Gemm, and
  * TernaryGemm with a Gemm alpha != 1 or beta other than 0/1). TernaryGemm otherwise runs
  * the prelude's fm_ternary_gemm over bitmasks of W (lower_gemm_masks): vector masked adds,
- * the same one multiplication per output.
+ * the same one multiplication per output (none with Alpha all 1).
  */
 #include "ops/fewmul_internal.h"
 #include <stdlib.h>
@@ -92,18 +97,43 @@ static void conv_infer(Node *n) {
   fm_set_shape(c.y, FM_F32, c.win.nsp + 2, dims);
 }
 
+/* Every Alpha is 1: the ternary kernels skip the multiply. Not a pow2 node. */
+static int alpha_unit(Node *n) {
+  const Tensor *a = fm_in(n, 2);
+  if (is_pow2(n) || !a->data || a->dtype != FM_F32 || fm_numel(a) < 0) return 0;
+  for (int64_t i = 0; i < fm_numel(a); i++)
+    if (((const float *)a->data)[i] != 1.0f) return 0;
+  return 1;
+}
+
 typedef struct GemmGeo { int64_t N, K, M; int tb; float alpha, beta; } GemmGeo;
+
+/* N: the rows of X [..., K], its leading dims multiplied in the dims encoding
+   (< 0: that many times the batch); at most one of them may be symbolic. */
+static int64_t gemm_rows(const Tensor *x) {
+  int64_t r = 1;
+  int sym = 0;
+  for (int d = 0; d + 1 < x->rank; d++) {
+    int64_t v = x->dims[d];
+    if (v == FM_DIM_UNKNOWN || (v < 0 && sym++)) return FM_DIM_UNKNOWN;
+    r *= v; /* the sign marks the one symbolic factor */
+  }
+  return r;
+}
 
 static void gemm_setup(Node *n, GemmGeo *q) {
   Tensor *x = fm_in(n, 0), *w = check_common(n);
-  if (x->rank != 2 || w->rank != 2)
-    fm_fail("node '%s' (%s): X '%s' and W '%s' must be matrices (rank 2), got ranks %d and %d", n->name,
+  if (x->rank < 2 || w->rank != 2)
+    fm_fail("node '%s' (%s): X '%s' must have rank >= 2 and W '%s' rank 2, got ranks %d and %d", n->name,
             n->op_type, x->name, w->name, x->rank, w->rank);
   if (fm_attr_i(n, "transA", 0))
     fm_fail("node '%s' (%s): transA = 1 is not supported", n->name, n->op_type);
   q->tb = fm_attr_i(n, "transB", 0) != 0;
   q->alpha = fm_attr_f(n, "alpha", 1), q->beta = fm_attr_f(n, "beta", 1);
-  q->N = x->dims[0], q->K = x->dims[1];
+  q->N = gemm_rows(x), q->K = x->dims[x->rank - 1];
+  if (q->N == FM_DIM_UNKNOWN)
+    fm_fail("node '%s' (%s): X '%s' needs known leading dims, at most one of them the batch", n->name,
+            n->op_type, x->name);
   q->M = w->dims[!q->tb];
   if (q->K != w->dims[q->tb])
     fm_fail("node '%s' (%s): X '%s' has %lld columns but W '%s' has %lld inputs per output", n->name,
@@ -116,8 +146,11 @@ static void gemm_setup(Node *n, GemmGeo *q) {
 static void gemm_infer(Node *n) {
   GemmGeo q;
   gemm_setup(n, &q);
-  int64_t dims[2] = {q.N, q.M};
-  fm_set_shape(n->out[0], FM_F32, 2, dims);
+  const Tensor *x = fm_in(n, 0);
+  int64_t dims[FM_MAXRANK];
+  memcpy(dims, x->dims, sizeof(int64_t) * (size_t)x->rank);
+  dims[x->rank - 1] = q.M;
+  fm_set_shape(n->out[0], FM_F32, x->rank, dims);
 }
 
 void fm_infer_TernaryConv(Graph *g, Node *n) { (void)g, conv_infer(n); }
@@ -381,14 +414,16 @@ void fm_tap_conv(KB *b, const FmTapConv *tc) {
   fm_tap_row(b, &p, &t, k_var(m), &A);
   /* y = Alpha[m] * acc | ldexp(acc, fin[m]) (* Scale[m]), + B[m], activation */
   KVar *mult = NULL;
-  if (!p.pow2) mult = kb_let(b, "alpha", FM_F32, k_load(Al, k_var(m)));
+  int unit = !p.pow2 && tc->unit_alpha;
+  if (!p.pow2 && !unit) mult = kb_let(b, "alpha", FM_F32, k_load(Al, k_var(m)));
   else if (Sc) mult = kb_let(b, "mult", FM_F32, k_bin(KB_LDEXP, k_load(Sc, k_var(m)), k_load(t.fin, k_var(m))));
   KVar *bias = B ? kb_let(b, "bias", FM_F32, k_load(B, k_var(m))) : NULL;
   KVar *oh = kb_for(b, "oh", k_i(0), k_i(OH), KL_SERIAL);
   KVar *ow = kb_for(b, "ow", k_i(0), k_i(OW), KL_VECTOR);
   KExpr *v = k_load(acc, k_add(k_add(k_var(A.ab), k_mul(k_var(oh), k_i(Wph))), k_var(ow)));
-  v = mult ? k_mul(k_var(mult), v) : k_bin(KB_LDEXP, v, k_load(t.fin, k_var(m)));
+  v = mult ? k_mul(k_var(mult), v) : unit ? v : k_bin(KB_LDEXP, v, k_load(t.fin, k_var(m)));
   if (bias) v = k_add(v, k_var(bias));
+  if (tc->act && n->fused_act && n->fused_act != OP_Relu) v = k_var(kb_let(b, "y", FM_F32, v)); /* read once */
   KExpr *yi = k_add(k_mul(k_var(it), k_i(OH * OW)), k_add(k_mul(k_var(oh), k_i(OW)), k_var(ow)));
   if (tc->act) fm_dense_store(b, n, Y, yi, v);
   else kb_store(b, Y, yi, v);
@@ -406,7 +441,7 @@ static void lower_conv(KB *b, Node *n) {
     fm_fail("node '%s' (%s): the integer weights must be constants (initialisers)", n->name, n->op_type);
   FmTapConv tc = {.n = n, .c = &c, .w = w, .shift = sh, .x = kb_in(b, 0), .y = kb_out(b, 0), .act = 1,
                   .alpha = is_pow2(n) ? NULL : kb_in(b, 2), .bias = bias_of(n) ? kb_in(b, 3) : NULL,
-                  .scale = scale_of(n) ? kb_in(b, 4) : NULL};
+                  .scale = scale_of(n) ? kb_in(b, 4) : NULL, .unit_alpha = alpha_unit(n)};
   fm_tap_conv(b, &tc);
 }
 
@@ -425,8 +460,9 @@ static void gemm_shift(KB *b, Acc *a, KExpr *d) {
 
 /* TernaryGemm through the prelude's fm_ternary_gemm: W as two bitmasks per output and
    16-column chunk (one int32: bits 0-15 where w != 0, 16-31 where w = -1), blocks of
-   MBLK outputs in a parallel loop. Y = Alpha[m] * acc + B[m], the order of the tap-loop
-   lowering; a fused Relu rides on the store, another activation runs over the block. */
+   MBLK outputs in a parallel loop. Y = Alpha[m] * acc + B[m] (Y = acc + B[m] when every
+   Alpha is 1: hasalpha = 0, no multiply), the order of the tap-loop lowering; a fused
+   Relu rides on the store, another activation runs over the block. */
 #define MBLK 16
 
 static int lower_gemm_masks(KB *b, Node *n, const GemmGeo *q) {
@@ -456,9 +492,10 @@ static int lower_gemm_masks(KB *b, Node *n, const GemmGeo *q) {
   KBuf *B = bias_of(n) && q->beta != 0 ? kb_in(b, 3) : NULL;
   KBuf *MK = kb_const(b, "masks", FM_I32, nmk ? nmk : 1, msk);
   KBuf *NZ = kb_const(b, "nnz_upto", FM_I32, M + 1, nzc); /* for the cost only */
-  int relu = n->fused_act == OP_Relu, other_act = n->fused_act && !relu;
-  kb_comment(b, "%s: %lld x %lld, %lld of %lld weights nonzero, bitmasks of %lld chunks per output", n->op_type,
-             (long long)K, (long long)M, (long long)nnz, (long long)(K * M), (long long)kc);
+  int relu = n->fused_act == OP_Relu, other_act = n->fused_act && !relu, unit = alpha_unit(n);
+  kb_comment(b, "%s: %lld x %lld, %lld of %lld weights nonzero, bitmasks of %lld chunks per output%s", n->op_type,
+             (long long)K, (long long)M, (long long)nnz, (long long)(K * M), (long long)kc,
+             unit ? ", Alpha = 1: adds only" : "");
   KExpr *N = kb_dim(b, q->N);
   KVar *mb = kb_for(b, "mb", k_i(0), k_i((M + MBLK - 1) / MBLK), KL_PARALLEL);
   KVar *m0 = kb_let(b, "m0", FM_I64, k_mul(k_var(mb), k_i(MBLK)));
@@ -466,8 +503,8 @@ static int lower_gemm_masks(KB *b, Node *n, const GemmGeo *q) {
   KExpr *outs = k_mul(N, k_sub(k_var(m1), k_var(m0)));
   KExpr *adds = k_mul(N, k_sub(ld(NZ, k_var(m1)), ld(NZ, k_var(m0))));
   if (B) adds = k_add(adds, outs);
-  kb_call(b, "fm_ternary_gemm", outs, adds, 15, k_i(0), N, k_var(m0), k_var(m1), k_i(K),
-          k_addr(X, k_i(0)), k_i(K), k_addr(MK, k_i(0)), k_i(kc), k_addr(Al, k_i(0)),
+  kb_call(b, "fm_ternary_gemm", unit ? k_i(0) : outs, adds, 16, k_i(0), N, k_var(m0), k_var(m1), k_i(K),
+          k_addr(X, k_i(0)), k_i(K), k_addr(MK, k_i(0)), k_i(kc), k_addr(Al, k_i(0)), k_i(!unit),
           k_addr(B ? B : Al, k_i(0)), k_i(B != NULL), k_i(relu), k_addr(Y, k_i(0)), k_i(M));
   if (other_act) {
     KVar *i = kb_for(b, "i", k_i(0), N, KL_SERIAL);
@@ -505,8 +542,10 @@ static void lower_gemm(KB *b, Node *n) {
   fm_tap_row(b, &p, &t, k_var(m), &A);
   KExpr *v = k_var(A.var);
   if (!p.pow2) {
-    KExpr *al = k_load(Al, k_var(m));
-    v = k_mul(q.alpha != 1 ? k_mul(k_f32(q.alpha), al) : al, v);
+    KExpr *al = alpha_unit(n) ? NULL : k_load(Al, k_var(m)); /* NULL: Alpha all 1 */
+    if (al && q.alpha != 1) al = k_mul(k_f32(q.alpha), al);
+    else if (q.alpha != 1) al = k_f32(q.alpha);
+    if (al) v = k_mul(al, v);
   } else {
     v = k_bin(KB_LDEXP, v, k_load(t.fin, k_var(m)));
     if (Sc) v = k_mul(k_load(Sc, k_var(m)), v);
@@ -516,6 +555,8 @@ static void lower_gemm(KB *b, Node *n) {
     KExpr *bv = k_load(B, k_var(m));
     v = k_add(v, q.beta != 1 ? k_mul(k_f32(q.beta), bv) : bv);
   }
+  /* a fused activation other than Relu reads v more than once: compute it once */
+  if (n->fused_act && n->fused_act != OP_Relu) v = k_var(kb_let(b, "y", FM_F32, v));
   fm_dense_store(b, n, Y, k_var(nm), v);
   kb_end(b);
 }

@@ -56,7 +56,8 @@ void fm_tap_conv_add(KB *b, FmTapAcc *a, KBinOp op, KExpr **offs, int k);
 void fm_tap_gemm_add(KB *b, FmTapAcc *a, KBinOp op, KExpr **offs, int k);
 
 /* A ternary / pow2 convolution (1-D or 2-D) on explicit buffers:
-     y[img, m, ...] = alpha[m] * conv(x, w)[...] + bias[m]            (shift NULL)
+     y[img, m, ...] = alpha[m] * conv(x, w)[...] + bias[m]            (shift NULL; alpha[m]
+                                                                       skipped if unit_alpha)
      y[img, m, ...] = ldexp(conv(x, sign)[...], shift) (* scale[m]) + bias[m]
    with c's geometry (c->x, c->w: the input and weight tensors; c->bias, c->y unused).
    y is written densely as [N, M, out...]; act applies n's fused activation. */
@@ -66,6 +67,7 @@ typedef struct FmTapConv {
   const int8_t *w, *shift;    /* [M, C/G, k...] constants */
   KBuf *x, *alpha, *scale, *bias, *y; /* alpha: ternary; scale, bias optional */
   int act;
+  int unit_alpha;             /* ternary with every alpha 1: y = conv + bias, no multiply */
 } FmTapConv;
 void fm_tap_conv(KB *b, const FmTapConv *t);
 /* fm_fail unless t has dtype want: "node 'n' (op): what 't' has dtype X, expected Y" */

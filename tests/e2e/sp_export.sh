@@ -6,7 +6,10 @@
 # + `fewmul run` against the trainer's eval forward: max abs diff < 1e-4, identical argmax.
 # Then the CLI: --method sp, the recipe in one run, the three phases through checkpoints
 # (--sp-phase, --from), bad flags; and `--task matmul2x2 --r 7`: the learned Strassen model
-# in ONNX Runtime and compiled, against exact products, with `fewmul cost`. SPConv / SPGemm
+# in ONNX Runtime and compiled, against exact products, with `fewmul cost` (exactly 7
+# multiplications per sample: its MatMuls with {-1,0,1} constants compile to adds only), and
+# `--task matmul3x3 --r 27` and `--r 23 --seed 104` (Laderman's count, the ALS solver)
+# compiled and costed the same way. SPConv / SPGemm
 # compile natively (compiler/ops/fewmul_sp.c): `fewmul cost` of an all-SP mnist_cnn must show r
 # multiplications per output patch, far below the dense net's.
 # Usage: bash sp_export.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
@@ -88,10 +91,50 @@ if "$FEWMUL" train --task matmul2x2 --r 7 -o strassen.onnx >mm.txt 2>mm.err && g
      "$FEWMUL" run cm_mm --input A=A.npy --input B=B.npy -o run_mm -q >run.log 2>&1 &&
      out=$("$HELPER" --compare C.npy run_mm/C.npy 1e-4); then ok "strassen compiled: $out"
   else bad "strassen compiled: $(cat cc.log run.log | head -c 300) ${out:-}"; fi
-  if "$FEWMUL" cost strassen.onnx >cost.txt 2>&1 && grep -Eq '^products +Mul .* 7 ' cost.txt; then
-    ok "fewmul cost: 7 multiplications in the products"
-  else bad "fewmul cost: $(head -c 600 cost.txt)"; fi
+  # the three MatMuls with {-1,0,1} constants compile to TernaryGemm with Alpha 1: adds only,
+  # so the model costs exactly its 7 products per sample (and no shifts)
+  for nb in 1 5; do
+    if "$FEWMUL" cost strassen.onnx --batch $nb >cost$nb.txt 2>&1 &&
+       grep -Eq "^products +Mul .* $((7 * nb)) " cost$nb.txt &&
+       [ "$(awk '$2 == "TernaryGemm" && $5 == 0 { n++ } END { print n + 0 }' cost$nb.txt)" = 3 ] &&
+       grep -Eq "^batch: $nb .* multiplications: $((7 * nb)) .* shifts: 0\$" cost$nb.txt; then
+      ok "fewmul cost --batch $nb: $((7 * nb)) multiplications (the products), 3 TernaryGemm with 0"
+    else bad "fewmul cost --batch $nb: $(head -c 1200 cost$nb.txt)"; fi
+  done
+  # the generated C: the ternary kernel is called without Alpha (hasalpha = 0)
+  if [ "$(grep -c 'fm_ternary_gemm(0, N, ' cm_mm/model.c)" = 3 ] &&
+     ! grep -E 'fm_ternary_gemm\(0, N, ([^,]*,){8} *1,' cm_mm/model.c >/dev/null; then
+    ok "strassen model.c: 3 fm_ternary_gemm calls, none with Alpha"
+  else bad "strassen model.c: $(grep 'fm_ternary_gemm(0, N' cm_mm/model.c | head -c 600)"; fi
 else bad "matmul2x2 r=7: $(cat mm.txt mm.err | tail -5)"; fi
+# 3x3 with r = 27 (found in a few attempts): compiled against exact products, 27 multiplications
+if "$FEWMUL" train --task matmul3x3 --r 27 --quiet -o m3.onnx >mm3.txt 2>&1 && grep -q 'exact' mm3.txt; then
+  mkdir -p mm3 && "$HELPER" --matmul 3 mm3 || bad "helper --matmul 3"
+  if "$FEWMUL" compile m3.onnx -o cm_m3 -q >cc3.log 2>&1 &&
+     "$FEWMUL" run cm_m3 --input A=mm3/A.npy --input B=mm3/B.npy -o run_m3 -q >run3.log 2>&1 &&
+     out=$("$HELPER" --compare mm3/C.npy run_m3/C.npy 1e-4); then ok "matmul3x3 r=27 compiled: $out"
+  else bad "matmul3x3 r=27 compiled: $(cat cc3.log run3.log | head -c 300) ${out:-}"; fi
+  if "$FEWMUL" cost m3.onnx >cost3.txt 2>&1 && grep -Eq '^batch: 1 .* multiplications: 27 ' cost3.txt &&
+     [ "$(awk '$2 == "TernaryGemm" && $5 == 0 { n++ } END { print n + 0 }' cost3.txt)" = 3 ]; then
+    ok "fewmul cost of matmul3x3 r=27: 27 multiplications"
+  else bad "fewmul cost of matmul3x3 r=27: $(head -c 1200 cost3.txt)"; fi
+else bad "matmul3x3 r=27: $(tail -5 mm3.txt)"; fi
+# 3x3 with r = 23 (Laderman's count): the ALS solver from seed 104, which succeeds in its first
+# attempt (about 10 s); exact on the tensor and on random pairs, compiled against exact
+# products, 23 multiplications
+if "$FEWMUL" train --task matmul3x3 --r 23 --seed 104 --attempts 1 --quiet -o m23.onnx >mm23.txt 2>&1 &&
+   grep -Eq '^attempts: 1, .* -> exact$' mm23.txt; then
+  ok "matmul3x3 r=23 (als): $(grep '^attempts' mm23.txt)"
+  [ -d mm3 ] || { mkdir -p mm3 && "$HELPER" --matmul 3 mm3; } || bad "helper --matmul 3"
+  if "$FEWMUL" compile m23.onnx -o cm_m23 -q >cc23.log 2>&1 &&
+     "$FEWMUL" run cm_m23 --input A=mm3/A.npy --input B=mm3/B.npy -o run_m23 -q >run23.log 2>&1 &&
+     out=$("$HELPER" --compare mm3/C.npy run_m23/C.npy 1e-4); then ok "matmul3x3 r=23 compiled: $out"
+  else bad "matmul3x3 r=23 compiled: $(cat cc23.log run23.log | head -c 300) ${out:-}"; fi
+  if "$FEWMUL" cost m23.onnx >cost23.txt 2>&1 && grep -Eq '^batch: 1 .* multiplications: 23 ' cost23.txt &&
+     [ "$(awk '$2 == "TernaryGemm" && $5 == 0 { n++ } END { print n + 0 }' cost23.txt)" = 3 ]; then
+    ok "fewmul cost of matmul3x3 r=23: 23 multiplications"
+  else bad "fewmul cost of matmul3x3 r=23: $(head -c 1200 cost23.txt)"; fi
+else bad "matmul3x3 r=23: $(tail -5 mm23.txt)"; fi
 if "$FEWMUL" train --task matmul2x2 --r 8 --quiet >mm8.txt 2>&1; then ok "matmul2x2 r=8 (naive count): $(grep '^attempts' mm8.txt)"
 else bad "matmul2x2 r=8: $(tail -3 mm8.txt)"; fi
 

@@ -5,7 +5,8 @@
  * interpreter next to the dense Conv / Gemm it stands for (W_float = Alpha[m]*W,
  * Scale[m]*Sign*2^Shift), with random weights, strides, pads, dilations, groups, a
  * fused Relu and a symbolic batch at N = 2. The cost model must count one
- * multiplication per output for ternary and none for pow2. */
+ * multiplication per output for ternary and none for pow2 or for ternary with every
+ * Alpha 1 (weights in {-1, 0, 1}). */
 #include "check.h"
 #include "ops/ops.h"
 #include "passes/passes.h"
@@ -124,7 +125,7 @@ static void conv_attrs(Node *n, const ConvCase *c) {
   attr_int(n, "group", c->G);
 }
 
-/* kind 0 ternary, 1 pow2, 2 pow2 with Scale */
+/* kind 0 ternary, 1 pow2, 2 pow2 with Scale, 3 ternary with Alpha 1 */
 static void conv_case(const ConvCase *c, int kind) {
   const int64_t N = 2;
   int64_t xd[4] = {-1, c->C, c->in[0], c->in[1]}, wd[4] = {c->M, c->C / c->G, c->k[0], c->k[1]};
@@ -135,17 +136,20 @@ static void conv_case(const ConvCase *c, int kind) {
   int8_t *wq = malloc((size_t)wn), *sh = malloc((size_t)wn);
   float *wf = malloc(sizeof(float) * (size_t)wn), alpha[64], scale[64], bias[64];
   for (int64_t m = 0; m < c->M; m++) alpha[m] = (float)(0.25 + frand() * frand()), scale[m] = (float)(1 + frand() / 2), bias[m] = (float)frand();
+  if (kind == 3)
+    for (int64_t m = 0; m < c->M; m++) alpha[m] = 1;
+  int tern = kind == 0 || kind == 3;
   for (int64_t i = 0; i < wn; i++) {
     int64_t m = i / (wn / c->M);
     wq[i] = ternary(c->zeros), sh[i] = (int8_t)(frand() * 4 - 1);
-    wf[i] = kind == 0 ? alpha[m] * wq[i] : (float)wq[i] * ldexpf(1, sh[i]) * (kind == 2 ? scale[m] : 1);
+    wf[i] = tern ? alpha[m] * wq[i] : (float)wq[i] * ldexpf(1, sh[i]) * (kind == 2 ? scale[m] : 1);
   }
   G = fm_graph_new();
   Tensor *x = input(rank, xd);
   Tensor *B = c->bias ? fm_tensor_const(G, "B", FM_F32, 1, &c->M, bias) : NULL;
-  Node *f = node(kind ? OP_Pow2Conv : OP_TernaryConv, kind == 2 ? 5 : c->bias ? 4 : 3);
+  Node *f = node(!tern ? OP_Pow2Conv : OP_TernaryConv, kind == 2 ? 5 : c->bias ? 4 : 3);
   f->in[0] = x, f->in[1] = fm_tensor_const(G, "W", FM_I8, rank, wd, wq);
-  f->in[2] = kind ? fm_tensor_const(G, "Shift", FM_I8, rank, wd, sh) : fm_tensor_const(G, "Alpha", FM_F32, 1, &c->M, alpha);
+  f->in[2] = !tern ? fm_tensor_const(G, "Shift", FM_I8, rank, wd, sh) : fm_tensor_const(G, "Alpha", FM_F32, 1, &c->M, alpha);
   if (f->nin > 3) f->in[3] = B;
   if (kind == 2) f->in[4] = fm_tensor_const(G, "Scale", FM_F32, 1, &c->M, scale);
   conv_attrs(f, c);
@@ -164,34 +168,37 @@ static void conv_case(const ConvCase *c, int kind) {
   CHECK(run(d, N, xv, y0, NULL) == 0);
   CHECK(run(f, N, xv, y1, &kc) == 0);
   char what[128];
-  snprintf(what, sizeof what, "%s %s", kind == 0 ? "TernaryConv" : kind == 1 ? "Pow2Conv" : "Pow2Conv+Scale", c->name);
+  static const char *const kn[] = {"TernaryConv", "Pow2Conv", "Pow2Conv+Scale", "TernaryConv(Alpha 1)"};
+  snprintf(what, sizeof what, "%s %s", kn[kind], c->name);
   compare(what, y0, y1, yn);
-  /* ternary and scaled pow2: one multiplication per output; pow2: none */
-  double want_muls = kind == 1 ? 0 : (double)(N * outs);
+  /* ternary and scaled pow2: one multiplication per output; pow2 and Alpha 1: none */
+  double want_muls = kind == 1 || kind == 3 ? 0 : (double)(N * outs);
   if (kc.muls != want_muls) fprintf(stderr, "%s: muls %.0f, want %.0f\n", what, kc.muls, want_muls);
   CHECK(kc.muls == want_muls);
-  CHECK(kind == 0 ? kc.shifts == 0 : kc.shifts > 0);
+  CHECK(tern ? kc.shifts == 0 : kc.shifts > 0);
   free(wq), free(sh), free(wf), free(xv), free(y0), free(y1);
   fm_graph_free(G);
 }
 
 /* ---- Gemm ---- */
+/* kind 0 ternary, 1 pow2, 2 ternary with Alpha 1 */
 static void gemm_case(int64_t K, int64_t M, int tb, int kind, int bias, double zeros) {
   const int64_t N = 3;
   int64_t xd[2] = {-1, K}, wd[2] = {tb ? M : K, tb ? K : M};
   int8_t *wq = malloc((size_t)(K * M)), *sh = malloc((size_t)(K * M));
   float *wf = malloc(sizeof(float) * (size_t)(K * M)), alpha[64], bv[64];
-  for (int64_t m = 0; m < M; m++) alpha[m] = (float)(0.5 + frand() / 4), bv[m] = (float)frand();
+  for (int64_t m = 0; m < M; m++) alpha[m] = kind == 2 ? 1 : (float)(0.5 + frand() / 4), bv[m] = (float)frand();
+  int pow2 = kind == 1;
   for (int64_t i = 0; i < K * M; i++) {
     int64_t m = tb ? i / K : i % M;
     wq[i] = ternary(zeros), sh[i] = (int8_t)(frand() * 5 - 2);
-    wf[i] = kind ? (float)wq[i] * ldexpf(1, sh[i]) : alpha[m] * wq[i];
+    wf[i] = pow2 ? (float)wq[i] * ldexpf(1, sh[i]) : alpha[m] * wq[i];
   }
   G = fm_graph_new();
   Tensor *x = input(2, xd), *B = bias ? fm_tensor_const(G, "B", FM_F32, 1, &M, bv) : NULL;
-  Node *f = node(kind ? OP_Pow2Gemm : OP_TernaryGemm, bias ? 4 : 3);
+  Node *f = node(pow2 ? OP_Pow2Gemm : OP_TernaryGemm, bias ? 4 : 3);
   f->in[0] = x, f->in[1] = fm_tensor_const(G, "W", FM_I8, 2, wd, wq);
-  f->in[2] = kind ? fm_tensor_const(G, "Shift", FM_I8, 2, wd, sh) : fm_tensor_const(G, "Alpha", FM_F32, 1, &M, alpha);
+  f->in[2] = pow2 ? fm_tensor_const(G, "Shift", FM_I8, 2, wd, sh) : fm_tensor_const(G, "Alpha", FM_F32, 1, &M, alpha);
   if (bias) f->in[3] = B;
   attr_int(f, "transB", tb);
   Node *d = node(OP_Gemm, bias ? 3 : 2);
@@ -207,8 +214,8 @@ static void gemm_case(int64_t K, int64_t M, int tb, int kind, int bias, double z
   KCost kc;
   CHECK(run(d, N, xv, y0, NULL) == 0);
   CHECK(run(f, N, xv, y1, &kc) == 0);
-  compare(kind ? "Pow2Gemm" : "TernaryGemm", y0, y1, N * M);
-  CHECK(kc.muls == (kind ? 0 : (double)(N * M)));
+  compare(pow2 ? "Pow2Gemm" : "TernaryGemm", y0, y1, N * M);
+  CHECK(kc.muls == (kind ? 0 : (double)(N * M))); /* Alpha 1 (kind 2): none either */
   /* one add per nonzero weight and output (+ the bias) */
   int64_t nnz = 0;
   for (int64_t i = 0; i < K * M; i++) nnz += wq[i] != 0;
@@ -237,6 +244,86 @@ static Node *analysed_conv(const float *w, int64_t M, int64_t C) {
   return n;
 }
 
+/* A graph X [xd] -> MatMul(W = values [K, M]) -> Y; returns the node after shapes + weights. */
+static Node *analysed_matmul(const float *w, int xr, const int64_t *xd, int64_t K, int64_t M) {
+  G = fm_graph_new();
+  int64_t wd[2] = {K, M};
+  Tensor *x = input(xr, xd);
+  x->name = "X";
+  G->inputs = fm_alloc(&G->arena, sizeof(Tensor *)), G->inputs[0] = x, G->ninputs = 1;
+  Node *n = node(OP_MatMul, 2);
+  n->in[0] = x, n->in[1] = fm_tensor_const(G, "W", FM_F32, 2, wd, w);
+  n->out[0]->is_output = 1;
+  G->outputs = fm_alloc(&G->arena, sizeof(Tensor *)), G->outputs[0] = n->out[0], G->noutputs = 1;
+  fm_pass_shapes(G);
+  fm_pass_weights(G);
+  return n;
+}
+
+static int alpha_all(const Node *n, float v) {
+  for (int64_t m = 0; m < fm_numel(n->in[2]); m++)
+    if (((const float *)n->in[2]->data)[m] != v) return 0;
+  return 1;
+}
+
+/* Runs the analysed node n on X [rows, K] at batch 2 against X * w [K, M] computed here;
+   returns its multiplications. */
+static double matmul_check(Node *n, const float *w, int64_t rows, int64_t K, int64_t M) {
+  float *x = malloc(sizeof(float) * (size_t)(rows * K)), *y = calloc((size_t)(rows * M), 4);
+  float *ref = calloc((size_t)(rows * M), 4);
+  for (int64_t i = 0; i < rows * K; i++) x[i] = (float)frand();
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t m = 0; m < M; m++) {
+      double a = 0;
+      for (int64_t k = 0; k < K; k++) a += (double)x[r * K + k] * w[k * M + m];
+      ref[r * M + m] = (float)a;
+    }
+  KCost kc = {0};
+  CHECK(run(n, 2, x, y, &kc) == 0);
+  compare(n->op_type, ref, y, rows * M);
+  free(x), free(y), free(ref);
+  return kc.muls;
+}
+
+/* MatMul with a constant 2-D weight: X of rank 2 or more becomes TernaryGemm (transB = 0) */
+static void weights_matmul(void) {
+  enum { K = 9, M = 23 };
+  float w[K * M];
+  /* {-1, 0, 1} (a Strassen-like matrix), X [N, 5, K]: Alpha 1, Y [N, 5, M], no multiply */
+  for (int i = 0; i < K * M; i++) w[i] = (float)ternary(0.6);
+  int64_t x3[3] = {-1, 5, K}, x2[2] = {-1, K}, x4[4] = {2, -1, 3, K}, xss[3] = {-1, -2, K};
+  Node *n = analysed_matmul(w, 3, x3, K, M);
+  CHECK(n->op == OP_TernaryGemm && n->nin == 3 && !fm_attr_i(n, "transB", 0) && alpha_all(n, 1));
+  CHECK(n->out[0]->rank == 3 && n->out[0]->dims[0] == -1 && n->out[0]->dims[1] == 5 && n->out[0]->dims[2] == M);
+  if (n->op == OP_TernaryGemm) CHECK(matmul_check(n, w, 2 * 5, K, M) == 0);
+  fm_graph_free(G);
+  /* sparse powers of two over X [N, 5, K]: Pow2Gemm (the gather-add), no multiply */
+  for (int i = 0; i < K * M; i++) w[i] = (float)ternary(0.9) * ldexpf(1, (int)(frand() * 3) - 2);
+  n = analysed_matmul(w, 3, x3, K, M);
+  CHECK(n->op == OP_Pow2Gemm && n->out[0]->rank == 3);
+  if (n->op == OP_Pow2Gemm) CHECK(matmul_check(n, w, 2 * 5, K, M) == 0);
+  fm_graph_free(G);
+  for (int i = 0; i < K * M; i++) w[i] = (float)ternary(0.6);
+  n = analysed_matmul(w, 4, x4, K, M); /* X [2, N, 3, K] */
+  CHECK(n->op == OP_TernaryGemm && alpha_all(n, 1) && n->out[0]->rank == 4 && n->out[0]->dims[1] == -1);
+  if (n->op == OP_TernaryGemm) CHECK(matmul_check(n, w, 2 * 2 * 3, K, M) == 0);
+  fm_graph_free(G);
+  n = analysed_matmul(w, 3, xss, K, M); /* two symbolic leading dims: not rows of one Gemm */
+  CHECK(n->op == OP_MatMul);
+  fm_graph_free(G);
+  /* one magnitude per output (0.5, some +-1 columns stay ternary with their own Alpha) */
+  for (int i = 0; i < K * M; i++) w[i] = (float)ternary(0.6) * (i % M == 4 ? 0.75f : 0.5f);
+  n = analysed_matmul(w, 2, x2, K, M);
+  CHECK(n->op == OP_TernaryGemm && !alpha_all(n, 1) && ((float *)n->in[2]->data)[4] == 0.75f);
+  if (n->op == OP_TernaryGemm) CHECK(matmul_check(n, w, 2, K, M) == 2 * M); /* one per output */
+  fm_graph_free(G);
+  /* unit weights win over pow2 (+-1 = +-2^0): the bitmask kernel, no multiply, no shift */
+  for (int i = 0; i < K * M; i++) w[i] = (float)ternary(0.95);
+  n = analysed_matmul(w, 2, x2, K, M);
+  CHECK(n->op == OP_TernaryGemm && alpha_all(n, 1));
+  fm_graph_free(G);
+}
+
 static void weights_pass(void) {
   enum { M = 8, C = 8, WN = M * C * 9 };
   float w[WN];
@@ -251,6 +338,11 @@ static void weights_pass(void) {
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.7) * ldexpf(1, (int)(frand() * 4) - 3);
   n = analysed_conv(w, M, C);
   CHECK(n->op == OP_Pow2Conv && n->nin == 3);
+  fm_graph_free(G);
+  /* -1, 0, 1 (also powers of two): TernaryConv with Alpha 1, so no multiply at all */
+  for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.7);
+  n = analysed_conv(w, M, C);
+  CHECK(n->op == OP_TernaryConv && n->nin == 3 && alpha_all(n, 1));
   fm_graph_free(G);
   /* ternary but dense (5% zeros): the dense kernel is faster, the decision is recorded */
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.05) * 0.3f;
@@ -318,13 +410,15 @@ static void pipeline(void) {
 int main(void) {
   int nc = (int)(sizeof conv_cases / sizeof *conv_cases);
   for (int i = 0; i < nc; i++)
-    for (int kind = 0; kind < 3; kind++) conv_case(&conv_cases[i], kind);
+    for (int kind = 0; kind < 4; kind++) conv_case(&conv_cases[i], kind);
   for (int tb = 0; tb < 2; tb++) {
     gemm_case(37, 9, tb, 0, 1, 0.4);
     gemm_case(64, 5, tb, 1, tb, 0.3);
+    gemm_case(21, 7, tb, 2, 1 - tb, 0.5);
   }
   gemm_case(5, 3, 1, 0, 0, 0.99); /* all-zero rows */
   weights_pass();
+  weights_matmul();
   pipeline();
   return check_done("test_ops_fewmul");
 }
