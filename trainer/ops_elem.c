@@ -55,13 +55,16 @@ void fm_add_forward(float *out, const float *a, const float *b, size_t n) {
 }
 
 void fm_add_backward(float *da, float *db, const float *dout, size_t n) {
-  if (da) {
+  if (da && db) {   // one pass: dout is read once
 #pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
-    for (size_t i = 0; i < n; i++) da[i] += dout[i];
-  }
-  if (db) {
+    for (size_t i = 0; i < n; i++) {
+      float g = dout[i];   // loaded once: the store to da[i] might otherwise alias it
+      da[i] += g, db[i] += g;
+    }
+  } else if (da || db) {
+    float *d = da ? da : db;
 #pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
-    for (size_t i = 0; i < n; i++) db[i] += dout[i];
+    for (size_t i = 0; i < n; i++) d[i] += dout[i];
   }
 }
 

@@ -1,5 +1,6 @@
 /* test_trainer_ops.c - op forward values against naive reference loops and
- * hand-computed numbers (the backward passes are in test_trainer_grad.c). */
+ * hand-computed numbers (the backward passes are checked by finite differences in
+ * test_trainer_grad.c; batchnorm's is also compared with a reference here). */
 #include "check.h"
 #include "ops.h"
 #include <math.h>
@@ -156,6 +157,12 @@ static void test_conv_bwd(FmConvAttr a, int N, int H, int W, int nt) {
     fprintf(stderr, "conv bwd cin %d cout %d k%d s%d p%d d%d g%d %dx%d nt %d: dx %g dw %g db %g (tol %g)\n", a.cin,
             a.cout, a.kh, a.sh, a.ph, a.dh, a.groups, H, W, nt, ex, ew, eb, tol);
   CHECK(ex <= tol && ew <= tol && eb <= tol);
+  // dinp_assign: dinp written, not accumulated: what it held before (rnd, again) is gone
+  float *dx2 = rnd(xn), *dx0 = malloc(sizeof(float) * xn);
+  fm_conv2d_backward(memset(dx0, 0, sizeof(float) * xn), NULL, NULL, dy, x, w, N, H, W, &a, work, nt);
+  fm_conv2d_backward_ex(dx2, NULL, NULL, dy, x, w, N, H, W, &a, work, nt, 1);
+  CHECK(maxdiff(dx2, dx0, xn) == 0);
+  free(dx2), free(dx0);
   // forward against the reference too, with a bias
   float *o1 = malloc(sizeof(float) * yn), *o2 = malloc(sizeof(float) * yn);
   fm_conv2d_forward(o1, x, w, db, N, H, W, &a, work, nt);
@@ -179,6 +186,26 @@ static void test_conv_bwds(void) {
   test_conv_bwd(fm_conv_attr(8, 40, 3, 1, 0, 1, 1), 2, 18, 18, 2);  // output 16 wide: forward packed
   test_conv_bwd(fm_conv_attr(9, 32, 3, 1, 0, 1, 1), 2, 16, 16, 2);  // input 16 wide: input gradient packed
   test_conv_bwd(fm_conv_attr(12, 48, 5, 1, 2, 1, 1), 2, 4, 4, 1);
+  // the direct weight gradient (cin % 16 == 0, cout % 8 == 0): an odd number of
+  // 16-column groups, stride with dilation, odd sizes, no padding, over-padding, 1x1
+  test_conv_bwd(fm_conv_attr(16, 16, 3, 1, 1, 1, 1), 3, 32, 32, 2);
+  test_conv_bwd(fm_conv_attr(16, 8, 3, 2, 1, 2, 1), 2, 13, 11, 1);
+  test_conv_bwd(fm_conv_attr(48, 24, 5, 1, 0, 1, 1), 2, 9, 7, 2);
+  test_conv_bwd(fm_conv_attr(16, 16, 1, 2, 0, 1, 1), 2, 15, 15, 2);
+  test_conv_bwd(fm_conv_attr(32, 8, 3, 1, 3, 1, 1), 1, 5, 6, 1);
+  // the direct forward (cout % 8 == 0, output width % 16 == 0): stride 2 (column
+  // phases), 1x1 stride 2, dilated stride 2 with odd channels, 3 input channels
+  test_conv_bwd(fm_conv_attr(16, 32, 3, 2, 1, 1, 1), 2, 32, 32, 2);
+  test_conv_bwd(fm_conv_attr(16, 32, 1, 2, 0, 1, 1), 2, 32, 32, 1);
+  test_conv_bwd(fm_conv_attr(5, 16, 3, 2, 2, 2, 1), 1, 9, 31, 2);
+  test_conv_bwd(fm_conv_attr(3, 16, 3, 1, 1, 1, 1), 2, 7, 32, 1);
+  // strided convs with direct forward and weight gradient: odd height, stride 2 with
+  // dilation and padding 2, stride 3; and the stride-1 pad-2 conv whose output gradient
+  // is larger than its input (the direct input gradient cuts it)
+  test_conv_bwd(fm_conv_attr(8, 16, 3, 2, 1, 1, 1), 2, 15, 32, 2);
+  test_conv_bwd(fm_conv_attr(16, 8, 3, 2, 2, 2, 1), 1, 11, 32, 1);
+  test_conv_bwd(fm_conv_attr(8, 8, 3, 3, 1, 1, 1), 2, 10, 16, 2);
+  test_conv_bwd(fm_conv_attr(8, 8, 3, 1, 2, 1, 1), 2, 5, 16, 1);
 }
 
 static void test_linear(void) {
@@ -203,6 +230,64 @@ static void test_bn(void) {
   fm_batchnorm_forward(y, &mean, &invstd, x, &g, &be, &rm, &rv, 4, 1, &a, 0, 1);   // eval
   CHECK_NEAR(2 * (4 - 0.25) / sqrt(0.9 + 0.1 * 5.0 / 3.0) + 1, y[3], 1e-5);
   CHECK_NEAR(0.25, rm, 1e-6);   // eval does not touch running stats
+}
+
+// batchnorm on shapes large enough for the threaded, vectorised paths (plane sizes
+// off the lane count, a large per-channel offset against cancellation) against a
+// double two-pass reference, forward and train-mode backward; results must not
+// depend on the thread count.
+static void test_bn_large_one(int N, int C, int S) {
+  size_t n = (size_t)N * C * S;
+  FmBnAttr a = {C, 1e-5f, 0.1f, 0};
+  float *x = rnd(n), *dy = rnd(n), *g = rnd(C), *be = rnd(C);
+  float *y[2], *dx[2], st[2][6][64] = {{{0}}};   // mean, invstd, rm, rv, dgamma, dbeta per thread count
+  for (size_t i = 0; i < n; i++) x[i] = 100.0f * (float)((i / S) % C) + (1 + (i / S) % 3) * x[i];
+  double max_y = 0, max_dx = 0, max_st = 0;
+  for (int t = 0; t < 2; t++) {
+    int nt = t ? 3 : 1;
+    y[t] = malloc(sizeof(float) * n), dx[t] = calloc(n, sizeof(float));
+    for (int c = 0; c < C; c++) st[t][2][c] = 0, st[t][3][c] = 1, st[t][4][c] = st[t][5][c] = 0;
+    fm_batchnorm_forward(y[t], st[t][0], st[t][1], x, g, be, st[t][2], st[t][3], N, S, &a, 1, nt);
+    fm_batchnorm_backward(dx[t], st[t][4], st[t][5], dy, x, st[t][0], st[t][1], g, N, S, &a, 1, nt);
+  }
+  for (int c = 0; c < C; c++) {
+    double m = 0, v = 0, sdy = 0, sdyx = 0, M = (double)N * S;
+    for (int b = 0; b < N; b++)
+      for (int i = 0; i < S; i++) m += x[((size_t)b * C + c) * S + i];
+    m /= M;
+    for (int b = 0; b < N; b++)
+      for (int i = 0; i < S; i++) v += pow(x[((size_t)b * C + c) * S + i] - m, 2);
+    double is = 1 / sqrt(v / M + a.eps);
+    for (int b = 0; b < N; b++)
+      for (int i = 0; i < S; i++) {
+        size_t k = ((size_t)b * C + c) * S + i;
+        sdy += dy[k], sdyx += dy[k] * (x[k] - st[0][0][c]) * is;   // x - mean as the op sees it
+      }
+    for (int b = 0; b < N; b++)
+      for (int i = 0; i < S; i++) {
+        size_t k = ((size_t)b * C + c) * S + i;
+        double xh = (x[k] - m) * is;
+        // y = x*(g*is) + b rounds at the size of x*g*is
+        max_y = fmax(max_y, fabs(g[c] * xh + be[c] - y[0][k]) / (1 + fabs(g[c] * is * x[k])));
+        max_dx = fmax(max_dx, fabs(g[c] * is * (dy[k] - sdy / M - xh * sdyx / M) - dx[0][k]));
+      }
+    double want[6] = {m, is, 0.1 * m, 0.9 + 0.1 * v / (M - 1), sdyx, sdy};
+    for (int j = 0; j < 6; j++)
+      max_st = fmax(max_st, fabs(want[j] - st[0][j][c]) / fmax(1, fabs(want[j])));
+  }
+  if (!(max_y < 1e-6 && max_dx < 1e-5 && max_st < 1e-5))
+    fprintf(stderr, "bn %dx%dx%d: max error y %g dx %g stats %g\n", N, C, S, max_y, max_dx, max_st);
+  CHECK(max_y < 1e-6 && max_dx < 1e-5 && max_st < 1e-5);
+  CHECK(!memcmp(y[0], y[1], sizeof(float) * n) && !memcmp(dx[0], dx[1], sizeof(float) * n));
+  CHECK(!memcmp(st[0], st[1], sizeof st[0]));
+  free(x), free(dy), free(g), free(be);
+  for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]);
+}
+
+static void test_bn_large(void) {
+  test_bn_large_one(10, 6, 37 * 37);   // plane not a multiple of the lanes; 6 channels on 3 threads
+  test_bn_large_one(64, 16, 81);
+  test_bn_large_one(500, 50, 3);       // planes shorter than the lanes
 }
 
 static void test_pools(void) {
@@ -289,6 +374,7 @@ int main(void) {
   unsetenv("FEWMUL_CONV_IM2COL");
   test_linear();
   test_bn();
+  test_bn_large();
   test_pools();
   test_dropout();
   test_softmax();
