@@ -174,8 +174,9 @@ static void bn_fwd(FmNet *net, FmLayer *l, int n, int train) {
 static void bn_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = IN(l, 0);
   int C = l->a.bn.C;
-  fm_batchnorm_backward(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data, l->aux,
-                        l->aux + C, pdata(net, l, 0), n, x->h * x->w, &l->a.bn, l->train, net->threads);
+  fm_batchnorm_backward_ex(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data, l->aux,
+                           l->aux + C, pdata(net, l, 0), n, x->h * x->w, &l->a.bn, l->train, net->threads,
+                           l->assign[0]);
 }
 static const FmLayerOps bn_ops = {FM_LAYER_BATCHNORM, "batchnorm", bn_fwd, bn_bwd, NULL};
 
@@ -203,7 +204,7 @@ static void relu_fwd(FmNet *net, FmLayer *l, int n, int train) {
   fm_relu_forward(OUT(l)->data, IN(l, 0)->data, OUT(l)->size * n);
 }
 static void relu_bwd(FmNet *net, FmLayer *l, int n) {
-  if (IN(l, 0)->grad) fm_relu_backward(IN(l, 0)->grad, OUT(l)->grad, OUT(l)->data, OUT(l)->size * n);
+  if (IN(l, 0)->grad) fm_relu_backward_ex(IN(l, 0)->grad, OUT(l)->grad, OUT(l)->data, OUT(l)->size * n, l->assign[0]);
 }
 static const FmLayerOps relu_ops = {FM_LAYER_RELU, "relu", relu_fwd, relu_bwd, NULL};
 
@@ -321,7 +322,7 @@ static void add_fwd(FmNet *net, FmLayer *l, int n, int train) {
   fm_add_forward(OUT(l)->data, IN(l, 0)->data, IN(l, 1)->data, OUT(l)->size * n);
 }
 static void add_bwd(FmNet *net, FmLayer *l, int n) {
-  fm_add_backward(IN(l, 0)->grad, IN(l, 1)->grad, OUT(l)->grad, OUT(l)->size * n);
+  fm_add_backward_ex(IN(l, 0)->grad, IN(l, 1)->grad, OUT(l)->grad, OUT(l)->size * n, l->assign[0], l->assign[1]);
 }
 static const FmLayerOps add_ops = {FM_LAYER_ADD, "add", add_fwd, add_bwd, NULL};
 
@@ -373,4 +374,6 @@ const FmLayerOps *fm_net_builtin_ops(FmLayerKind kind) {
 }
 
 // the kinds whose backward honours l->assign (net.h)
-int fm_layer_assigns_grad(const FmLayerOps *ops) { return ops == &conv_ops; }
+int fm_layer_assigns_grad(const FmLayerOps *ops) {
+  return ops == &conv_ops || ops == &bn_ops || ops == &relu_ops || ops == &add_ops;
+}

@@ -134,6 +134,11 @@ void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
                            const float *inp, const float *mean, const float *invstd,
                            const float *gamma, int N, int S, const FmBnAttr *a,
                            int train, int nthreads);
+// the same; dinp_assign: dinp written (=), not accumulated (+=)
+void fm_batchnorm_backward_ex(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                              const float *inp, const float *mean, const float *invstd,
+                              const float *gamma, int N, int S, const FmBnAttr *a,
+                              int train, int nthreads, int dinp_assign);
 
 // fixed input normalisation: out = (inp - mean[c]) / std[c]
 void fm_normalize_forward(float *out, const float *inp, const float *mean, const float *std,
@@ -170,9 +175,11 @@ float fm_sumf(const float *x, int n);
 // relu: out = max(inp, 0); backward reads out
 void fm_relu_forward(float *out, const float *inp, size_t n);
 void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+void fm_relu_backward_ex(float *dinp, const float *dout, const float *out, size_t n, int assign);   // = not +=
 // residual add: out = a + b
 void fm_add_forward(float *out, const float *a, const float *b, size_t n);
 void fm_add_backward(float *da, float *db, const float *dout, size_t n);
+void fm_add_backward_ex(float *da, float *db, const float *dout, size_t n, int assign_a, int assign_b);
 // dropout with probability p (inverted: kept values scaled by 1/(1-p)).
 // mask (N,D) is filled from rng: each entry 0 or 1/(1-p).
 // dropout2d zeroes whole channels: inp (N,C,S), mask (N,C).

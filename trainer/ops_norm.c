@@ -179,6 +179,13 @@ void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
                            const float *inp, const float *mean, const float *invstd,
                            const float *gamma, int N, int S, const FmBnAttr *a,
                            int train, int nthreads) {
+  fm_batchnorm_backward_ex(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, N, S, a, train, nthreads, 0);
+}
+
+void fm_batchnorm_backward_ex(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                              const float *inp, const float *mean, const float *invstd,
+                              const float *gamma, int N, int S, const FmBnAttr *a,
+                              int train, int nthreads, int dinp_assign) {
   int C = a->C;
   size_t cs = (size_t)C * S;
   float M = (float)N * S;
@@ -210,8 +217,13 @@ void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
           size_t off = n * cs + (size_t)(c0 + cc) * S;
           const float *x = inp + off, *dy = dout + off;
           float *dx = dinp + off, k = coef[cc][0], u = coef[cc][1], v = coef[cc][2];
+          if (dinp_assign) {
 #pragma omp simd
-          for (int i = 0; i < S; i++) dx[i] += k * dy[i] + u * x[i] + v;
+            for (int i = 0; i < S; i++) dx[i] = k * dy[i] + u * x[i] + v;
+          } else {
+#pragma omp simd
+            for (int i = 0; i < S; i++) dx[i] += k * dy[i] + u * x[i] + v;
+          }
         }
       }
     }
