@@ -116,12 +116,20 @@ typedef struct {
   int8_t *wc;           // (n*n, r) ternary
   int attempts;         // restarts used (1 = the first succeeded)
   double max_err;       // on the check pairs
+  double best_err;      // smallest squared tensor error of the rounded matrices over the attempts
   int ok;               // max_err < 1e-4
 } FmMatmulResult;
+// Solvers: Adam on the tensor error with an L1 push and straight-through ternary steps;
+// alternating regularised least squares, then discretisation entry by entry.
+enum { FM_MATMUL_DEFAULT = 0, FM_MATMUL_ADAM = 1, FM_MATMUL_ALS = 2 };
+int fm_matmul_default_solver(int n, int r);   // als for n >= 3 and r < n^3, else adam
 // Seeded restarts (seed, seed+1, ...) until one is exact or max_attempts or
-// time_limit seconds (<= 0: none) run out. verbose prints a line per attempt.
+// time_limit seconds (<= 0: none) run out. verbose prints progress (attempts, best error)
+// on stderr. fm_matmul_learn uses the default solver for n and r.
 int fm_matmul_learn(int n, int r, uint64_t seed, int max_attempts, double time_limit, int verbose,
                     FmMatmulResult *res);
+int fm_matmul_learn_solver(int n, int r, int solver, uint64_t seed, int max_attempts, double time_limit,
+                           int verbose, FmMatmulResult *res);
 void fm_matmul_free(FmMatmulResult *res);
 // max |C - AB| over count random pairs (entries N(0,1)) with the ternary matrices.
 double fm_matmul_check(const FmMatmulResult *res, int count, uint64_t seed);

@@ -433,6 +433,24 @@ static void test_strassen(void) {
   // r = 6 is impossible (the rank of the 2x2 product is 7): a few attempts all fail
   CHECK(fm_matmul_learn(2, 6, 1, 3, 0, 0, &res) == 0 && !res.ok);
   fm_matmul_free(&res);
+  // the ALS solver (regularised alternating least squares, then discretisation entry by
+  // entry with Levenberg-Marquardt re-solves): 2x2 r = 7 in a few attempts, ternary
+  CHECK(fm_matmul_default_solver(2, 7) == FM_MATMUL_ADAM && fm_matmul_default_solver(3, 23) == FM_MATMUL_ALS &&
+        fm_matmul_default_solver(3, 27) == FM_MATMUL_ADAM);
+  t0 = clock();
+  CHECK(fm_matmul_learn_solver(2, 7, FM_MATMUL_ALS, 1, 50, 20, 0, &res) == 0);
+  secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+  printf("strassen r=7, als: %s after %d attempts, max error %.2e, %.1fs\n", res.ok ? "exact" : "NOT found",
+         res.attempts, res.max_err, secs);
+  CHECK(res.ok && res.max_err < 1e-4 && res.best_err == 0 && secs < 20);
+  if (res.wa) {
+    int bad = 0;
+    for (int i = 0; i < 28; i++) bad += abs(res.wa[i]) > 1 || abs(res.wb[i]) > 1 || abs(res.wc[i]) > 1;
+    CHECK(!bad);
+  }
+  fm_matmul_free(&res);
+  CHECK(fm_matmul_learn_solver(2, 6, FM_MATMUL_ALS, 1, 3, 0, 0, &res) == 0 && !res.ok && res.best_err > 0);
+  fm_matmul_free(&res);
 }
 
 // ---------------------------------------------------------------------------
