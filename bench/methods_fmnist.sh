@@ -98,7 +98,9 @@ row_def() {
     3)  NAME="SP r=c_out, p=1";             FLAGS=$(sp_flags 1.0) ;;
     4)  NAME="SP r=c_out/2, p=1";           FLAGS=$(sp_flags 0.5) ;;
     5)  NAME="DeepShift-Q";                 FLAGS="--method deepshift-q --optim sgd --lr 0.05" ;;
-    6)  NAME="DeepShift-PS 5 bits";         FLAGS="--method deepshift-ps --weight-bits 5" ;;   # RAdam lr 0.01 (its defaults)
+    # DeepShift-PS: its preset (RAdam; P and S at lr 0.1, the other parameters at 1e-3) with
+    # the dense twin's cosine schedule (METHODS.md, "The preset").
+    6)  NAME="DeepShift-PS 5 bits";         FLAGS="--method deepshift-ps --weight-bits 5 --schedule cosine" ;;
     7)  NAME="quant 8 bits deterministic";  FLAGS="--method quant --weight-bits 8 --rounding deterministic --optim sgd --lr 0.05" ;;
     8)  NAME="quant 8 bits stochastic";     FLAGS="--method quant --weight-bits 8 --rounding stochastic --optim sgd --lr 0.05" ;;
     9)  NAME="quant 4 bits deterministic";  FLAGS="--method quant --weight-bits 4 --rounding deterministic --optim sgd --lr 0.05" ;;
@@ -125,7 +127,7 @@ row_def() {
     # (TWN/StrassenNets: SGD 0.01; DeepShift: lr 0.001 from pretrained weights).
     22) NAME="TWN ternary from dense";      FLAGS="--method ternary --optim sgd --lr 0.01 --from $OUT/row1.onnx" ;;
     23) NAME="DeepShift-Q from dense";      FLAGS="--method deepshift-q --optim sgd --lr 0.01 --from $OUT/row1.onnx" ;;
-    24) NAME="DeepShift-PS 5 bits from dense"; FLAGS="--method deepshift-ps --weight-bits 5 --lr 0.001 --from $OUT/row1.onnx" ;;   # RAdam
+    24) NAME="DeepShift-PS 5 bits from dense"; FLAGS="--method deepshift-ps --weight-bits 5 --lr 0.001 --from $OUT/row1.onnx" ;;   # RAdam; --lr alone: P and S at 0.001 too
   esac
 }
 COMMON="--data fashion-mnist --epochs $EPOCHS --batch 64 --threads 2 --seed 1"

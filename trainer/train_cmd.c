@@ -29,8 +29,8 @@ typedef struct {
   const char *model, *data, *data_dir, *out, *ckpt, *resume, *optim, *schedule, *augment;
   int epochs, batch, threads, subset, test_subset, classes_override;
   long steps;
-  float lr, momentum, wd, gamma, width;
-  int nesterov, lr_set, momentum_set, optim_set, quiet;
+  float lr, momentum, wd, gamma, width, shift_lr;
+  int nesterov, lr_set, momentum_set, optim_set, quiet, shift_lr_set;
   // training method (method.h)
   const char *method, *rounding, *quant_mode, *act_fixed;
   int weight_bits, zeroless, method_all, quant_range_set;
@@ -44,6 +44,9 @@ typedef struct {
   int tile, bits, bits_set;
   uint64_t seed;
 } TrainArgs;
+
+// DeepShift-PS: the lr of P and S without --lr or --shift-lr (docs/METHODS.md, "The preset")
+#define FM_DEEPSHIFT_PS_SHIFT_LR 0.1f
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
@@ -67,12 +70,13 @@ static void usage(FILE *f) {
     "  --batch B            batch size (default 64)\n"
     "  --optim NAME         sgd (default), adam, adamw, radam, adadelta, rmsprop\n"
     "  --lr X --momentum X --wd X --nesterov\n"
+    "  --shift-lr X         deepshift-ps: the lr of P and S (default 0.1; --lr X alone sets both)\n"
     "  --schedule SPEC      const (default), step:S, multistep:M1,M2, exp, cosine[:T]\n"
     "  --gamma X            factor of step/multistep/exp schedules (default 0.1)\n"
     "  --augment SPEC       e.g. crop:4,flip (default none)\n"
     "  --width X            width multiplier (resnet18)\n"
     "  --method NAME        few-multiplication training of conv and linear layers (docs/METHODS.md):\n"
-    "                       ternary, deepshift-q, deepshift-ps (RAdam, lr 0.01 by default), quant\n"
+    "                       ternary, deepshift-q, deepshift-ps (RAdam, lr 1e-3, P and S 0.1 by default), quant\n"
     "  --method-all         apply it to the first conv and the last linear too (default: those stay dense)\n"
     "  --weight-bits B      deepshift: shifts in [-(2^(B-1)-2), 0] (default 5); quant: grid bits (default 8)\n"
     "  --rounding R         quant: stochastic (default) or deterministic\n"
@@ -139,6 +143,8 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     FLT("--wd", wd) FLT("--gamma", gamma) FLT("--width", width)
     if (!strcmp(k, "--lr")) { a->lr_set = 1; }
     FLT("--lr", lr)
+    if (!strcmp(k, "--shift-lr")) { a->shift_lr_set = 1; }
+    FLT("--shift-lr", shift_lr)
     if (!strcmp(k, "--momentum")) { a->momentum_set = 1; }
     FLT("--momentum", momentum)
     if (!strcmp(k, "--nesterov")) { a->nesterov = 1; continue; }
@@ -382,7 +388,20 @@ int fm_cmd_train(int argc, char **argv) {
   fm_optim_defaults(&oc, (FmOptimKind)kind);
   if (a.lr_set) oc.lr = a.lr;
   else if (kind == FM_OPT_SGD) oc.lr = 0.01f;
-  else if (method.kind == FM_METHOD_DEEPSHIFT_PS && kind == FM_OPT_RADAM) oc.lr = 0.01f;   // P, S move ~lr a step
+  /* DeepShift-PS: P and S (the "deepshift" parameter group) have their own lr. Without --lr
+     the preset (docs/METHODS.md): the other parameters at the optimiser's default (RAdam 1e-3,
+     as a dense model trains), P and S at 0.1: an adaptive step moves P by about its lr, i.e. |W|
+     by a factor 2^lr, and S must move by 0.5 to change a weight, so they need a far larger lr
+     than the dense weights. --lr alone sets both (--shift-lr then defaults to --lr). */
+  if (a.shift_lr_set && method.kind != FM_METHOD_DEEPSHIFT_PS) {
+    snprintf(err, sizeof err, "--shift-lr applies to --method deepshift-ps only");
+    goto fail;
+  }
+  if (a.shift_lr_set && !(a.shift_lr > 0 && isfinite(a.shift_lr))) {
+    snprintf(err, sizeof err, "--shift-lr: must be a positive number");
+    goto fail;
+  }
+  float shift_lr = a.shift_lr_set ? a.shift_lr : a.lr_set ? oc.lr : FM_DEEPSHIFT_PS_SHIFT_LR;
   if (a.momentum_set) oc.momentum = a.momentum;
   else if (kind == FM_OPT_SGD) oc.momentum = 0.9f;
   oc.weight_decay = a.wd;
@@ -419,6 +438,9 @@ int fm_cmd_train(int argc, char **argv) {
     if (fm_checkpoint_load(a.from, net, NULL, &finfo, err, sizeof err)) goto fail;
     if (!a.quiet) fprintf(stderr, "weights from %s (epoch %lld)\n", a.from, (long long)finfo.epoch);
   }
+  if (method.kind == FM_METHOD_DEEPSHIFT_PS)
+    for (int g = 0; g < net->ngroups; g++)
+      if (!strcmp(net->groups[g].name, "deepshift")) net->groups[g].lr_mult = oc.lr > 0 ? shift_lr / oc.lr : 1.0f;
   FmOptim *opt = fm_net_optim_new(net, &oc);
   int64_t step = 0;
   int start_epoch = 0;
@@ -449,6 +471,9 @@ int fm_cmd_train(int argc, char **argv) {
     fprintf(stderr, "train %s on %s: %d train / %d test images %dx%dx%d, %d classes, %lld parameters, "
             "%s lr %g, batch %d, %d threads\n", a.model, a.data, train.n, test.n, train.c, train.h, train.w,
             train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
+    if (method.kind == FM_METHOD_DEEPSHIFT_PS)
+      fprintf(stderr, "deepshift-ps: P and S at lr %g, the other parameters at lr %g (scheduled alike)\n",
+              (double)shift_lr, (double)oc.lr);
     if (method.kind) {
       char desc[256];
       if (method.kind == FM_METHOD_SP) fm_sp_describe(&method, desc, sizeof desc);
@@ -553,6 +578,7 @@ int fm_cmd_train(int argc, char **argv) {
   }
   fm_loader_free(ld);
   free(tx), free(ty);
+  fm_net_profile_print(net, stderr);
   fm_optim_free(opt);
   fm_net_free(net);
   fm_data_free(&train), fm_data_free(&test);

@@ -69,5 +69,23 @@ train_fails "method-all alone" --method-all
 train_fails "act-fixed for quant" --method quant --act-fixed 16.16
 train_fails "act-fixed not I.F" --method deepshift-q --act-fixed 16
 train_fails "act-fixed too wide" --method deepshift-ps --act-fixed 24.16
+train_fails "shift-lr for deepshift-q" --method deepshift-q --shift-lr 0.1
+train_fails "shift-lr not positive" --method deepshift-ps --shift-lr 0
+
+# ---- the DeepShift-PS preset (docs/METHODS.md): RAdam, lr 1e-3, P and S at 0.1; --lr alone sets both ----
+ps_lrs() {   # NAME WANT ARGS...: the "P and S at lr X, the other parameters at lr Y" line
+  local name=$1 want=$2
+  shift 2
+  "$FEWMUL" train --model mnist_cnn --data "$DATA" --steps 1 --batch 32 --threads 2 --method deepshift-ps "$@" \
+    >"$name.txt" 2>"$name.err"
+  local line
+  line=$(grep '^deepshift-ps: P and S at lr' "$name.err")
+  if [ "$line" = "deepshift-ps: P and S at lr $want (scheduled alike)" ]; then ok "$name: $line"
+  else bad "$name: '$line', want 'P and S at lr $want'"; fi
+}
+ps_lrs ps_preset "0.1, the other parameters at lr 0.001"
+grep -q '^train .* radam lr 0.001,' ps_preset.err || bad "ps_preset: not RAdam lr 0.001: $(head -n 1 ps_preset.err)"
+ps_lrs ps_lr "0.05, the other parameters at lr 0.05" --lr 0.05
+ps_lrs ps_shift_lr "0.2, the other parameters at lr 0.003" --lr 0.003 --shift-lr 0.2
 
 finish methods_export
