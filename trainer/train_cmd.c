@@ -539,7 +539,7 @@ int fm_cmd_train(int argc, char **argv) {
       break;
     }
     if (!a.quiet && seen) {
-      fm_net_eval(net, tx, ty, test.n, 256, &test_loss, &test_acc);
+      fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
       char eta[32];
       double per = (now() - t_start) / (epoch + 1 - start_epoch);
       fmt_time(eta, sizeof eta, per * (a.epochs - epoch - 1));
@@ -562,7 +562,7 @@ int fm_cmd_train(int argc, char **argv) {
     rc = 130;
   }
   if (!rc) {
-    fm_net_eval(net, tx, ty, test.n, 256, &test_loss, &test_acc);
+    fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
     double total = now() - t_start;
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);
