@@ -107,33 +107,30 @@ if "$FEWMUL" train --task matmul2x2 --r 7 -o strassen.onnx >mm.txt 2>mm.err && g
     ok "strassen model.c: 3 fm_ternary_gemm calls, none with Alpha"
   else bad "strassen model.c: $(grep 'fm_ternary_gemm(0, N' cm_mm/model.c | head -c 600)"; fi
 else bad "matmul2x2 r=7: $(cat mm.txt mm.err | tail -5)"; fi
-# 3x3 with r = 27 (found in a few attempts): compiled against exact products, 27 multiplications
+# a 3x3 product model with r multiplications ($1, its ONNX $2): compiled and run against
+# exact products (1e-4), and `fewmul cost` shows r multiplications, 3 add-only TernaryGemm
+check_3x3() {
+  local r=$1 m=$2 out=""
+  [ -d mm3 ] || { mkdir -p mm3 && "$HELPER" --matmul 3 mm3; } || bad "helper --matmul 3"
+  if "$FEWMUL" compile "$m" -o "cm_r$r" -q >"cc_r$r.log" 2>&1 &&
+     "$FEWMUL" run "cm_r$r" --input A=mm3/A.npy --input B=mm3/B.npy -o "run_r$r" -q >"run_r$r.log" 2>&1 &&
+     out=$("$HELPER" --compare mm3/C.npy "run_r$r/C.npy" 1e-4); then ok "matmul3x3 r=$r compiled: $out"
+  else bad "matmul3x3 r=$r compiled: $(cat "cc_r$r.log" "run_r$r.log" | head -c 300) $out"; fi
+  if "$FEWMUL" cost "$m" >"cost_r$r.txt" 2>&1 && grep -Eq "^batch: 1 .* multiplications: $r " "cost_r$r.txt" &&
+     [ "$(awk '$2 == "TernaryGemm" && $5 == 0 { n++ } END { print n + 0 }' "cost_r$r.txt")" = 3 ]; then
+    ok "fewmul cost of matmul3x3 r=$r: $r multiplications"
+  else bad "fewmul cost of matmul3x3 r=$r: $(head -c 1200 "cost_r$r.txt")"; fi
+}
+# 3x3 with r = 27 (found in a few attempts)
 if "$FEWMUL" train --task matmul3x3 --r 27 --quiet -o m3.onnx >mm3.txt 2>&1 && grep -q 'exact' mm3.txt; then
-  mkdir -p mm3 && "$HELPER" --matmul 3 mm3 || bad "helper --matmul 3"
-  if "$FEWMUL" compile m3.onnx -o cm_m3 -q >cc3.log 2>&1 &&
-     "$FEWMUL" run cm_m3 --input A=mm3/A.npy --input B=mm3/B.npy -o run_m3 -q >run3.log 2>&1 &&
-     out=$("$HELPER" --compare mm3/C.npy run_m3/C.npy 1e-4); then ok "matmul3x3 r=27 compiled: $out"
-  else bad "matmul3x3 r=27 compiled: $(cat cc3.log run3.log | head -c 300) ${out:-}"; fi
-  if "$FEWMUL" cost m3.onnx >cost3.txt 2>&1 && grep -Eq '^batch: 1 .* multiplications: 27 ' cost3.txt &&
-     [ "$(awk '$2 == "TernaryGemm" && $5 == 0 { n++ } END { print n + 0 }' cost3.txt)" = 3 ]; then
-    ok "fewmul cost of matmul3x3 r=27: 27 multiplications"
-  else bad "fewmul cost of matmul3x3 r=27: $(head -c 1200 cost3.txt)"; fi
+  check_3x3 27 m3.onnx
 else bad "matmul3x3 r=27: $(tail -5 mm3.txt)"; fi
 # 3x3 with r = 23 (Laderman's count): the ALS solver from seed 104, which succeeds in its first
-# attempt (about 10 s); exact on the tensor and on random pairs, compiled against exact
-# products, 23 multiplications
+# attempt (about 10 s); exact on the tensor and on random pairs
 if "$FEWMUL" train --task matmul3x3 --r 23 --seed 104 --attempts 1 --quiet -o m23.onnx >mm23.txt 2>&1 &&
    grep -Eq '^attempts: 1, .* -> exact$' mm23.txt; then
   ok "matmul3x3 r=23 (als): $(grep '^attempts' mm23.txt)"
-  [ -d mm3 ] || { mkdir -p mm3 && "$HELPER" --matmul 3 mm3; } || bad "helper --matmul 3"
-  if "$FEWMUL" compile m23.onnx -o cm_m23 -q >cc23.log 2>&1 &&
-     "$FEWMUL" run cm_m23 --input A=mm3/A.npy --input B=mm3/B.npy -o run_m23 -q >run23.log 2>&1 &&
-     out=$("$HELPER" --compare mm3/C.npy run_m23/C.npy 1e-4); then ok "matmul3x3 r=23 compiled: $out"
-  else bad "matmul3x3 r=23 compiled: $(cat cc23.log run23.log | head -c 300) ${out:-}"; fi
-  if "$FEWMUL" cost m23.onnx >cost23.txt 2>&1 && grep -Eq '^batch: 1 .* multiplications: 23 ' cost23.txt &&
-     [ "$(awk '$2 == "TernaryGemm" && $5 == 0 { n++ } END { print n + 0 }' cost23.txt)" = 3 ]; then
-    ok "fewmul cost of matmul3x3 r=23: 23 multiplications"
-  else bad "fewmul cost of matmul3x3 r=23: $(head -c 1200 cost23.txt)"; fi
+  check_3x3 23 m23.onnx
 else bad "matmul3x3 r=23: $(tail -5 mm23.txt)"; fi
 if "$FEWMUL" train --task matmul2x2 --r 8 --quiet >mm8.txt 2>&1; then ok "matmul2x2 r=8 (naive count): $(grep '^attempts' mm8.txt)"
 else bad "matmul2x2 r=8: $(tail -3 mm8.txt)"; fi
