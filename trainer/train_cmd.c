@@ -109,7 +109,10 @@ static void usage(FILE *f) {
     "  --checkpoint PATH    write a checkpoint after every epoch (and on Ctrl-C)\n"
     "  --resume PATH        continue the run saved in PATH (its arguments are in PATH.args)\n"
     "  -o PATH              export the trained model as ONNX\n"
-    "  --quiet              no progress lines\n");
+    "  --quiet              no progress lines\n"
+    "environment:\n"
+    "  FEWMUL_PROFILE=1     print each layer's forward/backward ms per training step at the end\n"
+    "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n");
 }
 
 static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t errlen) {
