@@ -41,9 +41,9 @@ int main(int argc, char **argv) {
 #define BEST(best, call) do { double t = now(); call; t = now() - t; if (t < best) best = t; } while (0)
   for (int r = 0; r < 10; r++) {
     BEST(fwd, fm_conv2d_forward(y, x, w, NULL, N, H, H, &a, ws, nt));
-    BEST(bwd, fm_conv2d_backward(dx, dw, NULL, y, x, w, N, H, H, &a, ws, nt));
-    BEST(bdat, fm_conv2d_backward(dx, NULL, NULL, y, x, w, N, H, H, &a, ws, nt));
-    BEST(bwgt, fm_conv2d_backward(NULL, dw, NULL, y, x, w, N, H, H, &a, ws, nt));
+    BEST(bwd, fm_conv2d_backward(dx, dw, NULL, y, x, w, N, H, H, &a, ws, nt, 0));
+    BEST(bdat, fm_conv2d_backward(dx, NULL, NULL, y, x, w, N, H, H, &a, ws, nt, 0));
+    BEST(bwgt, fm_conv2d_backward(NULL, dw, NULL, y, x, w, N, H, H, &a, ws, nt, 0));
   }
   double flop = 2.0 * N * M * C * k * k * OH * OH;
   printf("cin %d cout %d %dx%d stride %d pad %d, batch %d, %d threads: forward %.2f ms (%.0f GFLOP/s), "

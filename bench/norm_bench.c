@@ -58,11 +58,11 @@ int main(int argc, char **argv) {
     double t[6] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9};
     for (int r = 0; r < reps; r++) {
       TIME(t[0], fm_batchnorm_forward(y, mean, invstd, x, g, b, rm, rv, N, S, &a, 1, nt));
-      TIME(t[1], fm_batchnorm_backward(dx, dg, db, dy, x, mean, invstd, g, N, S, &a, 1, nt));
+      TIME(t[1], fm_batchnorm_backward(dx, dg, db, dy, x, mean, invstd, g, N, S, &a, 1, nt, 0));
       TIME(t[2], fm_relu_forward(z, y, n));
-      TIME(t[3], fm_relu_backward(dx, dy, z, n));
+      TIME(t[3], fm_relu_backward(dx, dy, z, n, 0));
       TIME(t[4], fm_add_forward(z, x, y, n));
-      TIME(t[5], fm_add_backward(dx, dz, dy, n));
+      TIME(t[5], fm_add_backward(dx, dz, dy, n, 0, 0));
     }
     char name[16];
     snprintf(name, sizeof name, "%d,%d", C, shapes[si][1]);

@@ -154,38 +154,28 @@ static size_t direct_workspace(const DGeom *g, int nthreads) {
 }
 
 
+// the largest scratch of the paths this conv takes: forward, input gradient, weight gradient
 size_t fm_conv_fast_workspace(const FmConvAttr *a, int H, int W, int nthreads) {
   if (nthreads < 1) nthreads = 1;
   int OH = fm_conv_out(H, a->kh, a->sh, a->ph, a->dh), OW = fm_conv_out(W, a->kw, a->sw, a->pw, a->dw);
-  size_t kk = (size_t)a->kh * a->kw;
-  if (direct_fwd_ok(a, OW) || direct_dinp_ok(a, W)) {
-    DGeom gf = dgeom_fwd(a, H, W), gd = dgeom_dinp(a, H, W);
-    size_t f = direct_fwd_ok(a, OW) ? direct_workspace(&gf, nthreads) : 0;
-    size_t d = direct_dinp_ok(a, W) ? direct_workspace(&gd, nthreads) : 0;
-    size_t wg = fm_conv_fast_wgrad_ok(a, W) ? fm_conv_fast_wgrad_workspace(a, H, W, nthreads) : 0;
-    size_t r = f > d ? f : d;
-    if (!direct_fwd_ok(a, OW) && packable(a, OW)) {
-      size_t pf = nthreads * align16f(panel_floats(a->cin * kk, OW, rows_per_block(OH, OW)));
-      if (pf > r) r = pf;
-    }
-    if (!direct_dinp_ok(a, W) && fm_conv_fast_dinp_ok(a, W)) {
-      int rb = rows_per_block(H, W);
-      size_t pd = align16f((size_t)a->cin * a->cout * kk) +
-                  nthreads * (align16f(panel_floats(a->cout * kk, W, rb)) + align16f((size_t)a->cin * W * rb));
-      if (pd > r) r = pd;
-    }
-    return r > wg ? r : wg;
+  size_t kk = (size_t)a->kh * a->kw, fwd = 0, bwd = 0, wg = 0;
+  if (direct_fwd_ok(a, OW)) {
+    DGeom g = dgeom_fwd(a, H, W);
+    fwd = direct_workspace(&g, nthreads);
+  } else if (packable(a, OW)) {   // a panel per thread
+    fwd = nthreads * align16f(panel_floats(a->cin * kk, OW, rows_per_block(OH, OW)));
   }
-  // forward: a panel per thread
-  size_t fwd = nthreads * align16f(panel_floats(a->cin * kk, OW, rows_per_block(OH, OW))), bwd = 0;
-  if (fm_conv_fast_dinp_ok(a, W)) {   // flipped weights, then per thread a panel and a C x cols block
+  if (direct_dinp_ok(a, W)) {
+    DGeom g = dgeom_dinp(a, H, W);
+    bwd = direct_workspace(&g, nthreads);
+  } else if (fm_conv_fast_dinp_ok(a, W)) {   // flipped weights, then per thread a panel and a C x cols block
     int rb = rows_per_block(H, W);
     bwd = align16f((size_t)a->cin * a->cout * kk) +
           nthreads * (align16f(panel_floats(a->cout * kk, W, rb)) + align16f((size_t)a->cin * W * rb));
   }
-  size_t wg = fm_conv_fast_wgrad_ok(a, W) ? fm_conv_fast_wgrad_workspace(a, H, W, nthreads) : 0;
-  if (bwd < wg) bwd = wg;
-  return fwd > bwd ? fwd : bwd;
+  if (fm_conv_fast_wgrad_ok(a, W)) wg = fm_conv_fast_wgrad_workspace(a, H, W, nthreads);
+  size_t r = fwd > bwd ? fwd : bwd;
+  return r > wg ? r : wg;
 }
 
 /* Direct convolution (AVX-512): an implicit GEMM with no im2col matrix and no packing.

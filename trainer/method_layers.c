@@ -118,7 +118,7 @@ static void mconv_bwd(FmNet *net, FmLayer *l, int n) {
   size_t ws = wsize(net, l, &M, NULL);
   const float *in = layer_input(net, l, n, conv_ws(net, l));
   fm_conv2d_backward(x->grad, bwd_wgrad(net, l, ws, M), pgrad(net, l, 1), T(l->out)->grad, in,
-                     bwd_weight(net, l), n, x->h, x->w, &l->a.conv, net->work, net->threads);
+                     bwd_weight(net, l), n, x->h, x->w, &l->a.conv, net->work, net->threads, 0);
   bwd_finish(net, l, ws, M);
 }
 static size_t mlin_ws(const FmNet *net, const FmLayer *l, int n) { return fixed_ws(net, l, n, 0); }

@@ -380,9 +380,9 @@ static void sp_bwd(FmNet *net, FmLayer *l, int n) {
   float *dH = v.dS;   // dS is no longer needed
   memset(dH, 0, sizeof(float) * hn);
   fm_batchnorm_backward(dH, NULL, pgrad(net, l, 5), v.dBn, v.H, v.mean, v.invstd, pdata(net, l, 4), n, S, &v.bn,
-                        l->train, net->threads);
+                        l->train, net->threads, 0);
   if (g->conv)
-    fm_conv2d_backward(x->grad, dwb, NULL, dH, x->data, wb, n, x->h, x->w, &g->b, v.cws, net->threads);
+    fm_conv2d_backward(x->grad, dwb, NULL, dH, x->data, wb, n, x->h, x->w, &g->b, v.cws, net->threads, 0);
   else
     fm_linear_backward(x->grad, dwb, NULL, dH, x->data, wb, n, (int)x->size, g->r, net->threads);
 }

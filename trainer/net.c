@@ -244,6 +244,8 @@ int fm_net_finish(FmNet *net, int out) {
     init_record(p, &net->rng);
   }
   if (mark_assigned_grads(net)) return -1;
+  const char *e = getenv("FEWMUL_PROFILE");   // a (forward | backward) seconds table
+  if (e && *e && strcmp(e, "0")) net->prof = calloc(2 * (size_t)net->nlayers, sizeof(double));
   net->finished = 1;
   if (net->method.kind) fm_method_init(net);
   return 0;
@@ -305,16 +307,6 @@ static void resolve_aliases(FmNet *net) {
 
 // --- running -----------------------------------------------------------------
 
-// FEWMUL_PROFILE=1: a (forward | backward) seconds table, allocated on first use
-static double *profile_table(FmNet *net) {
-  if (!net->prof) {
-    const char *e = getenv("FEWMUL_PROFILE");
-    if (!e || !*e || !strcmp(e, "0")) return NULL;
-    net->prof = calloc(2 * (size_t)net->nlayers, sizeof(double));
-  }
-  return net->prof;
-}
-
 float *fm_net_forward(FmNet *net, const float *x, int n, int train) {
   if (!net->finished || fm_net_reserve(net, n)) return NULL;
   net->n = n;
@@ -322,7 +314,7 @@ float *fm_net_forward(FmNet *net, const float *x, int n, int train) {
   net->tensors[net->input].data = (float *)x;   // read only
   net->tensors[net->input].grad = NULL;
   resolve_aliases(net);
-  double *prof = train ? profile_table(net) : NULL;
+  double *prof = train ? net->prof : NULL;
   if (prof) net->prof_steps++;
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];

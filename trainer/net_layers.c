@@ -65,7 +65,7 @@ static void conv_fwd(FmNet *net, FmLayer *l, int n, int train) {
 }
 static void conv_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = IN(l, 0);
-  fm_conv2d_backward_ex(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data,
+  fm_conv2d_backward(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data,
                         pdata(net, l, 0), n, x->h, x->w, &l->a.conv, net->work, net->threads, l->assign[0]);
 }
 static const FmLayerOps conv_ops = {FM_LAYER_CONV2D, "conv2d", conv_fwd, conv_bwd, conv_ws};
@@ -174,7 +174,7 @@ static void bn_fwd(FmNet *net, FmLayer *l, int n, int train) {
 static void bn_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = IN(l, 0);
   int C = l->a.bn.C;
-  fm_batchnorm_backward_ex(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data, l->aux,
+  fm_batchnorm_backward(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data, l->aux,
                            l->aux + C, pdata(net, l, 0), n, x->h * x->w, &l->a.bn, l->train, net->threads,
                            l->assign[0]);
 }
@@ -204,7 +204,7 @@ static void relu_fwd(FmNet *net, FmLayer *l, int n, int train) {
   fm_relu_forward(OUT(l)->data, IN(l, 0)->data, OUT(l)->size * n);
 }
 static void relu_bwd(FmNet *net, FmLayer *l, int n) {
-  if (IN(l, 0)->grad) fm_relu_backward_ex(IN(l, 0)->grad, OUT(l)->grad, OUT(l)->data, OUT(l)->size * n, l->assign[0]);
+  if (IN(l, 0)->grad) fm_relu_backward(IN(l, 0)->grad, OUT(l)->grad, OUT(l)->data, OUT(l)->size * n, l->assign[0]);
 }
 static const FmLayerOps relu_ops = {FM_LAYER_RELU, "relu", relu_fwd, relu_bwd, NULL};
 
@@ -281,7 +281,7 @@ static void dropout_fwd(FmNet *net, FmLayer *l, int n, int train) {
 static void dropout_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = IN(l, 0);
   if (!x->grad) return;
-  if (!l->train || l->a.p <= 0) fm_add_backward(x->grad, NULL, OUT(l)->grad, x->size * n);
+  if (!l->train || l->a.p <= 0) fm_add_backward(x->grad, NULL, OUT(l)->grad, x->size * n, 0, 0);
   else if (l->kind == FM_LAYER_DROPOUT) fm_dropout_backward(x->grad, OUT(l)->grad, l->aux, n, (int)x->size);
   else fm_dropout2d_backward(x->grad, OUT(l)->grad, l->aux, n, x->c, x->h * x->w);
 }
@@ -322,7 +322,7 @@ static void add_fwd(FmNet *net, FmLayer *l, int n, int train) {
   fm_add_forward(OUT(l)->data, IN(l, 0)->data, IN(l, 1)->data, OUT(l)->size * n);
 }
 static void add_bwd(FmNet *net, FmLayer *l, int n) {
-  fm_add_backward_ex(IN(l, 0)->grad, IN(l, 1)->grad, OUT(l)->grad, OUT(l)->size * n, l->assign[0], l->assign[1]);
+  fm_add_backward(IN(l, 0)->grad, IN(l, 1)->grad, OUT(l)->grad, OUT(l)->size * n, l->assign[0], l->assign[1]);
 }
 static const FmLayerOps add_ops = {FM_LAYER_ADD, "add", add_fwd, add_bwd, NULL};
 

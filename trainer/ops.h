@@ -7,7 +7,9 @@
  *   - tensors are contiguous row-major, images are (N,C,H,W);
  *   - backward ADDS into every gradient it writes (dinp, dweight, dbias), so a
  *     tensor read by two layers simply receives both contributions; the caller
- *     zeroes gradients before a backward pass;
+ *     zeroes gradients before a backward pass. Where a layer alone reads its input
+ *     (fm_net_finish knows), a dinp_assign argument makes it write (=) dinp instead,
+ *     and that zeroing is skipped (conv2d, batchnorm, relu, add);
  *   - a gradient pointer may be NULL: that gradient is not computed (e.g. the
  *     input of the first layer, or a frozen parameter);
  *   - ops that need scratch memory take `work`, sized by the matching
@@ -20,7 +22,7 @@
  *   FmConvAttr a = fm_conv_attr(3, 16, 3, 1, 1, 1, 1);   // cin,cout,k,stride,pad,dil,groups
  *   float *work = malloc(sizeof(float) * fm_conv2d_workspace(&a, 32, 32, nt));
  *   fm_conv2d_forward(out, inp, w, b, 8, 32, 32, &a, work, nt);   // out is (8,16,32,32)
- *   fm_conv2d_backward(dinp, dw, db, dout, inp, w, 8, 32, 32, &a, work, nt);
+ *   fm_conv2d_backward(dinp, dw, db, dout, inp, w, 8, 32, 32, &a, work, nt, 0);
  */
 #ifndef FM_TRAINER_OPS_H
 #define FM_TRAINER_OPS_H
@@ -90,12 +92,8 @@ size_t fm_conv2d_workspace(const FmConvAttr *a, int H, int W, int nthreads);
 void fm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
 void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight,
-                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads);
-// the same; dinp_assign: dinp is written (=), not accumulated (+=)
-void fm_conv2d_backward_ex(float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *weight, int N, int H, int W,
-                           const FmConvAttr *a, float *work, int nthreads, int dinp_assign);
+                        const float *inp, const float *weight, int N, int H, int W,
+                        const FmConvAttr *a, float *work, int nthreads, int dinp_assign);
 
 // conv_transpose2d (PyTorch ConvTranspose2d): inp (N,cin,H,W),
 // weight (cin,cout/groups,kh,kw), bias (cout) or NULL, out (N,cout,OH,OW) with
@@ -133,12 +131,7 @@ void fm_batchnorm_forward(float *out, float *mean, float *invstd, const float *i
 void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                            const float *inp, const float *mean, const float *invstd,
                            const float *gamma, int N, int S, const FmBnAttr *a,
-                           int train, int nthreads);
-// the same; dinp_assign: dinp written (=), not accumulated (+=)
-void fm_batchnorm_backward_ex(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                              const float *inp, const float *mean, const float *invstd,
-                              const float *gamma, int N, int S, const FmBnAttr *a,
-                              int train, int nthreads, int dinp_assign);
+                           int train, int nthreads, int dinp_assign);
 
 // fixed input normalisation: out = (inp - mean[c]) / std[c]
 void fm_normalize_forward(float *out, const float *inp, const float *mean, const float *std,
@@ -174,12 +167,10 @@ void fm_gap_backward(float *dinp, const float *dout, int N, int C, int S);
 float fm_sumf(const float *x, int n);
 // relu: out = max(inp, 0); backward reads out
 void fm_relu_forward(float *out, const float *inp, size_t n);
-void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n);
-void fm_relu_backward_ex(float *dinp, const float *dout, const float *out, size_t n, int assign);   // = not +=
+void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n, int dinp_assign);
 // residual add: out = a + b
 void fm_add_forward(float *out, const float *a, const float *b, size_t n);
-void fm_add_backward(float *da, float *db, const float *dout, size_t n);
-void fm_add_backward_ex(float *da, float *db, const float *dout, size_t n, int assign_a, int assign_b);
+void fm_add_backward(float *da, float *db, const float *dout, size_t n, int da_assign, int db_assign);
 // dropout with probability p (inverted: kept values scaled by 1/(1-p)).
 // mask (N,D) is filled from rng: each entry 0 or 1/(1-p).
 // dropout2d zeroes whole channels: inp (N,C,S), mask (N,C).

@@ -226,14 +226,8 @@ void fm_conv2d_forward(float *out, const float *inp, const float *weight, const 
 }
 
 void fm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight,
-                        int N, int H, int W, const FmConvAttr *a, float *work, int nthreads) {
-  fm_conv2d_backward_ex(dinp, dweight, dbias, dout, inp, weight, N, H, W, a, work, nthreads, 0);
-}
-
-void fm_conv2d_backward_ex(float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *weight, int N, int H, int W,
-                           const FmConvAttr *a, float *work, int nthreads, int dinp_assign) {
+                        const float *inp, const float *weight, int N, int H, int W,
+                        const FmConvAttr *a, float *work, int nthreads, int dinp_assign) {
   // conv_fast.c where it applies; what is left goes through im2col + sgemm below
   if (fm_conv_fast_wgrad_ok(a, W) && (dweight || dbias)) {
     fm_conv_fast_backward_weight(dweight, dbias, dout, inp, N, H, W, a, work, nthreads);

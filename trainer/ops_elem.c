@@ -44,12 +44,8 @@ void fm_relu_forward(float *out, const float *inp, size_t n) {
   for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
 }
 
-void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
-  fm_relu_backward_ex(dinp, dout, out, n, 0);
-}
-
-void fm_relu_backward_ex(float *dinp, const float *dout, const float *out, size_t n, int assign) {
-  if (assign) {
+void fm_relu_backward(float *dinp, const float *dout, const float *out, size_t n, int dinp_assign) {
+  if (dinp_assign) {
 #pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
     for (size_t i = 0; i < n; i++) dinp[i] = out[i] > 0 ? dout[i] : 0;
     return;
@@ -63,21 +59,19 @@ void fm_add_forward(float *out, const float *a, const float *b, size_t n) {
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void fm_add_backward(float *da, float *db, const float *dout, size_t n) { fm_add_backward_ex(da, db, dout, n, 0, 0); }
-
-// assign_a / assign_b: da / db written (=) rather than accumulated (a select, not a
+// da_assign / db_assign: da / db written (=) rather than accumulated (a select, not a
 // multiply by 0, so whatever the buffer held before cannot leak in as NaN)
-void fm_add_backward_ex(float *da, float *db, const float *dout, size_t n, int assign_a, int assign_b) {
+void fm_add_backward(float *da, float *db, const float *dout, size_t n, int da_assign, int db_assign) {
   if (da && db) {   // one pass: dout is read once
 #pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
       float g = dout[i];   // loaded once: the store to da[i] might otherwise alias it
-      da[i] = assign_a ? g : da[i] + g;
-      db[i] = assign_b ? g : db[i] + g;
+      da[i] = da_assign ? g : da[i] + g;
+      db[i] = db_assign ? g : db[i] + g;
     }
   } else if (da || db) {
     float *d = da ? da : db;
-    int as = da ? assign_a : assign_b;
+    int as = da ? da_assign : db_assign;
 #pragma omp parallel for simd schedule(static) if (n > ELEM_PAR_MIN)
     for (size_t i = 0; i < n; i++) d[i] = as ? dout[i] : d[i] + dout[i];
   }

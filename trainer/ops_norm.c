@@ -178,14 +178,7 @@ void fm_batchnorm_forward(float *out, float *mean, float *invstd, const float *i
 void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                            const float *inp, const float *mean, const float *invstd,
                            const float *gamma, int N, int S, const FmBnAttr *a,
-                           int train, int nthreads) {
-  fm_batchnorm_backward_ex(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, N, S, a, train, nthreads, 0);
-}
-
-void fm_batchnorm_backward_ex(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                              const float *inp, const float *mean, const float *invstd,
-                              const float *gamma, int N, int S, const FmBnAttr *a,
-                              int train, int nthreads, int dinp_assign) {
+                           int train, int nthreads, int dinp_assign) {
   int C = a->C;
   size_t cs = (size_t)C * S;
   float M = (float)N * S;

@@ -381,8 +381,6 @@ out:
   return res;
 }
 
-static double nearest_t(double x) { return x > 0.5 ? 1 : x < -0.5 ? -1 : 0; }
-
 // One ALS attempt from seed; 1 when the discretised matrices are exact. *real: the
 // residual of the real solution (phase 1), *fixed: entries fixed before a failure.
 static int als_attempt(Als *A, uint64_t seed, double deadline, double *real, int *fixed) {
@@ -441,7 +439,7 @@ static int als_attempt(Als *A, uint64_t seed, double deadline, double *real, int
     int add = 1;
     for (int f = 0; f < 3; f++)   // entries already there: fixed with it
       for (int i = 0; i < r * m; i++) {
-        double x = A->F[f][i], v = nearest_t(x);
+        double x = A->F[f][i], v = nearest_ternary(x);
         if (!A->fx[f][i] && fabs(x - v) < 1e-9) A->F[f][i] = v, A->fx[f][i] = 1, add++;
       }
     res = als_lm(A, ALS_LM_IT, 1e-24);
@@ -459,7 +457,7 @@ static int als_attempt(Als *A, uint64_t seed, double deadline, double *real, int
   *fixed = nfixed;
 round:
   for (int f = 0; f < 3; f++)
-    for (int i = 0; i < r * m; i++) A->F[f][i] = nearest_t(A->F[f][i]);
+    for (int i = 0; i < r * m; i++) A->F[f][i] = nearest_ternary(A->F[f][i]);
   return als_resid(A) == 0;
 }
 

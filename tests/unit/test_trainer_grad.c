@@ -109,7 +109,7 @@ static void test_conv(const char *name, FmConvAttr a, int N, int H, int W, int t
   float *dx = zeros(nx), *dw = zeros(wsize), *db = zeros(a.cout);
   fwd = transpose ? convt_fwd : conv_fwd;
   fwd();
-  if (!transpose) fm_conv2d_backward(dx, dw, db, R, cv.x, cv.w, N, H, W, &a, cv.work, nt);
+  if (!transpose) fm_conv2d_backward(dx, dw, db, R, cv.x, cv.w, N, H, W, &a, cv.work, nt, 0);
   else fm_convt2d_backward(dx, dw, db, R, cv.x, cv.w, N, H, W, &a, cv.work, nt);
   char what[96];
   snprintf(what, sizeof what, "%s dinp", name), check_grad(what, cv.x, nx, dx, 1e-2f);
@@ -118,7 +118,7 @@ static void test_conv(const char *name, FmConvAttr a, int N, int H, int W, int t
   // backward must ADD: a second call doubles the gradients
   float *dx2 = zeros(nx);
   memcpy(dx2, dx, sizeof(float) * nx);
-  if (!transpose) fm_conv2d_backward(dx2, NULL, NULL, R, cv.x, cv.w, N, H, W, &a, cv.work, nt);
+  if (!transpose) fm_conv2d_backward(dx2, NULL, NULL, R, cv.x, cv.w, N, H, W, &a, cv.work, nt, 0);
   else fm_convt2d_backward(dx2, NULL, NULL, R, cv.x, cv.w, N, H, W, &a, cv.work, nt);
   int ok = 1;
   for (size_t i = 0; i < nx; i++) ok &= fabsf(dx2[i] - 2 * dx[i]) <= 1e-5f * (1 + fabsf(dx[i]));
@@ -183,7 +183,7 @@ static void test_bn(int train, int fixed_gamma, int S) {
   float *dx = zeros(n), *dg = zeros(C), *db = zeros(C);
   fwd = bn_fwd;
   fwd();
-  fm_batchnorm_backward(dx, dg, db, R, bn.x, bn.mean, bn.invstd, bn.g, bn.N, S, &bn.a, train, 2);
+  fm_batchnorm_backward(dx, dg, db, R, bn.x, bn.mean, bn.invstd, bn.g, bn.N, S, &bn.a, train, 2, 0);
   char what[64];
   snprintf(what, sizeof what, "batchnorm %s S=%d dinp", train ? "train" : "eval", S);
   check_grad(what, bn.x, n, dx, 1e-3f);
@@ -263,11 +263,11 @@ static void test_elementwise(void) {
   pl.x = distinct(n), pl.y = rnd(n, -1, 1), pl.mask = zeros(n);
   float *dx = zeros(n), *dy = zeros(n);
   fwd = relu_fwd, fwd();
-  fm_relu_backward(dx, R, out_buf, n);
+  fm_relu_backward(dx, R, out_buf, n, 0);
   check_grad("relu dinp", pl.x, n, dx, 1e-2f);
 
   memset(dx, 0, sizeof(float) * n);
-  fm_add_backward(dx, dy, R, n);
+  fm_add_backward(dx, dy, R, n, 0, 0);
   fwd = add_fwd;
   check_grad("add da", pl.x, n, dx, 1e-2f);
   check_grad("add db", pl.y, n, dy, 1e-2f);

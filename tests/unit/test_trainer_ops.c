@@ -146,7 +146,7 @@ static void test_conv_bwd(FmConvAttr a, int N, int H, int W, int nt) {
               }
         }
   float *work = malloc(sizeof(float) * fm_conv2d_workspace(&a, H, W, nt));
-  fm_conv2d_backward(dx, dw, db, dy, x, w, N, H, W, &a, work, nt);
+  fm_conv2d_backward(dx, dw, db, dy, x, w, N, H, W, &a, work, nt, 0);
   double ex = 0, ew = 0, eb = 0;
   for (size_t i = 0; i < xn; i++) ex = fmax(ex, fabs(dx[i] - rx[i]));
   for (size_t i = 0; i < wn; i++) ew = fmax(ew, fabs(dw[i] - rw[i]));
@@ -159,8 +159,8 @@ static void test_conv_bwd(FmConvAttr a, int N, int H, int W, int nt) {
   CHECK(ex <= tol && ew <= tol && eb <= tol);
   // dinp_assign: dinp written, not accumulated: what it held before (rnd, again) is gone
   float *dx2 = rnd(xn), *dx0 = malloc(sizeof(float) * xn);
-  fm_conv2d_backward(memset(dx0, 0, sizeof(float) * xn), NULL, NULL, dy, x, w, N, H, W, &a, work, nt);
-  fm_conv2d_backward_ex(dx2, NULL, NULL, dy, x, w, N, H, W, &a, work, nt, 1);
+  fm_conv2d_backward(memset(dx0, 0, sizeof(float) * xn), NULL, NULL, dy, x, w, N, H, W, &a, work, nt, 0);
+  fm_conv2d_backward(dx2, NULL, NULL, dy, x, w, N, H, W, &a, work, nt, 1);
   CHECK(maxdiff(dx2, dx0, xn) == 0);
   free(dx2), free(dx0);
   // forward against the reference too, with a bias
@@ -254,7 +254,7 @@ static void test_bn_large_one(int N, int C, int S) {
     y[t] = malloc(sizeof(float) * n), dx[t] = calloc(n, sizeof(float));
     for (int c = 0; c < C; c++) st[t][2][c] = 0, st[t][3][c] = 1, st[t][4][c] = st[t][5][c] = 0;
     fm_batchnorm_forward(y[t], st[t][0], st[t][1], x, g, be, st[t][2], st[t][3], N, S, &a, 1, nt);
-    fm_batchnorm_backward(dx[t], st[t][4], st[t][5], dy, x, st[t][0], st[t][1], g, N, S, &a, 1, nt);
+    fm_batchnorm_backward(dx[t], st[t][4], st[t][5], dy, x, st[t][0], st[t][1], g, N, S, &a, 1, nt, 0);
   }
   for (int c = 0; c < C; c++) {
     double m = 0, v = 0, sdy = 0, sdyx = 0, M = (double)N * S;
@@ -378,25 +378,25 @@ static void test_assign_modes(void) {
   float *x = rnd(n), *dy = rnd(n), *z = calloc(n, sizeof(float)), *g = malloc(sizeof(float) * n);
   float *z2 = calloc(n, sizeof(float)), *g2 = malloc(sizeof(float) * n);
   for (size_t i = 0; i < n; i++) g[i] = g2[i] = NAN;
-  fm_relu_backward(z, dy, x, n);
-  fm_relu_backward_ex(g, dy, x, n, 1);
+  fm_relu_backward(z, dy, x, n, 0);
+  fm_relu_backward(g, dy, x, n, 1);
   CHECK(maxdiff(z, g, n) == 0);
   for (int a = 0; a < 2; a++) {   // add: one input assigned, the other accumulated
     for (size_t i = 0; i < n; i++) z[i] = z2[i] = 0.5f, g[i] = a ? 0.5f : NAN, g2[i] = a ? NAN : 0.5f;
-    fm_add_backward(z, z2, dy, n);
+    fm_add_backward(z, z2, dy, n, 0, 0);
     for (size_t i = 0; i < n; i++) (a ? z2 : z)[i] -= 0.5f;   // the assigned side starts from nothing
-    fm_add_backward_ex(g, g2, dy, n, !a, a);
+    fm_add_backward(g, g2, dy, n, !a, a);
     CHECK(maxdiff(z, g, n) == 0 && maxdiff(z2, g2, n) == 0);
   }
-  fm_add_backward_ex(g, NULL, dy, n, 1, 0);
+  fm_add_backward(g, NULL, dy, n, 1, 0);
   CHECK(maxdiff(g, dy, n) == 0);
   FmBnAttr ba = {C, 1e-5f, 0.1f, 0};
   float mean[C], invstd[C], gam[C], dga[C] = {0}, dbe[C] = {0};
   for (int c = 0; c < C; c++) mean[c] = 0.1f * c, invstd[c] = 1.0f + c, gam[c] = 0.5f + c;
   memset(z, 0, sizeof(float) * n);
   for (size_t i = 0; i < n; i++) g[i] = NAN;
-  fm_batchnorm_backward(z, dga, dbe, dy, x, mean, invstd, gam, N, S, &ba, 1, 2);
-  fm_batchnorm_backward_ex(g, NULL, NULL, dy, x, mean, invstd, gam, N, S, &ba, 1, 2, 1);
+  fm_batchnorm_backward(z, dga, dbe, dy, x, mean, invstd, gam, N, S, &ba, 1, 2, 0);
+  fm_batchnorm_backward(g, NULL, NULL, dy, x, mean, invstd, gam, N, S, &ba, 1, 2, 1);
   CHECK(maxdiff(z, g, n) == 0);
   free(x), free(dy), free(z), free(g), free(z2), free(g2);
 }
