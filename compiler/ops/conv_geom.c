@@ -132,10 +132,14 @@ void fm_win_transpose(Node *n, const Tensor *x, const int64_t *kernel, int nsp, 
 }
 
 void fm_dense_store(KB *b, Node *n, KBuf *buf, KExpr *idx, KExpr *v) {
-  if (n->fused_act != OP_Relu) {
-    kb_store(b, buf, idx, fm_apply_act(n, v));
+  if (!n->fused_act) {
+    kb_store(b, buf, idx, v);
     return;
   }
-  KVar *t = kb_let(b, "v", v->t, v);
+  KVar *t = kb_let(b, "v", v->t, v);   // the activations read v more than once: computed once
+  if (n->fused_act != OP_Relu) {
+    kb_store(b, buf, idx, fm_apply_act(n, k_var(t)));
+    return;
+  }
   kb_store(b, buf, idx, k_select(k_bin(KB_GT, k_var(t), k_const(v->t, 0)), k_var(t), k_const(v->t, 0)));
 }

@@ -423,7 +423,6 @@ void fm_tap_conv(KB *b, const FmTapConv *tc) {
   KExpr *v = k_load(acc, k_add(k_add(k_var(A.ab), k_mul(k_var(oh), k_i(Wph))), k_var(ow)));
   v = mult ? k_mul(k_var(mult), v) : unit ? v : k_bin(KB_LDEXP, v, k_load(t.fin, k_var(m)));
   if (bias) v = k_add(v, k_var(bias));
-  if (tc->act && n->fused_act && n->fused_act != OP_Relu) v = k_var(kb_let(b, "y", FM_F32, v)); /* read once */
   KExpr *yi = k_add(k_mul(k_var(it), k_i(OH * OW)), k_add(k_mul(k_var(oh), k_i(OW)), k_var(ow)));
   if (tc->act) fm_dense_store(b, n, Y, yi, v);
   else kb_store(b, Y, yi, v);
@@ -555,8 +554,6 @@ static void lower_gemm(KB *b, Node *n) {
     KExpr *bv = k_load(B, k_var(m));
     v = k_add(v, q.beta != 1 ? k_mul(k_f32(q.beta), bv) : bv);
   }
-  /* a fused activation other than Relu reads v more than once: compute it once */
-  if (n->fused_act && n->fused_act != OP_Relu) v = k_var(kb_let(b, "y", FM_F32, v));
   fm_dense_store(b, n, Y, k_var(nm), v);
   kb_end(b);
 }
