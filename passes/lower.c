@@ -12,6 +12,10 @@ KFn *fm_lower_node(Graph *g, Node *n, const char *name) {
   KFn *fn = kb_begin(&b, g, n, name);
   op->lower(&b, n);
   if (b.depth != 0) fm_fail("internal: lowering of %s left %d blocks open", n->op_type, b.depth);
+#ifndef NDEBUG
+  char err[512];
+  if (fm_kverify(fn, err, sizeof err)) fm_fail("internal: node '%s' (%s): %s", n->name, n->op_type, err);
+#endif
   return fn;
 }
 

@@ -165,26 +165,8 @@ static void print_int(FILE *f, int64_t v, FmDType t) {
 /* ---- expressions: C precedence (16 postfix/call, 15 unary/cast, ... 3 ?:) ---- */
 static void pe(Em *m, const KExpr *e, int minprec);
 
-static int binprec(int op) {
-  switch (op) {
-  case KB_MUL: case KB_DIV: case KB_MOD: return 13;
-  case KB_ADD: case KB_SUB: return 12;
-  case KB_SHL: case KB_SHR: return 11;
-  case KB_LT: case KB_LE: case KB_GT: case KB_GE: return 10;
-  case KB_EQ: case KB_NE: return 9;
-  case KB_BITAND: return 8;
-  case KB_BITXOR: case KB_XOR: return 7;
-  case KB_BITOR: return 6;
-  case KB_AND: return 5;
-  case KB_OR: return 4;
-  default: return 16; /* printed as a call */
-  }
-}
-static const char *const binop_c[KB_COUNT] = {
-  [KB_ADD] = "+", [KB_SUB] = "-", [KB_MUL] = "*", [KB_DIV] = "/", [KB_MOD] = "%",
-  [KB_LT] = "<", [KB_LE] = "<=", [KB_GT] = ">", [KB_GE] = ">=", [KB_EQ] = "==", [KB_NE] = "!=",
-  [KB_AND] = "&&", [KB_OR] = "||", [KB_XOR] = "^", [KB_BITAND] = "&", [KB_BITOR] = "|",
-  [KB_BITXOR] = "^", [KB_SHL] = "<<", [KB_SHR] = ">>"};
+static int binprec(int op) { return fm_kbin[op].c_prec; }
+#define binop_c(op) fm_kbin[op].c_op
 
 static int is_const(const KExpr *e) { return e->k == KE_CONST; }
 static int const_true(const KExpr *e) { return isf(e->t) ? e->f != 0 : e->i != 0; }
@@ -232,18 +214,7 @@ static void operand(Em *m, const KExpr *x, int prec, int op) {
   pe(m, x, prec);
 }
 
-static const char *unfn(int op, int s) {
-  static const char *const n[KU_COUNT][2] = {
-    [KU_SQRT] = {"sqrt", "sqrtf"}, [KU_EXP] = {"exp", "expf"}, [KU_LOG] = {"log", "logf"},
-    [KU_TANH] = {"tanh", "tanhf"}, [KU_ERF] = {"erf", "erff"}, [KU_FLOOR] = {"floor", "floorf"},
-    [KU_CEIL] = {"ceil", "ceilf"}, [KU_ROUND] = {"nearbyint", "nearbyintf"},
-    [KU_SIN] = {"sin", "sinf"}, [KU_COS] = {"cos", "cosf"}, [KU_TAN] = {"tan", "tanf"},
-    [KU_ASIN] = {"asin", "asinf"}, [KU_ACOS] = {"acos", "acosf"}, [KU_ATAN] = {"atan", "atanf"},
-    [KU_SINH] = {"sinh", "sinhf"}, [KU_COSH] = {"cosh", "coshf"}, [KU_ASINH] = {"asinh", "asinhf"},
-    [KU_ACOSH] = {"acosh", "acoshf"}, [KU_ATANH] = {"atanh", "atanhf"}, [KU_ABS] = {"fabs", "fabsf"},
-    [KU_SIGN] = {"fm_sign", "fm_signf"}, [KU_ISNAN] = {"isnan", "isnan"}, [KU_ISINF] = {"isinf", "isinf"}};
-  return n[op][s];
-}
+static const char *unfn(int op, int s) { return s ? fm_kun[op].c_float : fm_kun[op].c_double; }
 
 static void pcast_open(Em *m, FmDType t) { fprintf(m->f, "(%s)(", vtype(t)); }
 
@@ -292,23 +263,14 @@ static void pe_bin(Em *m, const KExpr *e) {
     }
   }
   if (isf(t)) {
-    const char *fn = NULL;
-    int s = t != FM_F64;
-    switch (op) {
-    case KB_MIN: fn = s ? "fminf" : "fmin"; break;
-    case KB_MAX: fn = s ? "fmaxf" : "fmax"; break;
-    case KB_POW: fn = s ? "powf" : "pow"; break;
-    case KB_MOD: fn = s ? "fmodf" : "fmod"; break;
-    case KB_LDEXP: fn = s ? "ldexpf" : "ldexp"; break;
-    default: break;
-    }
+    const char *fn = t != FM_F64 ? fm_kbin[op].c_float : fm_kbin[op].c_double;
     if (fn) {
       fprintf(f, "%s(", fn);
       pe(m, e->a, 0), fputs(", ", f), pe(m, e->b, 0), fputc(')', f);
       return;
     }
     operand(m, e->a, p, op);
-    fprintf(f, " %s ", binop_c[op]);
+    fprintf(f, " %s ", binop_c(op));
     operand(m, e->b, p + 1, op);
     return;
   }
@@ -325,7 +287,7 @@ static void pe_bin(Em *m, const KExpr *e) {
   if (cmp && fm_dtype_size(t) < 8) { /* widen: no -Wtype-limits on narrow types */
     if (!is_const(e->a)) fputs("(int64_t)", f);
     pe(m, e->a, 15);
-    fprintf(f, " %s ", binop_c[op]);
+    fprintf(f, " %s ", binop_c(op));
     if (!is_const(e->b)) fputs("(int64_t)", f);
     pe(m, e->b, 15);
     return;
@@ -336,7 +298,7 @@ static void pe_bin(Em *m, const KExpr *e) {
     fputc('(', f), pe(m, e->a, 0), fputs(") ^ (", f), pe(m, e->b, 0), fputc(')', f);
   } else {
     operand(m, e->a, p, op);
-    fprintf(f, " %s ", binop_c[op]);
+    fprintf(f, " %s ", binop_c(op));
     operand(m, e->b, p + 1, op);
   }
   if (wrap) fputc(')', f);
@@ -567,7 +529,7 @@ static void assign(Em *m, const char *tgt, const KExpr *cur, FmDType t, int acco
                   (!isf(t) && (accop == KB_MOD || accop == KB_BITAND || accop == KB_BITOR ||
                                accop == KB_BITXOR || accop == KB_SHL || accop == KB_SHR)));
   if (compound) {
-    fprintf(f, "%s %s= ", tgt, binop_c[accop]);
+    fprintf(f, "%s %s= ", tgt, binop_c(accop));
     pe_as(m, e, t, 0);
     fputs(";\n", f);
     return;

@@ -126,14 +126,15 @@ static int depends(Cost *c, KStmt *s, KVar *v) {
   return 0;
 }
 
-static void count_op(KCost *k, int op) {
-  switch (op) {
-  case KB_ADD: case KB_SUB: k->adds += 1; break;
-  case KB_MUL: case KB_DIV: k->muls += 1; break;
-  case KB_LDEXP: case KB_SHL: case KB_SHR: k->shifts += 1; break;
-  default: k->other += 1; break;
+static void count_class(KCost *k, KCostClass c) {
+  switch (c) {
+  case KC_ADD: k->adds += 1; break;
+  case KC_MUL: k->muls += 1; break;
+  case KC_SHIFT: k->shifts += 1; break;
+  case KC_OTHER: k->other += 1; break;
   }
 }
+static void count_op(KCost *k, int op) { count_class(k, fm_kbin[op].cost); }
 
 /* Operations in one evaluation of e (indices not counted). */
 static void eops(KExpr *e, KCost *k) {
@@ -143,7 +144,7 @@ static void eops(KExpr *e, KCost *k) {
   case KE_CAST: eops(e->a, k); return;
   case KE_UN:
     eops(e->a, k);
-    if (e->a->t != FM_I64) k->other += 1;
+    if (e->a->t != FM_I64) count_class(k, fm_kun[e->op].cost);
     return;
   case KE_BIN:
     eops(e->a, k), eops(e->b, k);

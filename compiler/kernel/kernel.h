@@ -57,27 +57,40 @@ typedef enum {
   KE_CAST,    /* (t) a */
 } KExprKind;
 
+/* Operators: one table (kops.def) gives the enums, names, C spelling and cost class. */
 typedef enum {
-  KU_NEG, KU_ABS, KU_SQRT, KU_EXP, KU_LOG, KU_TANH, KU_ERF, KU_FLOOR, KU_CEIL,
-  KU_ROUND,   /* round half to even (nearbyint) */
-  KU_NOT,     /* logical not (bool) */
-  KU_BITNOT,
-  KU_SIN, KU_COS, KU_TAN, KU_ASIN, KU_ACOS, KU_ATAN, KU_SINH, KU_COSH, KU_ASINH, KU_ACOSH, KU_ATANH,
-  KU_ISNAN, KU_ISINF, KU_SIGN,
+#define KUN(id, dump, name, cd, cf, cost) KU_##id,
+#define KBIN(id, dump, infix, name, cop, cd, cf, prec, cost)
+#include "kernel/kops.def"
+#undef KUN
+#undef KBIN
   KU_COUNT
 } KUnOp;
 
 typedef enum {
-  KB_ADD, KB_SUB, KB_MUL, KB_DIV,
-  KB_MOD,     /* integers: C %, floats: fmod */
-  KB_MIN, KB_MAX, KB_POW,
-  KB_LT, KB_LE, KB_GT, KB_GE, KB_EQ, KB_NE, /* -> FM_BOOL */
-  KB_AND, KB_OR, KB_XOR,                    /* logical, on FM_BOOL */
-  KB_BITAND, KB_BITOR, KB_BITXOR,
-  KB_SHL, KB_SHR,                           /* integer shifts */
-  KB_LDEXP,   /* a * 2^b with a float, b FM_I32: an exponent add, no multiplication */
+#define KUN(id, dump, name, cd, cf, cost)
+#define KBIN(id, dump, infix, name, cop, cd, cf, prec, cost) KB_##id,
+#include "kernel/kops.def"
+#undef KUN
+#undef KBIN
   KB_COUNT
 } KBinOp;
+
+/* Cost classes of operators on data (kcost.c): which KCost field one evaluation adds to. */
+typedef enum { KC_ADD, KC_MUL, KC_SHIFT, KC_OTHER } KCostClass;
+
+typedef struct KUnInfo { const char *dump, *name, *c_double, *c_float; KCostClass cost; } KUnInfo;
+typedef struct KBinInfo {
+  const char *dump; int infix; const char *name, *c_op, *c_double, *c_float; int c_prec;
+  KCostClass cost;
+} KBinInfo;
+extern const KUnInfo fm_kun[KU_COUNT];   /* kops.c */
+extern const KBinInfo fm_kbin[KB_COUNT];
+/* A new operator is added in kops.def, and then the interpreter (kinterp.c unop/binop),
+   the C printer's special cases and the verifier's typing rule (kverify.c) are checked:
+   the counts below are the ones those files were written for. */
+_Static_assert(KU_COUNT == 26, "kops.def: update kinterp.c, emit_c.c, kverify.c for the new unary op");
+_Static_assert(KB_COUNT == 23, "kops.def: update kinterp.c, emit_c.c, kverify.c for the new binary op");
 
 typedef struct KExpr {
   KExprKind k;
@@ -205,6 +218,12 @@ KProgram *fm_lower_graph(Graph *g);
    for every KBUF_TENSOR / KBUF_SCRATCH buffer (KBUF_CONST use buf->data).
    Returns 0, or -1 with a message in err. */
 int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen);
+
+/* Verifier (kverify.c): operand dtypes, ownership and scopes, loop marks, static
+   buffer bounds. Returns 0, or -1 with "kernel K: what" in err. Runs after every
+   lowering in builds without NDEBUG (passes/lower.c) and before the interpreter. */
+int fm_kverify(const KFn *fn, char *err, size_t errlen);
+int fm_kverify_at(const KFn *fn, int64_t batch, char *err, size_t errlen); /* one batch only */
 
 /* Cost (cost.c): multiplications and additions the kernel performs at batch N. */
 typedef struct KCost { double muls, adds, shifts, other; } KCost;
