@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FORK_WORK 32768 /* operations below which an OpenMP fork costs more than it saves */
-
 typedef struct {
   FILE *f;
   KFn *fn;
@@ -98,20 +96,6 @@ static void use_expr(Em *m, const KExpr *e) {
   use_expr(m, e->a), use_expr(m, e->b), use_expr(m, e->c);
 }
 
-static int batch_used(const KExpr *e) {
-  return e && (e->k == KE_BATCH || batch_used(e->a) || batch_used(e->b) || batch_used(e->c));
-}
-
-static int uses_batch(const KStmt *s) {
-  for (; s; s = s->next) {
-    if (batch_used(s->lo) || batch_used(s->hi) || batch_used(s->e) || batch_used(s->idx)) return 1;
-    for (int i = 0; i < s->nargs; i++)
-      if (batch_used(s->args[i])) return 1;
-    if (uses_batch(s->body) || uses_batch(s->els)) return 1;
-  }
-  return 0;
-}
-
 static void use_stmts(Em *m, const KStmt *s) {
   for (; s; s = s->next) {
     use_expr(m, s->lo), use_expr(m, s->hi), use_expr(m, s->e), use_expr(m, s->idx);
@@ -121,21 +105,6 @@ static void use_stmts(Em *m, const KStmt *s) {
     use_stmts(m, s->body), use_stmts(m, s->els);
   }
 }
-
-static int writes(const KStmt *s, const KBuf *b) {
-  for (; s; s = s->next) {
-    if (s->k == KS_STORE && s->buf == b) return 1;
-    if (s->k == KS_CALL) {
-      const FmRoutine *r = fm_routine_find(s->fn);
-      for (int i = 0; i < s->nargs; i++)
-        if (s->args[i]->k == KE_ADDR && s->args[i]->buf == b && (!r || r->kinds[i] != 'c')) return 1;
-    }
-    if (writes(s->body, b) || writes(s->els, b)) return 1;
-  }
-  return 0;
-}
-
-int fm_kfn_writes(const KFn *fn, const KBuf *b) { return writes(fn->body, b); }
 
 /* ---- literals ---- */
 static void print_float(FILE *f, double v, FmDType t) {
@@ -165,26 +134,8 @@ static void print_int(FILE *f, int64_t v, FmDType t) {
 /* ---- expressions: C precedence (16 postfix/call, 15 unary/cast, ... 3 ?:) ---- */
 static void pe(Em *m, const KExpr *e, int minprec);
 
-static int binprec(int op) {
-  switch (op) {
-  case KB_MUL: case KB_DIV: case KB_MOD: return 13;
-  case KB_ADD: case KB_SUB: return 12;
-  case KB_SHL: case KB_SHR: return 11;
-  case KB_LT: case KB_LE: case KB_GT: case KB_GE: return 10;
-  case KB_EQ: case KB_NE: return 9;
-  case KB_BITAND: return 8;
-  case KB_BITXOR: case KB_XOR: return 7;
-  case KB_BITOR: return 6;
-  case KB_AND: return 5;
-  case KB_OR: return 4;
-  default: return 16; /* printed as a call */
-  }
-}
-static const char *const binop_c[KB_COUNT] = {
-  [KB_ADD] = "+", [KB_SUB] = "-", [KB_MUL] = "*", [KB_DIV] = "/", [KB_MOD] = "%",
-  [KB_LT] = "<", [KB_LE] = "<=", [KB_GT] = ">", [KB_GE] = ">=", [KB_EQ] = "==", [KB_NE] = "!=",
-  [KB_AND] = "&&", [KB_OR] = "||", [KB_XOR] = "^", [KB_BITAND] = "&", [KB_BITOR] = "|",
-  [KB_BITXOR] = "^", [KB_SHL] = "<<", [KB_SHR] = ">>"};
+static int binprec(int op) { return fm_kbin[op].c_prec; }
+#define binop_c(op) fm_kbin[op].c_op
 
 static int is_const(const KExpr *e) { return e->k == KE_CONST; }
 static int const_true(const KExpr *e) { return isf(e->t) ? e->f != 0 : e->i != 0; }
@@ -232,18 +183,7 @@ static void operand(Em *m, const KExpr *x, int prec, int op) {
   pe(m, x, prec);
 }
 
-static const char *unfn(int op, int s) {
-  static const char *const n[KU_COUNT][2] = {
-    [KU_SQRT] = {"sqrt", "sqrtf"}, [KU_EXP] = {"exp", "expf"}, [KU_LOG] = {"log", "logf"},
-    [KU_TANH] = {"tanh", "tanhf"}, [KU_ERF] = {"erf", "erff"}, [KU_FLOOR] = {"floor", "floorf"},
-    [KU_CEIL] = {"ceil", "ceilf"}, [KU_ROUND] = {"nearbyint", "nearbyintf"},
-    [KU_SIN] = {"sin", "sinf"}, [KU_COS] = {"cos", "cosf"}, [KU_TAN] = {"tan", "tanf"},
-    [KU_ASIN] = {"asin", "asinf"}, [KU_ACOS] = {"acos", "acosf"}, [KU_ATAN] = {"atan", "atanf"},
-    [KU_SINH] = {"sinh", "sinhf"}, [KU_COSH] = {"cosh", "coshf"}, [KU_ASINH] = {"asinh", "asinhf"},
-    [KU_ACOSH] = {"acosh", "acoshf"}, [KU_ATANH] = {"atanh", "atanhf"}, [KU_ABS] = {"fabs", "fabsf"},
-    [KU_SIGN] = {"fm_sign", "fm_signf"}, [KU_ISNAN] = {"isnan", "isnan"}, [KU_ISINF] = {"isinf", "isinf"}};
-  return n[op][s];
-}
+static const char *unfn(int op, int s) { return s ? fm_kun[op].c_float : fm_kun[op].c_double; }
 
 static void pcast_open(Em *m, FmDType t) { fprintf(m->f, "(%s)(", vtype(t)); }
 
@@ -292,23 +232,14 @@ static void pe_bin(Em *m, const KExpr *e) {
     }
   }
   if (isf(t)) {
-    const char *fn = NULL;
-    int s = t != FM_F64;
-    switch (op) {
-    case KB_MIN: fn = s ? "fminf" : "fmin"; break;
-    case KB_MAX: fn = s ? "fmaxf" : "fmax"; break;
-    case KB_POW: fn = s ? "powf" : "pow"; break;
-    case KB_MOD: fn = s ? "fmodf" : "fmod"; break;
-    case KB_LDEXP: fn = s ? "ldexpf" : "ldexp"; break;
-    default: break;
-    }
+    const char *fn = t != FM_F64 ? fm_kbin[op].c_float : fm_kbin[op].c_double;
     if (fn) {
       fprintf(f, "%s(", fn);
       pe(m, e->a, 0), fputs(", ", f), pe(m, e->b, 0), fputc(')', f);
       return;
     }
     operand(m, e->a, p, op);
-    fprintf(f, " %s ", binop_c[op]);
+    fprintf(f, " %s ", binop_c(op));
     operand(m, e->b, p + 1, op);
     return;
   }
@@ -325,7 +256,7 @@ static void pe_bin(Em *m, const KExpr *e) {
   if (cmp && fm_dtype_size(t) < 8) { /* widen: no -Wtype-limits on narrow types */
     if (!is_const(e->a)) fputs("(int64_t)", f);
     pe(m, e->a, 15);
-    fprintf(f, " %s ", binop_c[op]);
+    fprintf(f, " %s ", binop_c(op));
     if (!is_const(e->b)) fputs("(int64_t)", f);
     pe(m, e->b, 15);
     return;
@@ -336,7 +267,7 @@ static void pe_bin(Em *m, const KExpr *e) {
     fputc('(', f), pe(m, e->a, 0), fputs(") ^ (", f), pe(m, e->b, 0), fputc(')', f);
   } else {
     operand(m, e->a, p, op);
-    fprintf(f, " %s ", binop_c[op]);
+    fprintf(f, " %s ", binop_c(op));
     operand(m, e->b, p + 1, op);
   }
   if (wrap) fputc(')', f);
@@ -412,84 +343,6 @@ static void pe_as(Em *m, const KExpr *e, FmDType to, int minprec) {
   pe(m, &c, minprec);
 }
 
-/* ---- work estimate for the parallel decision ---- */
-static int ceval(const KExpr *e, int64_t *out) { /* at N = 1; 0 if not constant */
-  int64_t a, b;
-  if (!e || isf(e->t)) return 0;
-  switch (e->k) {
-  case KE_CONST: *out = e->i; return 1;
-  case KE_BATCH: *out = 1; return 1;
-  case KE_BIN:
-    if (!ceval(e->a, &a) || !ceval(e->b, &b)) return 0;
-    switch (e->op) {
-    case KB_ADD: *out = a + b; return 1;
-    case KB_SUB: *out = a - b; return 1;
-    case KB_MUL: *out = a * b; return 1;
-    case KB_DIV: if (!b) return 0; *out = a / b; return 1;
-    case KB_MIN: *out = a < b ? a : b; return 1;
-    case KB_MAX: *out = a > b ? a : b; return 1;
-    default: return 0;
-    }
-  default: return 0;
-  }
-}
-
-static double ework(const KExpr *e) {
-  if (!e || e->k == KE_CONST || e->k == KE_VAR || e->k == KE_BATCH) return 0;
-  return 1 + ework(e->a) + ework(e->b) + ework(e->c);
-}
-
-static double swork(const KStmt *s) {
-  double w = 0;
-  for (; s; s = s->next) {
-    int64_t lo, hi, v;
-    switch (s->k) {
-    case KS_FOR:
-      w += (ceval(s->lo, &lo) && ceval(s->hi, &hi) ? (double)(hi > lo ? hi - lo : 0) : 16) * swork(s->body);
-      break;
-    case KS_IF: {
-      double a = swork(s->body), b = swork(s->els);
-      w += 1 + ework(s->e) + (a > b ? a : b);
-      break;
-    }
-    case KS_CALL:
-      w += s->muls && ceval(s->muls, &v) ? (double)v : FORK_WORK;
-      break;
-    case KS_COMMENT: break;
-    default: w += 1 + ework(s->e) + ework(s->idx); break;
-    }
-  }
-  return w;
-}
-
-static int refs_var(const KExpr *e, const KVar *v) {
-  return e && ((e->k == KE_VAR && e->var == v) || refs_var(e->a, v) || refs_var(e->b, v) || refs_var(e->c, v));
-}
-
-/* A loop whose body assigns scalars declared outside it carries a reduction
-   (omp simd would race on it); a call may do anything. */
-static void mark_lets(const KStmt *s, uint8_t *inner) {
-  for (; s; s = s->next) {
-    if (s->k == KS_LET) inner[s->var->id] = 1;
-    mark_lets(s->body, inner), mark_lets(s->els, inner);
-  }
-}
-static int sets_other(const KStmt *s, const uint8_t *inner) {
-  for (; s; s = s->next) {
-    if (s->k == KS_CALL || (s->k == KS_SET && !inner[s->var->id])) return 1;
-    if (sets_other(s->body, inner) || sets_other(s->els, inner)) return 1;
-  }
-  return 0;
-}
-static int reduces(Em *m, const KStmt *body) {
-  uint8_t *inner = calloc((size_t)m->fn->nvars + 1, 1);
-  assert(inner);
-  mark_lets(body, inner);
-  int r = sets_other(body, inner);
-  free(inner);
-  return r;
-}
-
 /* ---- statements ---- */
 static void stmts(Em *m, const KStmt *s, int ind);
 
@@ -511,28 +364,18 @@ static void print_for(Em *m, const KStmt *s, int ind) {
   const KStmt *inner = NULL;
   int par = 0;
   if (s->loop == KL_PARALLEL && !m->in_parallel) {
-    const KStmt *b = s->body;
-    if (b && !b->next && b->k == KS_FOR && (b->loop == KL_SERIAL || b->loop == KL_PARALLEL) &&
-        !refs_var(b->lo, s->var) && !refs_var(b->hi, s->var))
-      inner = b;
-    int64_t lo, hi, lo2 = 0, hi2 = 1;
-    double w = swork(inner ? inner->body : s->body);
-    int fixed = ceval(s->lo, &lo) && ceval(s->hi, &hi) && !batch_used(s->lo) && !batch_used(s->hi);
-    if (inner) fixed = fixed && ceval(inner->lo, &lo2) && ceval(inner->hi, &hi2) && !batch_used(inner->lo) && !batch_used(inner->hi);
-    if (w < 1) w = 1;
-    if (fixed) {
-      double n = (double)(hi - lo) * (double)(hi2 - lo2);
-      par = n >= 2 && n * w >= FORK_WORK ? 1 : 0;
-      if (par) fprintf(f, "%*s%s(1)\n", 2 * ind, "", inner ? "FM_PARALLEL_FOR2" : "FM_PARALLEL_FOR");
-    } else {
-      par = 1;
+    KFork fk = fm_kfork(s);
+    inner = fk.inner;
+    par = fk.mode != KFORK_NEVER;
+    if (fk.mode == KFORK_ALWAYS) {
+      fprintf(f, "%*s%s(1)\n", 2 * ind, "", inner ? "FM_PARALLEL_FOR2" : "FM_PARALLEL_FOR");
+    } else if (fk.mode == KFORK_IF) {
       fprintf(f, "%*s%s(", 2 * ind, "", inner ? "FM_PARALLEL_FOR2" : "FM_PARALLEL_FOR");
       trip(m, s);
       if (inner) fputs(" * ", f), trip(m, inner);
-      fprintf(f, " >= %.0f)\n", ceil(FORK_WORK / w));
+      fprintf(f, " >= %.0f)\n", fk.min_trips);
     }
-    if (!par) inner = NULL;
-  } else if (s->loop == KL_VECTOR && !reduces(m, s->body)) {
+  } else if (s->loop == KL_VECTOR && !fm_kloop_reduces(m->fn, s->body)) {
     fprintf(f, "%*sFM_SIMD\n", 2 * ind, "");
   } else if (s->loop == KL_UNROLL) {
     fprintf(f, "%*sFM_UNROLL4\n", 2 * ind, "");
@@ -567,7 +410,7 @@ static void assign(Em *m, const char *tgt, const KExpr *cur, FmDType t, int acco
                   (!isf(t) && (accop == KB_MOD || accop == KB_BITAND || accop == KB_BITOR ||
                                accop == KB_BITXOR || accop == KB_SHL || accop == KB_SHR)));
   if (compound) {
-    fprintf(f, "%s %s= ", tgt, binop_c[accop]);
+    fprintf(f, "%s %s= ", tgt, binop_c(accop));
     pe_as(m, e, t, 0);
     fputs(";\n", f);
     return;
@@ -701,10 +544,10 @@ void fm_emit_c_fn(FILE *f, KFn *fn) {
   for (int i = 0; i < fn->nbufs; i++) {
     KBuf *b = fn->bufs[i];
     if (b->kind == KBUF_CONST) continue;
-    fprintf(f, ", %s%s *restrict %s", writes(fn->body, b) ? "" : "const ", fm_dtype_ctype(b->t), m.bufname[i]);
+    fprintf(f, ", %s%s *restrict %s", fm_kfn_writes(fn, b) ? "" : "const ", fm_dtype_ctype(b->t), m.bufname[i]);
   }
   fputs(") {\n", f);
-  if (!uses_batch(fn->body)) fputs("  (void)N;\n", f);
+  if (!fm_kstmts_use_batch(fn->body)) fputs("  (void)N;\n", f);
   for (int i = 0; i < fn->nbufs; i++)
     if (fn->bufs[i]->kind != KBUF_CONST && !m.bufused[i]) fprintf(f, "  (void)%s;\n", m.bufname[i]);
   stmts(&m, fn->body, 1);
@@ -715,16 +558,12 @@ void fm_emit_c_fn(FILE *f, KFn *fn) {
 }
 
 /* ---- backends ---- */
-const FmBackend fm_backend_c = {
-  .name = "c",
-  .file_ext = ".c",
-  .emit_fn = fm_emit_c_fn,
-  .prelude = fm_prelude_text,
-};
+static const FmBackend *const all_backends[] = {&fm_backend_c};
 
 const FmBackend *fm_backend_find(const char *name) {
-  static const FmBackend *const all[] = {&fm_backend_c};
-  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-    if (!strcmp(all[i]->name, name)) return all[i];
+  for (size_t i = 0; i < sizeof all_backends / sizeof *all_backends; i++)
+    if (!strcmp(all_backends[i]->name, name)) return all_backends[i];
   return NULL;
 }
+
+const char *fm_backend_names(void) { return "c"; }

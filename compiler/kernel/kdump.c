@@ -9,16 +9,8 @@
 #include "kernel/kernel.h"
 #include <inttypes.h>
 
-static const char *const unname[KU_COUNT] = {
-  "-", "abs", "sqrt", "exp", "log", "tanh", "erf", "floor", "ceil", "round", "!", "~",
-  "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
-  "isnan", "isinf", "sign"};
-static const char *const binsym[KB_COUNT] = {
-  "+", "-", "*", "/", "%", "min", "max", "pow", "<", "<=", ">", ">=", "==", "!=",
-  "&&", "||", "^^", "&", "|", "^", "<<", ">>", "ldexp"};
 static const char *const loopname[] = {"", " parallel", " vector", " unroll"};
 
-static int is_infix(int op) { return op != KB_MIN && op != KB_MAX && op != KB_POW && op != KB_LDEXP; }
 
 static void dexpr(FILE *f, const KExpr *e, int top) {
   switch (e->k) {
@@ -35,19 +27,19 @@ static void dexpr(FILE *f, const KExpr *e, int top) {
     fputc(']', f);
     return;
   case KE_UN:
-    fprintf(f, "%s(", unname[e->op]);
+    fprintf(f, "%s(", fm_kun[e->op].dump);
     dexpr(f, e->a, 1);
     fputc(')', f);
     return;
   case KE_BIN:
-    if (is_infix(e->op)) {
+    if (fm_kbin[e->op].infix) {
       if (!top) fputc('(', f);
       dexpr(f, e->a, 0);
-      fprintf(f, " %s ", binsym[e->op]);
+      fprintf(f, " %s ", fm_kbin[e->op].dump);
       dexpr(f, e->b, 0);
       if (!top) fputc(')', f);
     } else {
-      fprintf(f, "%s(", binsym[e->op]);
+      fprintf(f, "%s(", fm_kbin[e->op].dump);
       dexpr(f, e->a, 1);
       fputs(", ", f);
       dexpr(f, e->b, 1);
@@ -86,13 +78,13 @@ static void dstmts(FILE *f, const KStmt *s, int ind) {
       dexpr(f, s->e, 1), fputc('\n', f);
       break;
     case KS_SET:
-      fprintf(f, "%s %s= ", s->var->name, s->accop >= 0 ? binsym[s->accop] : "");
+      fprintf(f, "%s %s= ", s->var->name, s->accop >= 0 ? fm_kbin[s->accop].dump : "");
       dexpr(f, s->e, 1), fputc('\n', f);
       break;
     case KS_STORE:
       fprintf(f, "%s[", s->buf->name);
       dexpr(f, s->idx, 1);
-      fprintf(f, "] %s= ", s->accop >= 0 ? binsym[s->accop] : "");
+      fprintf(f, "] %s= ", s->accop >= 0 ? fm_kbin[s->accop].dump : "");
       dexpr(f, s->e, 1), fputc('\n', f);
       break;
     case KS_IF:

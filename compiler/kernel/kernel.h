@@ -25,6 +25,7 @@
 #ifndef FM_KERNEL_H
 #define FM_KERNEL_H
 #include "ir/ir.h"
+#include "cpu/fm_cpu.h"
 
 typedef struct KVar { int id; const char *name; FmDType t; } KVar;
 
@@ -57,27 +58,40 @@ typedef enum {
   KE_CAST,    /* (t) a */
 } KExprKind;
 
+/* Operators: one table (kops.def) gives the enums, names, C spelling and cost class. */
 typedef enum {
-  KU_NEG, KU_ABS, KU_SQRT, KU_EXP, KU_LOG, KU_TANH, KU_ERF, KU_FLOOR, KU_CEIL,
-  KU_ROUND,   /* round half to even (nearbyint) */
-  KU_NOT,     /* logical not (bool) */
-  KU_BITNOT,
-  KU_SIN, KU_COS, KU_TAN, KU_ASIN, KU_ACOS, KU_ATAN, KU_SINH, KU_COSH, KU_ASINH, KU_ACOSH, KU_ATANH,
-  KU_ISNAN, KU_ISINF, KU_SIGN,
+#define KUN(id, dump, name, cd, cf, cost) KU_##id,
+#define KBIN(id, dump, infix, name, cop, cd, cf, prec, cost)
+#include "kernel/kops.def"
+#undef KUN
+#undef KBIN
   KU_COUNT
 } KUnOp;
 
 typedef enum {
-  KB_ADD, KB_SUB, KB_MUL, KB_DIV,
-  KB_MOD,     /* integers: C %, floats: fmod */
-  KB_MIN, KB_MAX, KB_POW,
-  KB_LT, KB_LE, KB_GT, KB_GE, KB_EQ, KB_NE, /* -> FM_BOOL */
-  KB_AND, KB_OR, KB_XOR,                    /* logical, on FM_BOOL */
-  KB_BITAND, KB_BITOR, KB_BITXOR,
-  KB_SHL, KB_SHR,                           /* integer shifts */
-  KB_LDEXP,   /* a * 2^b with a float, b FM_I32: an exponent add, no multiplication */
+#define KUN(id, dump, name, cd, cf, cost)
+#define KBIN(id, dump, infix, name, cop, cd, cf, prec, cost) KB_##id,
+#include "kernel/kops.def"
+#undef KUN
+#undef KBIN
   KB_COUNT
 } KBinOp;
+
+/* Cost classes of operators on data (kcost.c): which KCost field one evaluation adds to. */
+typedef enum { KC_ADD, KC_MUL, KC_SHIFT, KC_OTHER } KCostClass;
+
+typedef struct KUnInfo { const char *dump, *name, *c_double, *c_float; KCostClass cost; } KUnInfo;
+typedef struct KBinInfo {
+  const char *dump; int infix; const char *name, *c_op, *c_double, *c_float; int c_prec;
+  KCostClass cost;
+} KBinInfo;
+extern const KUnInfo fm_kun[KU_COUNT];   /* kops.c */
+extern const KBinInfo fm_kbin[KB_COUNT];
+/* A new operator is added in kops.def, and then the interpreter (kinterp.c unop/binop),
+   the C printer's special cases and the verifier's typing rule (kverify.c) are checked:
+   the counts below are the ones those files were written for. */
+_Static_assert(KU_COUNT == 26, "kops.def: update kinterp.c, emit_c.c, kverify.c for the new unary op");
+_Static_assert(KB_COUNT == 23, "kops.def: update kinterp.c, emit_c.c, kverify.c for the new binary op");
 
 typedef struct KExpr {
   KExprKind k;
@@ -97,7 +111,7 @@ typedef enum {
   KS_SET,    /* var = e, or var op= e when accop >= 0 (KB_ADD, KB_MAX, ...) */
   KS_STORE,  /* buf[idx] = e, or buf[idx] op= e when accop >= 0 */
   KS_IF,     /* if (e) body else els */
-  KS_CALL,   /* fn(args...): a routine of the C prelude (compiler/emit/prelude.c) */
+  KS_CALL,   /* fn(args...): a routine of the CPU kernel library (compiler/cpu/fm_cpu.h) */
   KS_COMMENT,
 } KStmtKind;
 
@@ -125,8 +139,30 @@ typedef struct KFn {
   struct KFn *next;
 } KFn;
 
+/* ---- what the lowering is for (target.c) ---- */
+typedef struct FmTarget {
+  const char *name;     /* "native", "x86-64-v3", "x86-64-v4", "generic" */
+  const char *march;    /* -march= for building the generated code */
+  int avx2, avx512;     /* ISA the generated code may use (avx2 includes FMA) */
+  int gemm_mr, gemm_nr; /* the CPU library's register tile under that ISA */
+} FmTarget;
+/* 0 and *t filled, or -1 for an unknown name. "native" (or NULL) reads the ISA of
+   the machine running fewmul. */
+int fm_target_get(const char *name, FmTarget *t);
+const char *fm_target_names(void);  /* "native, x86-64-v3, ..." for messages */
+
+typedef enum { FM_LOWER_AUTO, FM_LOWER_DIRECT, FM_LOWER_GEMM } FmLowerChoice;
+typedef struct FmLowerOpts {
+  FmTarget target;
+  FmLowerChoice conv;   /* Conv: auto (im2col + GEMM where it pays), direct loops, or GEMM wherever it applies */
+  FmLowerChoice gemm;   /* Gemm/MatMul float32: auto (fm_sgemm) or direct loops */
+  int (*can_call)(const char *routine); /* the backend's capability (NULL: every routine) */
+} FmLowerOpts;
+const FmLowerOpts *fm_lower_opts_default(void); /* native, auto, every routine */
+
 /* ---- builder ---- */
 typedef struct KB {
+  const FmLowerOpts *opts;    /* never NULL inside a lowering (kb_begin sets the default) */
   Arena *a;
   Graph *g;
   Node *node;
@@ -198,13 +234,56 @@ typedef struct KProgram {
 } KProgram;
 
 /* Lowers every node of g (shapes inferred, constants folded) to kernel IR; fails
-   naming every node whose op has no lowering. */
+   naming every node whose op has no lowering. opts NULL: fm_lower_opts_default(). */
 KProgram *fm_lower_graph(Graph *g);
+KProgram *fm_lower_graph_opts(Graph *g, const FmLowerOpts *opts);
+/* May the lowering call this CPU library routine (the backend's can_call)? */
+int fm_lower_can_call(const KB *b, const char *routine);
 
 /* Interpreter (kinterp.c): runs fn with buffers bound to host memory: ptrs[buf->id]
    for every KBUF_TENSOR / KBUF_SCRATCH buffer (KBUF_CONST use buf->data).
    Returns 0, or -1 with a message in err. */
 int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen);
+
+/* Verifier (kverify.c): operand dtypes, ownership and scopes, loop marks, static
+   buffer bounds. Returns 0, or -1 with "kernel K: what" in err. Runs after every
+   lowering in builds without NDEBUG (passes/lower.c) and before the interpreter. */
+int fm_kverify(const KFn *fn, char *err, size_t errlen);
+int fm_kverify_at(const KFn *fn, int64_t batch, char *err, size_t errlen); /* one batch only */
+
+/* ---- CPU library routines callable with kb_call (kinterp.c's table) ----
+ * name and argument kinds and the exact operation count (fm_cpu.h's FM_CPU_ROUTINES);
+ * call() is the interpreter's: it gets the marshalled arguments and, per pointer,
+ * how many elements remain from it to the end of its buffer; it returns NULL or a
+ * message (bad extents). */
+typedef struct FmRoutine {
+  const char *name;
+  const char *kinds;
+  FmRoutineCount count;
+  const char *(*call)(const FmArg *a, const int64_t *avail, char *msg, size_t msglen);
+} FmRoutine;
+const FmRoutine *fm_routine_find(const char *name); /* NULL if unknown */
+
+/* ---- analyses every printer needs (kanalysis.c) ---- */
+/* Whether fn writes buffer b (stores to it or passes it as a written pointer to a
+   CPU library routine); a printer makes the parameter of a buffer it never writes
+   const (C) or readonly (LLVM). */
+int fm_kfn_writes(const KFn *fn, const KBuf *b);
+int fm_kexpr_uses_batch(const KExpr *e);
+int fm_kstmts_use_batch(const KStmt *s);
+int fm_kexpr_refs(const KExpr *e, const KVar *v);
+int fm_kconst_n1(const KExpr *e, int64_t *out);  /* integer value at N = 1, if constant */
+double fm_kwork(const KStmt *s);                  /* operations, an estimate for forking */
+/* A loop body that assigns scalars declared outside it (or calls a routine): a
+   reduction, so no simd hint. */
+int fm_kloop_reduces(const KFn *fn, const KStmt *body);
+/* Forking a KL_PARALLEL loop s: never (too little work), always, or when its trip
+   count (times inner's) is at least min_trips at run time. inner is the perfectly
+   nested loop to collapse with (only when the loop forks). */
+#define FM_FORK_WORK 32768 /* operations below which a fork costs more than it saves */
+typedef enum { KFORK_NEVER, KFORK_ALWAYS, KFORK_IF } KForkMode;
+typedef struct KFork { KForkMode mode; const KStmt *inner; double min_trips; } KFork;
+KFork fm_kfork(const KStmt *s);
 
 /* Cost (cost.c): multiplications and additions the kernel performs at batch N. */
 typedef struct KCost { double muls, adds, shifts, other; } KCost;

@@ -14,12 +14,11 @@
  *     count at the given batch) and type errors in the tree return -1 with a message
  *     naming the kernel and the buffer, instead of crashing. That is the point: the
  *     lowerings are tested on this interpreter.
- * KS_CALL runs the prelude routine of the same name (emit/prelude.c is compiled in
- * here) through the ROUTINES table below.
+ * KS_CALL runs the CPU kernel library routine of the same name (libfm_cpu.a,
+ * cpu/fm_cpu.h) through the table below.
  */
 #include "kernel/kernel.h"
 #include "emit/emit.h"
-#include "emit/prelude.c"
 #include <assert.h>
 #include <math.h>
 #include <setjmp.h>
@@ -27,22 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the prelude routines the interpreter can call ----
- * Adding one: one line here, X(name, kinds, wrapper) with a wrapper that checks the
- * extents it touches (avail[k]: elements from pointer argument k to its buffer end)
- * and calls the routine. */
-static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
-static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len);
-static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len);
-static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
-#define ROUTINES(X)                                       \
-  X(fm_sgemm, "iiiiiciiciipii", call_sgemm)               \
-  X(fm_im2col_pack, "ciiiiiiiiiiiiiip", call_im2col_pack) \
-  X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)           \
-  X(fm_ternary_gemm, "iiiiiciciciciipi", call_ternary_gemm)
-
-#define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
-static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
+/* ---- the CPU library routines the interpreter can call ----
+ * Adding one: a line in fm_cpu.h's FM_CPU_ROUTINES and here a wrapper call_<name>
+ * that checks the extents it touches (avail[k]: elements from pointer argument k to
+ * its buffer end) and calls the routine. */
+#define X_DECL(name, kinds, count) \
+  static const char *call_##name(const FmArg *a, const int64_t *av, char *msg, size_t len);
+FM_CPU_ROUTINES(X_DECL)
+#undef X_DECL
+#define X_ENTRY(name, kinds, count) {#name, kinds, count, call_##name},
+static const FmRoutine routines[] = {FM_CPU_ROUTINES(X_ENTRY)};
 #undef X_ENTRY
 
 const FmRoutine *fm_routine_find(const char *name) {
@@ -60,7 +53,7 @@ static const char *need(const int64_t *av, int k, int64_t last, const char *what
   return msg;
 }
 
-static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t m0 = a[0].i, m1 = a[1].i, n0 = a[2].i, n1 = a[3].i, K = a[4].i;
   int64_t lda = a[6].i, tA = a[7].i, ldb = a[9].i, tB = a[10].i, ldc = a[12].i;
   const char *e;
@@ -83,9 +76,12 @@ static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size
 }
 
 /* floats of a packed B operand of n columns and K rows (fm_im2col_pack) */
-static int64_t packed_b_size(int64_t n, int64_t K) { return (n + FM_GEMM_NR - 1) / FM_GEMM_NR * K * FM_GEMM_NR; }
+static int64_t packed_b_size(int64_t n, int64_t K) {
+  int64_t nr = fm_cpu_gemm_nr();
+  return (n + nr - 1) / nr * K * nr;
+}
 
-static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t v[14];
   for (int k = 0; k < 14; k++) v[k] = a[1 + k].i;
   int64_t C = v[0], IH = v[1], IW = v[2], KH = v[3], KW = v[4], OW = v[11], p0 = v[12], p1 = v[13];
@@ -102,7 +98,7 @@ static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg
   return NULL;
 }
 
-static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t m0 = a[0].i, m1 = a[1].i, n = a[2].i, K = a[3].i, lda = a[5].i, ldc = a[8].i, hasbias = a[10].i;
   const char *e;
   if (m0 < 0 || K < 0) {
@@ -121,7 +117,7 @@ static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, s
   return NULL;
 }
 
-static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t n0 = a[0].i, n1 = a[1].i, m0 = a[2].i, m1 = a[3].i, K = a[4].i, ldx = a[6].i, kc = a[8].i;
   int64_t hasalpha = a[10].i, hasbias = a[12].i, ldy = a[15].i;
   const char *e;
@@ -157,7 +153,6 @@ typedef struct {
 } Interp;
 
 static int isf(FmDType t) { return t == FM_F32 || t == FM_F64 || t == FM_F16; }
-static int isint(FmDType t) { return !isf(t) && fm_dtype_size(t) > 0; }
 
 static _Noreturn void fail(Interp *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static _Noreturn void fail(Interp *in, const char *fmt, ...) {
@@ -244,14 +239,6 @@ static void store(Interp *in, KBuf *b, int64_t i, KVal v) {
 }
 
 /* ---- operators ---- */
-static const char *const unnames[KU_COUNT] = {
-  "neg", "abs", "sqrt", "exp", "log", "tanh", "erf", "floor", "ceil", "round", "not", "bitnot",
-  "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
-  "isnan", "isinf", "sign"};
-static const char *const binnames[KB_COUNT] = {
-  "add", "sub", "mul", "div", "mod", "min", "max", "pow", "lt", "le", "gt", "ge", "eq", "ne",
-  "and", "or", "xor", "bitand", "bitor", "bitxor", "shl", "shr", "ldexp"};
-
 static KVal unop(Interp *in, int op, FmDType t, KVal a) {
   KVal r;
   if (op == KU_ISNAN || op == KU_ISINF) {
@@ -286,7 +273,7 @@ static KVal unop(Interp *in, int op, FmDType t, KVal a) {
     case KU_ACOSH: r.f = s ? acoshf(x) : acosh(d); break;
     case KU_ATANH: r.f = s ? atanhf(x) : atanh(d); break;
     case KU_SIGN: r.f = fm_sign(d); break;
-    default: fail(in, "%s on %s", unnames[op], fm_dtype_name(t));
+    default: fail(in, "%s on %s", fm_kun[op].name, fm_dtype_name(t));
     }
     r.f = fround(t, r.f);
     return r;
@@ -297,7 +284,7 @@ static KVal unop(Interp *in, int op, FmDType t, KVal a) {
   case KU_BITNOT: r.i = ~a.i; break;
   case KU_SIGN: r.i = t == FM_U64 ? a.i != 0 : fm_isign(a.i); break;
   case KU_FLOOR: case KU_CEIL: case KU_ROUND: r.i = a.i; break;
-  default: fail(in, "%s on %s", unnames[op], fm_dtype_name(t));
+  default: fail(in, "%s on %s", fm_kun[op].name, fm_dtype_name(t));
   }
   r.i = fm_kwrap(t, r.i);
   return r;
@@ -324,7 +311,7 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
     case KB_EQ: r.i = a.f == b.f; return r;
     case KB_NE: r.i = a.f != b.f; return r;
     case KB_LDEXP: r.f = s ? ldexpf((float)a.f, (int)b.i) : ldexp(a.f, (int)b.i); break;
-    default: fail(in, "%s on %s", binnames[op], fm_dtype_name(t));
+    default: fail(in, "%s on %s", fm_kbin[op].name, fm_dtype_name(t));
     }
     r.f = fround(t, r.f);
     return r;
@@ -358,7 +345,7 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
   case KB_BITXOR: r.i = a.i ^ b.i; break;
   case KB_SHL: r.i = (int64_t)(x << (b.i & 63)); break;
   case KB_SHR: r.i = u64 ? (int64_t)(x >> (b.i & 63)) : a.i >> (b.i & 63); break;
-  default: fail(in, "%s on %s", binnames[op], fm_dtype_name(t));
+  default: fail(in, "%s on %s", fm_kbin[op].name, fm_dtype_name(t));
   }
   r.i = fm_kwrap(t, r.i);
   return r;
@@ -483,89 +470,6 @@ static void exec(Interp *in, KStmt *s) {
   }
 }
 
-/* ---- validation: type errors of the lowering, reported before running ---- */
-static void vexpr(Interp *in, KExpr *e) {
-  if (!e) fail(in, "missing expression");
-  switch (e->k) {
-  case KE_CONST: case KE_BATCH: return;
-  case KE_VAR:
-    if (e->var->id < 0 || e->var->id >= in->fn->nvars || in->fn->vars[e->var->id] != e->var)
-      fail(in, "variable '%s' is not of this kernel", e->var->name);
-    return;
-  case KE_LOAD: case KE_ADDR:
-    if (e->buf->id < 0 || e->buf->id >= in->fn->nbufs || in->fn->bufs[e->buf->id] != e->buf)
-      fail(in, "buffer '%s' is not of this kernel", e->buf->name);
-    vexpr(in, e->a);
-    if (!isint(e->a->t)) fail(in, "index into '%s' is %s", e->buf->name, fm_dtype_name(e->a->t));
-    return;
-  case KE_UN: vexpr(in, e->a); return;
-  case KE_BIN:
-    vexpr(in, e->a), vexpr(in, e->b);
-    if (e->op == KB_LDEXP) {
-      if (!isf(e->a->t) || !isint(e->b->t)) fail(in, "ldexp needs (float, int)");
-    } else if (e->op != KB_SHL && e->op != KB_SHR && e->a->t != e->b->t)
-      fail(in, "%s of %s and %s (insert k_cast)", binnames[e->op], fm_dtype_name(e->a->t),
-           fm_dtype_name(e->b->t));
-    return;
-  case KE_FMA:
-    vexpr(in, e->a), vexpr(in, e->b), vexpr(in, e->c);
-    if (e->a->t != e->t || e->b->t != e->t || e->c->t != e->t) fail(in, "fma of mixed types");
-    return;
-  case KE_SELECT:
-    vexpr(in, e->a), vexpr(in, e->b), vexpr(in, e->c);
-    if (e->b->t != e->c->t) fail(in, "select of %s and %s", fm_dtype_name(e->b->t), fm_dtype_name(e->c->t));
-    return;
-  case KE_CAST: vexpr(in, e->a); return;
-  }
-  fail(in, "bad expression kind %d", (int)e->k);
-}
-
-static void vstmts(Interp *in, KStmt *s) {
-  for (; s; s = s->next) {
-    switch (s->k) {
-    case KS_FOR:
-      vexpr(in, s->lo), vexpr(in, s->hi);
-      if (!isint(s->lo->t) || !isint(s->hi->t)) fail(in, "loop '%s' bounds are not integers", s->var->name);
-      vstmts(in, s->body);
-      break;
-    case KS_LET: case KS_SET:
-      vexpr(in, s->e);
-      if (s->accop >= 0 && s->e->t != s->var->t)
-        fail(in, "%s= on '%s' (%s) of %s", binnames[s->accop], s->var->name,
-             fm_dtype_name(s->var->t), fm_dtype_name(s->e->t));
-      break;
-    case KS_STORE:
-      vexpr(in, s->idx), vexpr(in, s->e);
-      if (s->buf->id < 0 || s->buf->id >= in->fn->nbufs || in->fn->bufs[s->buf->id] != s->buf)
-        fail(in, "buffer '%s' is not of this kernel", s->buf->name);
-      if (s->buf->kind == KBUF_CONST) fail(in, "store to constant buffer '%s'", s->buf->name);
-      if (s->accop >= 0 && s->e->t != s->buf->t)
-        fail(in, "%s= into '%s' (%s) of %s", binnames[s->accop], s->buf->name,
-             fm_dtype_name(s->buf->t), fm_dtype_name(s->e->t));
-      break;
-    case KS_IF: vexpr(in, s->e), vstmts(in, s->body), vstmts(in, s->els); break;
-    case KS_CALL: {
-      const FmRoutine *r = fm_routine_find(s->fn);
-      if (!r) fail(in, "call of unknown routine '%s' (not in kinterp.c's ROUTINES)", s->fn);
-      if ((size_t)s->nargs != strlen(r->kinds) || s->nargs > 32)
-        fail(in, "call %s with %d arguments, it takes %zu", s->fn, s->nargs, strlen(r->kinds));
-      for (int k = 0; k < s->nargs; k++) {
-        KExpr *x = s->args[k];
-        char want = r->kinds[k];
-        vexpr(in, x);
-        int ok = want == 'p' || want == 'c' ? x->k == KE_ADDR : want == 'f' ? isf(x->t) && x->k != KE_ADDR
-                                                                            : isint(x->t) && x->k != KE_ADDR;
-        if (!ok) fail(in, "call %s: argument %d is not of kind '%c'", s->fn, k, want);
-        if (want == 'p' && x->buf->kind == KBUF_CONST)
-          fail(in, "call %s: argument %d writes constant buffer '%s'", s->fn, k, x->buf->name);
-      }
-      break;
-    }
-    case KS_COMMENT: break;
-    }
-  }
-}
-
 /* Elements of a buffer at the batch, or -1 if unknown. */
 static int64_t buf_nelem(KBuf *b, int64_t batch) {
   if (b->kind == KBUF_TENSOR) {
@@ -587,6 +491,7 @@ int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen) {
   char dummy[8];
   if (!err || !errlen) err = dummy, errlen = sizeof dummy;
   err[0] = 0;
+  if (fm_kverify_at(fn, batch, err, errlen)) return -1;
   Interp in = {.fn = fn, .batch = batch, .err = err, .errlen = errlen};
   in.vars = calloc((size_t)fn->nvars + 1, sizeof *in.vars);
   in.bufs = calloc((size_t)fn->nbufs + 1, sizeof *in.bufs);
@@ -613,7 +518,6 @@ int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen) {
     } else if (bs->n > 0) fail(&in, "buffer '%s' is not bound (ptrs[%d] is NULL)", b->name, i);
     if (!bs->p) bs->n = 0;
   }
-  vstmts(&in, fn->body);
   exec(&in, fn->body);
   rc = 0;
 done:
