@@ -81,21 +81,21 @@ int fm_cmd_bench(int argc, char **argv) {
   }
   fm_model *m;
   if (fm_load(dir, &m) != FM_OK) fm_fail("%s", fm_last_error());
-  if (threads) fm_set_threads(m, (int)threads);
+  if (threads) fm_driver_threads(m, threads);
   int nin = fm_num_inputs(m), nout = fm_num_outputs(m);
   const void **in = calloc((size_t)nin + 1, sizeof *in);
   void **out = calloc((size_t)nout + 1, sizeof *out);
   for (int i = 0; i < nin; i++) {
     const fm_io_desc *d = fm_input(m, i);
     int64_t n = fm_io_numel(d, batch);
-    void *p = aligned_alloc(64, ((size_t)n * fm_dtype_bytes(d->dtype) + 127) & ~(size_t)63);
+    void *p = aligned_alloc(64, (fm_driver_io_bytes(d, batch) + 127) & ~(size_t)63);
     if (!p) fm_fail("out of memory for input '%s'", d->name);
     fill_random(p, d->dtype, n);
     in[i] = p;
   }
   for (int i = 0; i < nout; i++) {
     const fm_io_desc *d = fm_output(m, i);
-    out[i] = aligned_alloc(64, ((size_t)fm_io_numel(d, batch) * fm_dtype_bytes(d->dtype) + 127) & ~(size_t)63);
+    out[i] = aligned_alloc(64, (fm_driver_io_bytes(d, batch) + 127) & ~(size_t)63);
     if (!out[i]) fm_fail("out of memory for output '%s'", d->name);
   }
   for (int64_t k = 0; k < warmup; k++)

@@ -24,6 +24,10 @@ int fm_has_suffix(const char *s, const char *suffix);
 void fm_make_dir(const char *path);
 /* Removes the files directly under dir, then dir (temporary compile outputs). */
 void fm_remove_tree(const char *dir);
+/* Bytes of a model input/output at batch; fm_fail if they do not fit in memory. */
+size_t fm_driver_io_bytes(const fm_io_desc *d, int64_t batch);
+/* fm_set_threads(m, n), with a note on stderr when the runtime clamped the count. */
+void fm_driver_threads(fm_model *m, int64_t n);
 
 /* ---- cmd_compile.c: the pipeline shared by compile, cost and bench ---- */
 typedef struct FmCompileArgs {

@@ -8,7 +8,8 @@
  *                                       constant folder's (the kernel interpreter's)
  *   test_hostile_models --write DIR     models for tests/e2e/hostile_*.sh:
  *                                       DIR/intdiv.onnx (the self-test's model),
- *                                       DIR/names.onnx (outputs 'y/1', 'y_1', 'y:1'),
+ *                                       DIR/names.onnx (inputs 'x/1', 'x_1', outputs
+ *                                       'y/1', 'y_1', 'y:1'),
  *                                       DIR/chain.onnx (a long chain: a slow C compile)
  */
 #include "check.h"
@@ -202,15 +203,16 @@ static void test_intdiv(const char *tmp) {
 
 /* ---- models for the e2e scripts ---- */
 
-/* Three outputs whose names sanitise to the same file name 'y_1'. */
+/* Inputs and outputs whose names sanitise alike: x/1 and x_1 (both read by one kernel:
+   C identifiers), y/1 = Relu(x/1), y_1 = x/1 + x_1, y:1 = |x_1 - x/1| (one file name). */
 static int write_names(const char *dir) {
   Graph *g = fm_graph_new();
   g->opset = 13;
   int64_t d[2] = {-1, 3};
-  Tensor *x = input(g, "x", FM_F32, 2, d);
-  add_io(g, op2(g, OP_Relu, x, NULL, "y/1"), 0);
-  add_io(g, op2(g, OP_Neg, x, NULL, "y_1"), 0);
-  add_io(g, op2(g, OP_Abs, x, NULL, "y:1"), 0);
+  Tensor *x1 = input(g, "x/1", FM_F32, 2, d), *x2 = input(g, "x_1", FM_F32, 2, d);
+  add_io(g, op2(g, OP_Relu, x1, NULL, "y/1"), 0);
+  add_io(g, op2(g, OP_Add, x1, x2, "y_1"), 0);
+  add_io(g, op2(g, OP_Abs, op2(g, OP_Sub, x2, x1, "d"), NULL, "y:1"), 0);
   char path[1024];
   snprintf(path, sizeof path, "%s/names.onnx", dir);
   int rc = write_model(g, path);
