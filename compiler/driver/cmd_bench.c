@@ -127,7 +127,7 @@ int fm_cmd_bench(int argc, char **argv) {
   for (int i = 0; i < nout; i++) free(out[i]);
   free(in), free(out), free(t);
   fm_free(m);
-  if (dir != model) fm_remove_tree(dir);
+  if (dir != model) fm_driver_tmp_done(dir);
   fm_arena_free(&ar);
   return 0;
 }

@@ -295,7 +295,7 @@ int fm_cmd_run(int argc, char **argv) {
   for (int i = 0; i < nout; i++) fm_array_free(&out[i]);
   free(in), free(out), free(inp), free(outp);
   fm_free(m);
-  if (dir != model) fm_remove_tree(dir);
+  if (dir != model) fm_driver_tmp_done(dir);
   fm_cleanup_forget(outdir ? outdir : "");
   fm_arena_free(&ar);
   return 0;

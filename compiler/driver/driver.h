@@ -43,6 +43,8 @@ void fm_driver_compile(const FmCompileArgs *a);
 /* Parses one --shape value into shapes[*n] (at most 16). */
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v);
 const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes);
+/* Removes a directory of fm_driver_compile_tmp (no longer needed) and forgets it. */
+void fm_driver_tmp_done(const char *dir);
 
 #include "io/io.h"
 
@@ -55,6 +57,8 @@ int fm_cmd_run(int argc, char **argv);
 int fm_cmd_info(int argc, char **argv);
 int fm_cmd_cost(int argc, char **argv);
 int fm_cmd_bench(int argc, char **argv);
-/* train and eval: trainer/train_cmd.h */
+/* cmd_eval.c: test accuracy of a model on a data set of the trainer (trainer/data.h) */
+int fm_cmd_eval(int argc, char **argv);
+/* train: trainer/train_cmd.h */
 #include "train_cmd.h"
 #endif

@@ -118,6 +118,7 @@ int main(int argc, char **argv) {
     printf("fewmul 0.1.0\n");
     return 0;
   }
+  fm_cleanup_signals(); /* Ctrl-C, SIGTERM: remove partial outputs, stop the C compiler */
   const char *cmd = argv[1];
   int n = argc - 2;
   char **av = argv + 2;

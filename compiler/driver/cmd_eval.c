@@ -1,9 +1,9 @@
-/* eval_cmd.c - `fewmul eval MODEL.onnx --data NAME`: the test accuracy of any
+/* cmd_eval.c - `fewmul eval MODEL.onnx --data NAME`: the test accuracy of any
  * classifier in ONNX form, compiled by fewmul and run by its runtime, on a data set
- * of the trainer's (images as pixels in [0, 1], N x C x H x W). */
-#include "train_cmd.h"
+ * of the trainer's (images as pixels in [0, 1], N x C x H x W). A CLI command: it
+ * uses the driver (compile to a temporary directory) and the trainer's data library. */
+#include "driver.h"
 #include "data.h"
-#include "driver/driver.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,7 +65,7 @@ int fm_cmd_eval(int argc, char **argv) {
     fm_fail("'%s': output '%s' must be (N, >= %d) float scores", model, o->name, ds.classes);
   int64_t fixed = in->dims[0] > 0 ? in->dims[0] : 0; /* a model compiled for a fixed batch */
   if (fixed) batch = fixed;
-  if (threads) fm_set_threads(m, (int)threads);
+  if (threads) fm_driver_threads(m, threads);
 
   size_t img = (size_t)ds.c * ds.h * ds.w;
   int64_t classes = o->dims[1];
@@ -97,7 +97,7 @@ int fm_cmd_eval(int argc, char **argv) {
          (long long)hit, (long long)seen, train ? "training" : "test", data, (double)seen / (secs > 0 ? secs : 1e-9));
   free(x), free(y);
   fm_free(m);
-  fm_remove_tree(out);
+  fm_driver_tmp_done(out);
   fm_data_free(&ds);
   return 0;
 }
