@@ -109,7 +109,7 @@ int fm_cmd_bench(int argc, char **argv) {
   }
   const fm_model_desc *d = fm_rt_desc(m);
   char th[32] = "default";
-  if (threads) snprintf(th, sizeof th, "%lld", (long long)threads);
+  if (threads) snprintf(th, sizeof th, "%d", fm_get_threads(m));
   printf("model: %s  batch: %lld  threads: %s  warmup: %lld  iters: %lld  workspace: %zu bytes\n",
          d->name ? d->name : "?", (long long)batch, th,
          (long long)warmup, (long long)iters, d->workspace_size(batch));

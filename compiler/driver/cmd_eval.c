@@ -69,8 +69,9 @@ int fm_cmd_eval(int argc, char **argv) {
 
   size_t img = (size_t)ds.c * ds.h * ds.w;
   int64_t classes = o->dims[1];
-  float *x = calloc((size_t)batch * img, sizeof(float));
-  float *y = calloc((size_t)batch * (size_t)classes, sizeof(float));
+  /* checked sizes: a model compiled for a huge fixed batch is refused, not overflowed */
+  float *x = calloc(fm_driver_io_bytes(in, batch) + sizeof(float), 1);
+  float *y = calloc(fm_driver_io_bytes(o, batch) + sizeof(float), 1);
   if (!x || !y) fm_fail("out of memory");
   int64_t hit = 0, seen = 0;
   double secs = 0;

@@ -68,6 +68,13 @@ if command -v perl >/dev/null; then
     "$FEWMUL" run m --input x1.npy --input x2.npy -o res2 --format pb -q >/dev/null 2>&1
     [ "$(cd res2 && ls | tr '\n' ' ')" = "y_1.pb y_1_2.pb y_1_3.pb " ] && ok "the same names with --format pb" ||
       bad "--format pb wrote: $(ls res2)"
+    # a thread count above 4 per CPU is clamped, with a note, and the run still works
+    if "$FEWMUL" run m --input x1.npy --input x2.npy --threads 4096 -o res3 -q >out.txt 2>err.txt &&
+       grep -q '^fewmul: note: --threads 4096 clamped to' err.txt && cmp -s res/y_1_2.npy res3/y_1_2.npy; then
+      ok "--threads 4096: $(cat err.txt)"
+    else
+      bad "--threads 4096: $(head -c 300 err.txt)"
+    fi
     expect_error "--batch that does not match the inputs" "batch" "$FEWMUL" run m --input x1.npy --input x2.npy --batch 2147483647
   else
     bad "run names: $(head -c 300 run.txt)"
