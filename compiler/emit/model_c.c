@@ -517,7 +517,9 @@ static void build_so(Gen *G, const char *dir, const char *c_path, const char *so
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  /* its own process group, so an interrupted compile stops it with its children */
+  /* its own process group, so an interrupted compile stops it with its children (and,
+     in the background, it must not read the terminal: stdin is /dev/null) */
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawnattr_t sa;
   posix_spawnattr_init(&sa);
   posix_spawnattr_setpgroup(&sa, 0);

@@ -29,6 +29,7 @@
  * Threads: fm_run on one handle from several threads is safe but serialised (each
  * handle has a mutex around its workspace and run); for parallel runs load one handle
  * per thread (fm_load twice: the code and a weights file are shared, workspaces not).
+ * fm_free must not race with calls on the same handle.
  *
  * Generated code can also be linked directly: model.h declares model_desc (of type
  * fm_model_desc below) and model_run(); the caller passes a workspace of
