@@ -24,6 +24,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 fm_status fm_rt_fail(fm_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 fm_status fm_rt_check_elf(const char *path); /* elfcheck.c */
@@ -390,7 +393,13 @@ fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *co
     free(m->ws);
     m->ws = p, m->ws_size = need;
   }
-  if (m->threads > 0 && d->set_threads) d->set_threads(m->threads);
+  int threads = m->threads;
+#ifdef _OPENMP
+  /* OpenMP's default on this thread (OMP_NUM_THREADS, the host's omp_set_num_threads)
+     is clamped too: the model's libgomp is this process's */
+  if (!threads && omp_get_max_threads() > fm_max_threads()) threads = fm_max_threads();
+#endif
+  if (threads > 0 && d->set_threads) d->set_threads(threads);
   int rc = d->run(batch, inputs, outputs, m->ws);
   pthread_mutex_unlock(&m->mu);
   if (rc != 0) return fm_rt_fail(FM_ERR_RUN, "model '%s' failed with status %d", d->name ? d->name : "?", rc);

@@ -13,7 +13,7 @@ static const char help[] =
   "lines median_ms, min_ms, max_ms and peak_rss_mb. An .onnx is compiled first.\n"
   "\n"
   "  --batch N       batch size (default 1)\n"
-  "  --threads T     OpenMP threads (default: OpenMP's choice)\n"
+  "  --threads T     OpenMP threads (default: OpenMP's choice; at most 4 per CPU)\n"
   "  --warmup K      untimed runs first (default 10)\n"
   "  --iters K       timed runs (default 50)\n"
   "  --shape NAME=DIMS   input shape when compiling an .onnx\n";

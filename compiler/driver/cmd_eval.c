@@ -20,7 +20,7 @@ static const char help[] =
   "  --train           evaluate on the training split instead\n"
   "  --limit K         the first K images only\n"
   "  --batch B         images per run (default 256)\n"
-  "  --threads T       OpenMP threads\n";
+  "  --threads T       OpenMP threads (at most 4 per CPU)\n";
 
 int fm_cmd_eval(int argc, char **argv) {
   const char *cmd = "eval";

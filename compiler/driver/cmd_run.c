@@ -21,7 +21,7 @@ static const char help[] =
   "                           with an earlier output's gets _2, _3, ...\n"
   "  --format npy|pb          format of the written outputs (default npy)\n"
   "  --batch N                batch size (default: from the inputs' shapes)\n"
-  "  --threads T              OpenMP threads\n"
+  "  --threads T              OpenMP threads (at most 4 per CPU)\n"
   "  --shape NAME=DIMS        input shape, when MODEL.onnx is compiled first\n"
   "  --labels FILE            class labels (.npy, one per sample): prints the accuracy\n"
   "                           of the first output's argmax\n"

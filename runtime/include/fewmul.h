@@ -103,7 +103,8 @@ size_t fm_dtype_bytes(int dtype);
    the calling thread at each fm_run. Counts above fm_max_threads() (4 per online CPU,
    at most FM_MAX_THREADS) are clamped to it, since libgomp exits the process when it
    cannot create threads: the call still returns FM_OK, fm_get_threads() tells the
-   count in force and fm_last_error() says it was clamped. */
+   count in force and fm_last_error() says it was clamped. With 0, an OpenMP default
+   above fm_max_threads() (OMP_NUM_THREADS, omp_set_num_threads) is clamped at fm_run. */
 #define FM_MAX_THREADS 1024
 fm_status fm_set_threads(fm_model *m, int n);
 int fm_get_threads(const fm_model *m);
