@@ -59,26 +59,28 @@ static int convert(FmArray *a, int want) {
 
 /* The element count of a, checked: a shape whose count overflows, or data that is not
    count x element size bytes, is refused (a reader's size must never be trusted). */
-static void check_size(const fm_io_desc *d, const FmArray *a, const char *file) {
+static void check_size(const char *what, const FmArray *a, const char *file) {
   char s1[160];
   int64_t n = 1;
   size_t es = fm_dtype_size((FmDType)a->dtype), bytes;
   int valid = a->rank >= 0 && a->rank <= FM_MAXRANK, fits = 1;
   for (int i = 0; valid && i < a->rank; i++) valid = a->dims[i] >= 0;
   for (int i = 0; valid && fits && i < a->rank; i++) fits = !__builtin_mul_overflow(n, a->dims[i], &n);
-  if (!valid) fm_fail("input '%s': '%s' has an invalid shape", d->name, file);
+  if (!valid) fm_fail("%s: '%s' has an invalid shape", what, file);
   if (!fits || __builtin_mul_overflow((size_t)n, es, &bytes) || bytes > PTRDIFF_MAX)
-    fm_fail("input '%s': '%s' claims shape %s, more elements than fit in memory", d->name, file,
+    fm_fail("%s: '%s' claims shape %s, more elements than fit in memory", what, file,
             fm_dims_str(s1, sizeof s1, a->rank, a->dims, "N"));
   if (bytes != a->nbytes || (bytes && !a->data))
-    fm_fail("input '%s': '%s' holds %zu bytes of data, its shape %s needs %zu", d->name, file, a->nbytes,
+    fm_fail("%s: '%s' holds %zu bytes of data, its shape %s needs %zu", what, file, a->nbytes,
             fm_dims_str(s1, sizeof s1, a->rank, a->dims, "N"), bytes);
 }
 
 /* Checks a against desc, updating *batch (0 = not yet known). */
 static void check_input(const fm_io_desc *d, FmArray *a, const char *file, int64_t *batch) {
   char s1[160], s2[160];
-  check_size(d, a, file);
+  char what[300];
+  snprintf(what, sizeof what, "input '%s'", d->name);
+  check_size(what, a, file);
   if (!convert(a, d->dtype))
     fm_fail("input '%s': '%s' holds %s, the model expects %s", d->name, file, fm_dtype_name(a->dtype),
             fm_dtype_name((FmDType)d->dtype));
@@ -141,6 +143,7 @@ static void summarise(const char *name, const FmArray *a) {
 static void accuracy(const FmArray *a, const char *labels_file) {
   FmArray l = {0};
   fm_array_read(labels_file, &l);
+  check_size("--labels", &l, labels_file);
   int64_t n = fm_array_numel(&l);
   if (a->rank != 2 || (a->dtype != FM_F32 && a->dtype != FM_F64))
     fm_fail("--labels: the first output must be (batch, classes) floats to score it");
@@ -274,11 +277,13 @@ int fm_cmd_run(int argc, char **argv) {
   if (fm_run(m, batch, inp, outp) != FM_OK) fm_fail("%s", fm_last_error());
   clock_gettime(CLOCK_MONOTONIC, &t1);
 
+  const char **written = NULL; /* output files, removed if anything later fails */
   if (outdir) {
     fm_make_dir(outdir);
     const char **taken = fm_alloc(&ar, sizeof(char *) * (size_t)(nout + 1));
+    written = fm_alloc(&ar, sizeof(char *) * (size_t)(nout + 1));
     for (int i = 0; i < nout; i++) {
-      const char *p = fm_sprintf(&ar, "%s/%s.%s", outdir, file_name(&ar, taken, i, fm_output(m, i)->name),
+      const char *p = written[i] = fm_sprintf(&ar, "%s/%s.%s", outdir, file_name(&ar, taken, i, fm_output(m, i)->name),
                                  pb ? "pb" : "npy");
       if (pb) fm_pb_write(p, &out[i], fm_output(m, i)->name);
       else fm_npy_write(p, &out[i]);
@@ -296,6 +301,7 @@ int fm_cmd_run(int argc, char **argv) {
   free(in), free(out), free(inp), free(outp);
   fm_free(m);
   if (dir != model) fm_driver_tmp_done(dir);
+  for (int i = 0; written && i < nout; i++) fm_cleanup_forget(written[i]); /* complete */
   fm_cleanup_forget(outdir ? outdir : "");
   fm_arena_free(&ar);
   return 0;

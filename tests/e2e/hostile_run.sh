@@ -75,6 +75,10 @@ if command -v perl >/dev/null; then
     else
       bad "--threads 4096: $(head -c 300 err.txt)"
     fi
+    # labels that claim 2^62 int64 values: refused, and the outputs written before go too
+    npy labels.npy '<i8' '(4611686018427387904,)'
+    expect_error "--labels claiming 2^62 values" "labels.npy" "$FEWMUL" run m --input x1.npy --input x2.npy -o resl --labels labels.npy
+    [ -e resl ] && bad "--labels failure left resl/: $(ls resl)"
     expect_error "--batch that does not match the inputs" "batch" "$FEWMUL" run m --input x1.npy --input x2.npy --batch 2147483647
   else
     bad "run names: $(head -c 300 run.txt)"
