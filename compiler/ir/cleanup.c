@@ -4,8 +4,8 @@
  * The signal handler may run at any point of the main flow, so what it reads is kept
  * consistent at every instant: a path is in the list before the count covers it, and
  * leaves the list before its string is freed. The handler uses async-signal-safe
- * calls only (kill, waitpid, nanosleep, unlink, rmdir, open, getdents64 through
- * syscall, unlinkat), then dies by the same signal so the exit status tells it.
+ * calls only (kill, waitid, waitpid, nanosleep, unlink, rmdir, open, getdents64
+ * through syscall, unlinkat), then dies by the same signal so the exit status tells it.
  */
 #define _GNU_SOURCE
 #include "ir/ir.h"
@@ -85,19 +85,24 @@ static void clear_dir(int fd, int depth) {
 }
 
 /* Stops the child's process group (SIGTERM, then SIGKILL after 2 s) and reaps it,
-   so it writes nothing after the removal and no compiler is left running. */
+   so it writes nothing after the removal and no compiler is left running. The leader
+   is reaped last (WNOWAIT until then), so its pid cannot name another process group
+   when the stragglers (the compiler's own children) get SIGKILL. */
 static void stop_child(void) {
   pid_t pid = child;
   if (pid <= 0) return;
   kill(-pid, SIGTERM);
   kill(pid, SIGTERM);
   struct timespec ts = {0, 10 * 1000 * 1000};
+  siginfo_t si;
   for (int i = 0; i < 200; i++) {
-    if (waitpid(pid, NULL, WNOHANG) != 0) break;
-    if (i == 199) kill(-pid, SIGKILL), kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == pid) break;
     nanosleep(&ts, NULL);
   }
-  kill(-pid, SIGKILL); /* the group's stragglers (the compiler's own children) */
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
   child = 0;
 }
 
