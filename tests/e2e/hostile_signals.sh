@@ -29,7 +29,7 @@ set -m # background jobs keep SIGINT (without job control, bash starts them with
 leftover_cc() { # the recorded compiler processes still running (killed here); a zombie
   local p st alive=""  # (killed, not yet reaped by init) is not running
   for p in $(cat cc.pids 2>/dev/null); do
-    st=$(ps -o stat= -p "$p" 2>/dev/null)
+    st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1) # R, S, D, T, Z, ...
     if [ -n "$st" ] && [ "${st#Z}" = "$st" ]; then alive="$alive $p($st)"; kill -9 "$p" 2>/dev/null; fi
   done
   echo "$alive"
