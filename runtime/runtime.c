@@ -124,13 +124,15 @@ static int io_bytes(const fm_io_desc *d, int64_t batch, size_t *out) {
 
 /* The workspace for batch, 64-byte rounded. A compiled model's workspace_size is a
    maximum of lines a + b*N (convex), so for N >= 3 it is at least the secant through
-   N = 1 and 2 extended: a smaller value means the model's size_t arithmetic wrapped. */
+   N = 1 and 2 extended: a smaller value means the model's size_t arithmetic wrapped.
+   (64 bytes of slack on the base and the slope keep this true for sizes rounded up to
+   64 bytes.) */
 static int ws_bytes(const fm_model_desc *d, int64_t batch, size_t *out) {
   size_t w = d->workspace_size(batch), lo = 0;
   if (batch >= 3) {
     size_t w1 = d->workspace_size(1), w2 = d->workspace_size(2), grow;
-    if (w2 > w1 && (__builtin_mul_overflow(w2 - w1, (size_t)(batch - 2), &grow) ||
-                    __builtin_add_overflow(w2, grow, &lo)))
+    size_t slope = w2 > w1 && w2 - w1 > 64 ? w2 - w1 - 64 : 0, base = w2 > 64 ? w2 - 64 : 0;
+    if (__builtin_mul_overflow(slope, (size_t)(batch - 2), &grow) || __builtin_add_overflow(base, grow, &lo))
       lo = SIZE_MAX;
   }
   if (w < lo || w > PTRDIFF_MAX - 64) {

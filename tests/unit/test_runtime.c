@@ -38,6 +38,9 @@ static int big_run(int64_t n, const void *const *in, void *const *out, void *ws)
 static const fm_io_desc big_in[] = {{"x", 1, 1, {3}}};
 static const fm_io_desc big_out[] = {{"y", 1, 1, {3}}};
 static const fm_model_desc big_desc = {FM_ABI_VERSION, "big", 1, 1, big_in, big_out, big_ws, big_run, 0, NULL, NULL};
+/* 40 bytes a sample rounded up to 64: not convex, but no wrap either */
+static size_t round_ws(int64_t n) { return ((size_t)n * 40 + 63) & ~(size_t)63; }
+static const fm_model_desc round_desc = {FM_ABI_VERSION, "round", 1, 1, big_in, big_out, round_ws, big_run, 0, NULL, NULL};
 
 static void test_sizes(void) {
   const fm_io_desc wide = {"w", 1, 2, {-1, (int64_t)1 << 40}}, fixed = {"f", 1, 2, {(int64_t)1 << 62, 4}};
@@ -60,6 +63,11 @@ static void test_sizes(void) {
   CHECK(fm_run(m, 2, in, out1) == FM_OK && big_runs == 1);
   big_runs = 0;
   CHECK(fm_run(m, (int64_t)1 << 30, in, out1) != FM_OK && big_runs == 0 && has("workspace"));
+  fm_free(m);
+  CHECK(fm_wrap(&round_desc, &m) == FM_OK);
+  int ok = 1;
+  for (int64_t n = 1; n <= 200; n++) ok &= fm_run(m, n, in, out1) == FM_OK;
+  CHECK(ok && big_runs == 200);
   fm_free(m);
 }
 
