@@ -5,6 +5,11 @@
  * handed to the model once; since dlopen returns the same handle (and the same
  * static weights pointer) for a .so loaded twice, mappings are shared per library
  * and reference-counted, so freeing one handle never pulls weights from another.
+ *
+ * Hostile inputs get statuses, never signals: the .so is checked before dlopen
+ * (elfcheck.c: a truncated file would raise SIGBUS), every size is computed with
+ * overflow checks, thread counts are clamped before they reach OpenMP, and runs on
+ * one handle from several threads are serialised by the handle's mutex.
  */
 #include "fewmul.h"
 #include <dirent.h>
@@ -19,8 +24,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 fm_status fm_rt_fail(fm_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+fm_status fm_rt_check_elf(const char *path); /* elfcheck.c */
 
 /* The weights file header written by the compiler (compiler/emit/codegen.h). */
 typedef struct {
@@ -61,9 +70,22 @@ struct fm_model {
   const fm_model_desc *desc;
   void *dl;           /* NULL for fm_wrap */
   Shared *weights;
+  pthread_mutex_t mu; /* serialises fm_run and fm_set_threads on this handle */
+  int threads;        /* 0: OpenMP's default; applied in fm_run on the calling thread */
   void *ws;           /* workspace, 64-byte aligned */
   size_t ws_size;
 };
+
+static fm_model *model_new(const fm_model_desc *d, void *dl) {
+  fm_model *m = calloc(1, sizeof *m);
+  if (!m) return NULL;
+  if (pthread_mutex_init(&m->mu, NULL) != 0) {
+    free(m);
+    return NULL;
+  }
+  m->desc = d, m->dl = dl;
+  return m;
+}
 
 size_t fm_dtype_bytes(int dtype) {
   switch (dtype) {
@@ -76,10 +98,50 @@ size_t fm_dtype_bytes(int dtype) {
 }
 
 int64_t fm_io_numel(const fm_io_desc *d, int64_t batch) {
-  if (!d) return 0;
+  if (!d || d->rank < 0 || d->rank > 8) return d ? -1 : 0;
   int64_t n = 1;
-  for (int i = 0; i < d->rank; i++) n *= d->dims[i] < 0 ? -d->dims[i] * batch : d->dims[i];
+  for (int i = 0; i < d->rank; i++) {
+    int64_t k = d->dims[i];
+    if (k < 0 && (k == INT64_MIN || batch < 0 || __builtin_mul_overflow(-k, batch, &k))) return -1;
+    if (__builtin_mul_overflow(n, k, &n)) return -1;
+  }
   return n;
+}
+
+/* Bytes of an input or output at batch; 0 and a message when they do not fit. */
+static int io_bytes(const fm_io_desc *d, int64_t batch, size_t *out) {
+  int64_t n = fm_io_numel(d, batch);
+  size_t b;
+  if (n < 0 || (uint64_t)n > PTRDIFF_MAX || __builtin_mul_overflow((size_t)n, fm_dtype_bytes(d->dtype), &b) ||
+      b > PTRDIFF_MAX) {
+    fm_rt_fail(FM_ERR_ARG, "fm_run: batch %lld is too large: '%s' would not fit in memory", (long long)batch,
+               d->name ? d->name : "?");
+    return 0;
+  }
+  *out = b;
+  return 1;
+}
+
+/* The workspace for batch, 64-byte rounded. A compiled model's workspace_size is a
+   maximum of lines a + b*N (convex), so for N >= 3 it is at least the secant through
+   N = 1 and 2 extended: a smaller value means the model's size_t arithmetic wrapped.
+   (64 bytes of slack on the base and the slope keep this true for sizes rounded up to
+   64 bytes.) */
+static int ws_bytes(const fm_model_desc *d, int64_t batch, size_t *out) {
+  size_t w = d->workspace_size(batch), lo = 0;
+  if (batch >= 3) {
+    size_t w1 = d->workspace_size(1), w2 = d->workspace_size(2), grow;
+    size_t slope = w2 > w1 && w2 - w1 > 64 ? w2 - w1 - 64 : 0, base = w2 > 64 ? w2 - 64 : 0;
+    if (__builtin_mul_overflow(slope, (size_t)(batch - 2), &grow) || __builtin_add_overflow(base, grow, &lo))
+      lo = SIZE_MAX;
+  }
+  if (w < lo || w > PTRDIFF_MAX - 64) {
+    fm_rt_fail(FM_ERR_NOMEM, "fm_run: the workspace for batch %lld does not fit in memory", (long long)batch);
+    return 0;
+  }
+  w = (w + 63) & ~(size_t)63;
+  *out = w < 64 ? 64 : w;
+  return 1;
 }
 
 static fm_status check_desc(const fm_model_desc *d, const char *what) {
@@ -211,6 +273,8 @@ fm_status fm_load(const char *path, fm_model **out) {
       return fm_rt_fail(FM_ERR_FORMAT, "'%s' is not a compiled model (expected a directory or a .so)", path);
     snprintf(so, sizeof so, "%s", path);
   }
+  fm_status s = fm_rt_check_elf(so);
+  if (s != FM_OK) return s;
   /* dlopen searches the library path for names without a slash */
   char so_abs[PATH_MAX + 2] = "./";
   memcpy(strchr(so, '/') ? so_abs : so_abs + 2, so, strlen(so) + 1);
@@ -225,17 +289,16 @@ fm_status fm_load(const char *path, fm_model **out) {
     return fm_rt_fail(FM_ERR_FORMAT, "'%s' is not a fewmul model (no fewmul_model symbol)", so);
   }
   const fm_model_desc *d = entry();
-  fm_status s = check_desc(d, so);
+  s = check_desc(d, so);
   if (s != FM_OK) {
     dlclose(dl);
     return s;
   }
-  fm_model *m = calloc(1, sizeof *m);
+  fm_model *m = model_new(d, dl);
   if (!m) {
     dlclose(dl);
     return fm_rt_fail(FM_ERR_NOMEM, "out of memory");
   }
-  m->desc = d, m->dl = dl;
   if (d->weights_size && (s = attach_weights(m, so)) != FM_OK) {
     fm_free(m);
     return s;
@@ -249,9 +312,8 @@ fm_status fm_wrap(const fm_model_desc *desc, fm_model **out) {
   if (!desc || !out) return fm_rt_fail(FM_ERR_ARG, "fm_wrap: NULL argument");
   fm_status s = check_desc(desc, desc->name ? desc->name : "model");
   if (s != FM_OK) return s;
-  fm_model *m = calloc(1, sizeof *m);
+  fm_model *m = model_new(desc, NULL);
   if (!m) return fm_rt_fail(FM_ERR_NOMEM, "out of memory");
-  m->desc = desc;
   *out = m;
   return FM_OK;
 }
@@ -261,6 +323,7 @@ void fm_free(fm_model *m) {
   detach_weights(m);
   free(m->ws);
   if (m->dl) dlclose(m->dl);
+  pthread_mutex_destroy(&m->mu);
   free(m);
 }
 
@@ -286,11 +349,25 @@ int fm_input_index(const fm_model *m, const char *name) {
   return -1;
 }
 
+/* At most 4 threads per online CPU and FM_MAX_THREADS: beyond that libgomp fails to
+   create threads and exits the process. */
+int fm_max_threads(void) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cpus < 1) cpus = 1;
+  return cpus > FM_MAX_THREADS / 4 ? FM_MAX_THREADS : (int)(4 * cpus);
+}
+
 fm_status fm_set_threads(fm_model *m, int n) {
   if (!m || n < 0) return fm_rt_fail(FM_ERR_ARG, "fm_set_threads: %s", m ? "negative count" : "NULL model");
-  if (m->desc->set_threads) m->desc->set_threads(n);
+  int max = fm_max_threads();
+  if (n > max) fm_rt_fail(FM_OK, "fm_set_threads: %d threads clamped to %d (4 per CPU, at most %d)", n, max, FM_MAX_THREADS);
+  pthread_mutex_lock(&m->mu);
+  m->threads = n > max ? max : n;
+  pthread_mutex_unlock(&m->mu);
   return FM_OK;
 }
+
+int fm_get_threads(const fm_model *m) { return m ? m->threads : 0; }
 
 fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
   if (!m) return fm_rt_fail(FM_ERR_ARG, "fm_run: NULL model");
@@ -298,22 +375,35 @@ fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *co
   if (batch <= 0) return fm_rt_fail(FM_ERR_ARG, "fm_run: batch must be positive, got %lld", (long long)batch);
   if ((d->ninputs && !inputs) || (d->noutputs && !outputs))
     return fm_rt_fail(FM_ERR_ARG, "fm_run: NULL %s array", !outputs ? "output" : "input");
-  for (int i = 0; i < d->ninputs; i++)
-    if (!inputs[i] && fm_io_numel(&d->inputs[i], batch))
-      return fm_rt_fail(FM_ERR_ARG, "fm_run: input %d ('%s') is NULL", i, d->inputs[i].name);
-  for (int i = 0; i < d->noutputs; i++)
-    if (!outputs[i] && fm_io_numel(&d->outputs[i], batch))
-      return fm_rt_fail(FM_ERR_ARG, "fm_run: output %d ('%s') is NULL", i, d->outputs[i].name);
-  size_t need = d->workspace_size(batch);
-  need = (need + 63) & ~(size_t)63;
-  if (need < 64) need = 64;
+  for (int i = 0; i < d->ninputs + d->noutputs; i++) {
+    int isin = i < d->ninputs, k = isin ? i : i - d->ninputs;
+    const fm_io_desc *io = isin ? &d->inputs[k] : &d->outputs[k];
+    size_t bytes;
+    if (!io_bytes(io, batch, &bytes)) return FM_ERR_ARG;
+    if (bytes && !(isin ? inputs[k] : outputs[k]))
+      return fm_rt_fail(FM_ERR_ARG, "fm_run: %s %d ('%s') is NULL", isin ? "input" : "output", k, io->name);
+  }
+  size_t need;
+  if (!ws_bytes(d, batch, &need)) return FM_ERR_NOMEM;
+  pthread_mutex_lock(&m->mu);
   if (need > m->ws_size) {
     void *p = aligned_alloc(64, need);
-    if (!p) return fm_rt_fail(FM_ERR_NOMEM, "fm_run: cannot allocate a %zu-byte workspace", need);
+    if (!p) {
+      pthread_mutex_unlock(&m->mu);
+      return fm_rt_fail(FM_ERR_NOMEM, "fm_run: cannot allocate a %zu-byte workspace", need);
+    }
     free(m->ws);
     m->ws = p, m->ws_size = need;
   }
+  int threads = m->threads;
+#ifdef _OPENMP
+  /* OpenMP's default on this thread (OMP_NUM_THREADS, the host's omp_set_num_threads)
+     is clamped too: the model's libgomp is this process's */
+  if (!threads && omp_get_max_threads() > fm_max_threads()) threads = fm_max_threads();
+#endif
+  if (threads > 0 && d->set_threads) d->set_threads(threads);
   int rc = d->run(batch, inputs, outputs, m->ws);
+  pthread_mutex_unlock(&m->mu);
   if (rc != 0) return fm_rt_fail(FM_ERR_RUN, "model '%s' failed with status %d", d->name ? d->name : "?", rc);
   return FM_OK;
 }

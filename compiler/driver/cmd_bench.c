@@ -13,7 +13,7 @@ static const char help[] =
   "lines median_ms, min_ms, max_ms and peak_rss_mb. An .onnx is compiled first.\n"
   "\n"
   "  --batch N       batch size (default 1)\n"
-  "  --threads T     OpenMP threads (default: OpenMP's choice)\n"
+  "  --threads T     OpenMP threads (default: OpenMP's choice; at most 4 per CPU)\n"
   "  --warmup K      untimed runs first (default 10)\n"
   "  --iters K       timed runs (default 50)\n"
   "  --shape NAME=DIMS   input shape when compiling an .onnx\n";
@@ -81,21 +81,21 @@ int fm_cmd_bench(int argc, char **argv) {
   }
   fm_model *m;
   if (fm_load(dir, &m) != FM_OK) fm_fail("%s", fm_last_error());
-  if (threads) fm_set_threads(m, (int)threads);
+  if (threads) fm_driver_threads(m, threads);
   int nin = fm_num_inputs(m), nout = fm_num_outputs(m);
   const void **in = calloc((size_t)nin + 1, sizeof *in);
   void **out = calloc((size_t)nout + 1, sizeof *out);
   for (int i = 0; i < nin; i++) {
     const fm_io_desc *d = fm_input(m, i);
     int64_t n = fm_io_numel(d, batch);
-    void *p = aligned_alloc(64, ((size_t)n * fm_dtype_bytes(d->dtype) + 127) & ~(size_t)63);
+    void *p = aligned_alloc(64, (fm_driver_io_bytes(d, batch) + 127) & ~(size_t)63);
     if (!p) fm_fail("out of memory for input '%s'", d->name);
     fill_random(p, d->dtype, n);
     in[i] = p;
   }
   for (int i = 0; i < nout; i++) {
     const fm_io_desc *d = fm_output(m, i);
-    out[i] = aligned_alloc(64, ((size_t)fm_io_numel(d, batch) * fm_dtype_bytes(d->dtype) + 127) & ~(size_t)63);
+    out[i] = aligned_alloc(64, (fm_driver_io_bytes(d, batch) + 127) & ~(size_t)63);
     if (!out[i]) fm_fail("out of memory for output '%s'", d->name);
   }
   for (int64_t k = 0; k < warmup; k++)
@@ -109,7 +109,7 @@ int fm_cmd_bench(int argc, char **argv) {
   }
   const fm_model_desc *d = fm_rt_desc(m);
   char th[32] = "default";
-  if (threads) snprintf(th, sizeof th, "%lld", (long long)threads);
+  if (threads) snprintf(th, sizeof th, "%d", fm_get_threads(m));
   printf("model: %s  batch: %lld  threads: %s  warmup: %lld  iters: %lld  workspace: %zu bytes\n",
          d->name ? d->name : "?", (long long)batch, th,
          (long long)warmup, (long long)iters, d->workspace_size(batch));
@@ -127,7 +127,7 @@ int fm_cmd_bench(int argc, char **argv) {
   for (int i = 0; i < nout; i++) free(out[i]);
   free(in), free(out), free(t);
   fm_free(m);
-  if (dir != model) fm_remove_tree(dir);
+  if (dir != model) fm_driver_tmp_done(dir);
   fm_arena_free(&ar);
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char help[] =
   "usage: fewmul compile MODEL.onnx -o DIR [options]\n"
@@ -108,6 +109,11 @@ void fm_driver_compile(const FmCompileArgs *c) {
                      .no_so = c->no_so, .quiet = c->quiet, .march = t.march,
                      .backend = fm_backend_find(c->build.emit ? c->build.emit : "c")};
   fm_codegen(p, &o);
+  if (c->no_so) { /* a model.so of an earlier compile would not be this model */
+    char so[4200];
+    snprintf(so, sizeof so, "%s/%s.so", c->outdir, c->name ? c->name : "model");
+    if (unlink(so) == 0 && !c->quiet) printf("fewmul: removed the stale %s (--no-so)\n", so);
+  }
   if (!c->quiet)
     printf("fewmul: compiled %s -> %s/%s (%d kernels)\n", c->model, c->outdir,
            c->name ? c->name : "model", p->nfns);
@@ -119,19 +125,20 @@ const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shape
   static char dir[4096];
   snprintf(dir, sizeof dir, "%s/fewmul-XXXXXX", base && *base ? base : "/tmp");
   if (!mkdtemp(dir)) fm_fail("cannot create a temporary directory: %s", strerror(errno));
-  fm_cleanup_add(dir);
+  fm_cleanup_add_tree(dir);
   FmCompileArgs c = {.model = onnx, .outdir = dir, .name = "model", .quiet = 1};
-  memcpy(c.shapes, shapes, sizeof(FmShapeOverride) * (size_t)nshapes);
+  if (nshapes) memcpy(c.shapes, shapes, sizeof(FmShapeOverride) * (size_t)nshapes); /* eval: NULL, 0 */
   c.nshapes = nshapes;
   fm_driver_compile(&c);
-  /* fm_codegen forgot its outputs; register them again so a failure later removes them */
-  static const char *ext[] = {".c", ".h", ".so", ".weights"};
-  for (int i = 0; i < 4; i++) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/model%s", dir, ext[i]);
-    fm_cleanup_add(p);
-  }
+  /* fm_codegen forgot its output directory (complete): it is still temporary, so any
+     later failure or signal removes it with everything in it (fm_driver_tmp_done) */
+  fm_cleanup_add_tree(dir);
   return dir;
+}
+
+void fm_driver_tmp_done(const char *dir) {
+  fm_remove_tree(dir);
+  fm_cleanup_forget(dir);
 }
 
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v) {

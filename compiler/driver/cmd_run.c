@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,10 +16,12 @@ static const char help[] =
   "in graph input order or as NAME=FILE, and prints a summary of every output.\n"
   "\n"
   "  --input [NAME=]FILE      an input (repeatable)\n"
-  "  -o, --output DIR         write DIR/<output name>.npy (or .pb with --format=pb)\n"
+  "  -o, --output DIR         write DIR/<output name>.npy (or .pb with --format=pb); a\n"
+  "                           name is sanitised to [A-Za-z0-9._-], and one that clashes\n"
+  "                           with an earlier output's gets _2, _3, ...\n"
   "  --format npy|pb          format of the written outputs (default npy)\n"
   "  --batch N                batch size (default: from the inputs' shapes)\n"
-  "  --threads T              OpenMP threads\n"
+  "  --threads T              OpenMP threads (at most 4 per CPU)\n"
   "  --shape NAME=DIMS        input shape, when MODEL.onnx is compiled first\n"
   "  --labels FILE            class labels (.npy, one per sample): prints the accuracy\n"
   "                           of the first output's argmax\n"
@@ -54,9 +57,30 @@ static int convert(FmArray *a, int want) {
   return 1;
 }
 
+/* The element count of a, checked: a shape whose count overflows, or data that is not
+   count x element size bytes, is refused (a reader's size must never be trusted). */
+static void check_size(const char *what, const FmArray *a, const char *file) {
+  char s1[160];
+  int64_t n = 1;
+  size_t es = fm_dtype_size((FmDType)a->dtype), bytes;
+  int valid = a->rank >= 0 && a->rank <= FM_MAXRANK, fits = 1;
+  for (int i = 0; valid && i < a->rank; i++) valid = a->dims[i] >= 0;
+  for (int i = 0; valid && fits && i < a->rank; i++) fits = !__builtin_mul_overflow(n, a->dims[i], &n);
+  if (!valid) fm_fail("%s: '%s' has an invalid shape", what, file);
+  if (!fits || __builtin_mul_overflow((size_t)n, es, &bytes) || bytes > PTRDIFF_MAX)
+    fm_fail("%s: '%s' claims shape %s, more elements than fit in memory", what, file,
+            fm_dims_str(s1, sizeof s1, a->rank, a->dims, "N"));
+  if (bytes != a->nbytes || (bytes && !a->data))
+    fm_fail("%s: '%s' holds %zu bytes of data, its shape %s needs %zu", what, file, a->nbytes,
+            fm_dims_str(s1, sizeof s1, a->rank, a->dims, "N"), bytes);
+}
+
 /* Checks a against desc, updating *batch (0 = not yet known). */
 static void check_input(const fm_io_desc *d, FmArray *a, const char *file, int64_t *batch) {
   char s1[160], s2[160];
+  char what[300];
+  snprintf(what, sizeof what, "input '%s'", d->name);
+  check_size(what, a, file);
   if (!convert(a, d->dtype))
     fm_fail("input '%s': '%s' holds %s, the model expects %s", d->name, file, fm_dtype_name(a->dtype),
             fm_dtype_name((FmDType)d->dtype));
@@ -119,6 +143,7 @@ static void summarise(const char *name, const FmArray *a) {
 static void accuracy(const FmArray *a, const char *labels_file) {
   FmArray l = {0};
   fm_array_read(labels_file, &l);
+  check_size("--labels", &l, labels_file);
   int64_t n = fm_array_numel(&l);
   if (a->rank != 2 || (a->dtype != FM_F32 && a->dtype != FM_F64))
     fm_fail("--labels: the first output must be (batch, classes) floats to score it");
@@ -145,13 +170,25 @@ static void accuracy(const FmArray *a, const char *labels_file) {
   fm_array_free(&l);
 }
 
-static const char *file_name(char *buf, size_t n, const char *name, int i) {
+/* The file stem of output i: its name with every character but [A-Za-z0-9._-] as '_'
+   (no leading '.'), "output_<i>" if empty. Names that come out the same as an earlier
+   output's stem (compared ignoring case: 'y/1', 'y_1' and 'Y:1' all give y_1) get
+   "_2", "_3", ... in output order, so no output overwrites another. */
+static const char *file_name(Arena *ar, const char **taken, int i, const char *name) {
+  char buf[200];
   size_t k = 0;
-  for (const char *s = name; *s && k + 1 < n; s++, k++)
+  for (const char *s = name; *s && k + 1 < sizeof buf; s++, k++)
     buf[k] = isalnum((unsigned char)*s) || *s == '-' || *s == '_' || (*s == '.' && k) ? *s : '_';
   buf[k] = 0;
-  if (!k) snprintf(buf, n, "output_%d", i);
-  return buf;
+  if (!k) snprintf(buf, sizeof buf, "output_%d", i);
+  const char *stem = fm_strdup(ar, buf);
+  for (int n = 2;; n++) {
+    int clash = 0;
+    for (int j = 0; j < i && !clash; j++) clash = !strcasecmp(taken[j], stem);
+    if (!clash) break;
+    stem = fm_sprintf(ar, "%s_%d", buf, n);
+  }
+  return taken[i] = stem;
 }
 
 int fm_cmd_run(int argc, char **argv) {
@@ -227,24 +264,26 @@ int fm_cmd_run(int argc, char **argv) {
   for (int i = 0; i < nout; i++) {
     const fm_io_desc *d = fm_output(m, i);
     FmArray *a = &out[i];
+    a->nbytes = fm_driver_io_bytes(d, batch); /* checked: the dims below do not overflow */
     a->dtype = d->dtype, a->rank = d->rank;
     for (int k = 0; k < d->rank; k++) a->dims[k] = d->dims[k] < 0 ? -d->dims[k] * batch : d->dims[k];
-    a->nbytes = (size_t)fm_io_numel(d, batch) * fm_dtype_bytes(d->dtype);
     a->data = calloc(1, a->nbytes + 64);
     if (!a->data) fm_fail("out of memory for output '%s'", d->name);
     outp[i] = a->data;
   }
-  if (threads) fm_set_threads(m, threads);
+  if (threads) fm_driver_threads(m, threads);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (fm_run(m, batch, inp, outp) != FM_OK) fm_fail("%s", fm_last_error());
   clock_gettime(CLOCK_MONOTONIC, &t1);
 
+  const char **written = NULL; /* output files, removed if anything later fails */
   if (outdir) {
     fm_make_dir(outdir);
-    char fn[256];
+    const char **taken = fm_alloc(&ar, sizeof(char *) * (size_t)(nout + 1));
+    written = fm_alloc(&ar, sizeof(char *) * (size_t)(nout + 1));
     for (int i = 0; i < nout; i++) {
-      const char *p = fm_sprintf(&ar, "%s/%s.%s", outdir, file_name(fn, sizeof fn, fm_output(m, i)->name, i),
+      const char *p = written[i] = fm_sprintf(&ar, "%s/%s.%s", outdir, file_name(&ar, taken, i, fm_output(m, i)->name),
                                  pb ? "pb" : "npy");
       if (pb) fm_pb_write(p, &out[i], fm_output(m, i)->name);
       else fm_npy_write(p, &out[i]);
@@ -261,7 +300,8 @@ int fm_cmd_run(int argc, char **argv) {
   for (int i = 0; i < nout; i++) fm_array_free(&out[i]);
   free(in), free(out), free(inp), free(outp);
   fm_free(m);
-  if (dir != model) fm_remove_tree(dir);
+  if (dir != model) fm_driver_tmp_done(dir);
+  for (int i = 0; written && i < nout; i++) fm_cleanup_forget(written[i]); /* complete */
   fm_cleanup_forget(outdir ? outdir : "");
   fm_arena_free(&ar);
   return 0;

@@ -24,6 +24,10 @@ int fm_has_suffix(const char *s, const char *suffix);
 void fm_make_dir(const char *path);
 /* Removes the files directly under dir, then dir (temporary compile outputs). */
 void fm_remove_tree(const char *dir);
+/* Bytes of a model input/output at batch; fm_fail if they do not fit in memory. */
+size_t fm_driver_io_bytes(const fm_io_desc *d, int64_t batch);
+/* fm_set_threads(m, n), with a note on stderr when the runtime clamped the count. */
+void fm_driver_threads(fm_model *m, int64_t n);
 
 /* ---- cmd_compile.c: the pipeline shared by compile, cost and bench ---- */
 /* What the code is generated for and how: --target, --emit, --conv, --gemm,
@@ -53,6 +57,8 @@ void fm_driver_compile(const FmCompileArgs *a);
 /* Parses one --shape value into shapes[*n] (at most 16). */
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v);
 const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes);
+/* Removes a directory of fm_driver_compile_tmp (no longer needed) and forgets it. */
+void fm_driver_tmp_done(const char *dir);
 
 #include "io/io.h"
 
@@ -65,6 +71,8 @@ int fm_cmd_run(int argc, char **argv);
 int fm_cmd_info(int argc, char **argv);
 int fm_cmd_cost(int argc, char **argv);
 int fm_cmd_bench(int argc, char **argv);
-/* train and eval: trainer/train_cmd.h */
+/* cmd_eval.c: test accuracy of a model on a data set of the trainer (trainer/data.h) */
+int fm_cmd_eval(int argc, char **argv);
+/* train: trainer/train_cmd.h */
 #include "train_cmd.h"
 #endif

@@ -94,6 +94,20 @@ void fm_remove_tree(const char *dir) {
   rmdir(dir);
 }
 
+size_t fm_driver_io_bytes(const fm_io_desc *d, int64_t batch) {
+  int64_t n = fm_io_numel(d, batch);
+  size_t b;
+  if (n < 0 || __builtin_mul_overflow((size_t)n, fm_dtype_bytes(d->dtype), &b) || b > PTRDIFF_MAX - 128)
+    fm_fail("'%s' does not fit in memory at batch %lld", d->name, (long long)batch);
+  return b;
+}
+
+void fm_driver_threads(fm_model *m, int64_t n) {
+  if (fm_set_threads(m, n > INT32_MAX ? INT32_MAX : (int)n) != FM_OK) fm_fail("%s", fm_last_error());
+  if (fm_get_threads(m) != n)
+    fprintf(stderr, "fewmul: note: --threads %lld clamped to %d (4 per CPU, at most %d)\n", (long long)n,
+            fm_get_threads(m), FM_MAX_THREADS);
+}
 
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -104,6 +118,7 @@ int main(int argc, char **argv) {
     printf("fewmul 0.1.0\n");
     return 0;
   }
+  fm_cleanup_signals(); /* Ctrl-C, SIGTERM: remove partial outputs, stop the C compiler */
   const char *cmd = argv[1];
   int n = argc - 2;
   char **av = argv + 2;

@@ -325,12 +325,22 @@ static void c_build(FmModule *G, const char *dir, const char *c_path, const char
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  /* its own process group, so an interrupted compile stops it with its children (and,
+     in the background, it must not read the terminal: stdin is /dev/null) */
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawnattr_t sa;
+  posix_spawnattr_init(&sa);
+  posix_spawnattr_setpgroup(&sa, 0);
+  posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETPGROUP);
   pid_t pid;
-  int err = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+  int err = posix_spawnp(&pid, argv[0], &fa, &sa, (char *const *)argv, environ);
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&sa);
+  if (err == 0) fm_cleanup_child(pid);
   int code = 127, st;
   if (err == 0 && waitpid(pid, &st, 0) == pid) code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   else if (err == 0) code = -1;
+  fm_cleanup_child(0);
   if (code != 0) {
     if (code == 127) fm_fail("C compiler '%s' not found (set CC to a C compiler)", cc);
     const char *why = first_error(a, log);

@@ -275,7 +275,7 @@ void fm_codegen(KProgram *p, const FmCodegenOpts *o) {
   }
   char *tmpdir = fm_sprintf(a, "%s/.fewmul-tmp-XXXXXX", outdir);
   if (!mkdtemp(tmpdir)) fm_fail("cannot create a temporary directory in '%s': %s", outdir, strerror(errno));
-  fm_cleanup_add(tmpdir);
+  fm_cleanup_add_tree(tmpdir);
 
   const char *exts[4] = {".h", be->file_ext, ".weights", ".so"};
   const char *tmp[4], *fin[4];

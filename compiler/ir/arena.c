@@ -73,25 +73,4 @@ _Noreturn void fm_fail(const char *fmt, ...) {
   exit(1);
 }
 
-/* Partial outputs to remove if the process fails. */
-static char *cleanup[64];
-static int ncleanup;
-
-void fm_cleanup_add(const char *path) {
-  if (ncleanup < 64) cleanup[ncleanup++] = strdup(path);
-}
-
-void fm_cleanup_forget(const char *path) {
-  for (int i = 0; i < ncleanup; i++)
-    if (cleanup[i] && !strcmp(cleanup[i], path)) free(cleanup[i]), cleanup[i] = NULL;
-}
-
-void fm_cleanup_run(void) {
-  for (int i = ncleanup - 1; i >= 0; i--)
-    if (cleanup[i]) {
-      if (unlink(cleanup[i]) != 0) rmdir(cleanup[i]);
-      free(cleanup[i]);
-      cleanup[i] = NULL;
-    }
-  ncleanup = 0;
-}
+/* Partial outputs to remove if the process fails or is interrupted: cleanup.c. */

@@ -44,10 +44,18 @@ void fm_try_pop(FmTry *t);
 #define FM_TRY(t) fm_try_push(t); if (setjmp((t)->jb) == 0)
 _Noreturn void fm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *fm_errmsg(void);
-/* Files registered here are removed if the process fails (no partial outputs). */
+/* No partial outputs (cleanup.c): paths registered here are removed, last registered
+   first, if the process fails (fm_cleanup_run) or is interrupted; a tree is removed
+   with everything in it. A child registered with fm_cleanup_child (the leader of its
+   own process group, e.g. the C compiler; 0: none) is stopped and reaped first.
+   fm_cleanup_signals makes SIGINT, SIGTERM and SIGHUP do this, then end the process
+   by the same signal (signals ignored at startup stay ignored). */
 void fm_cleanup_add(const char *path);
+void fm_cleanup_add_tree(const char *dir);
 void fm_cleanup_forget(const char *path);
+void fm_cleanup_child(int pid);
 void fm_cleanup_run(void);
+void fm_cleanup_signals(void);
 
 /* ---- data types (ONNX TensorProto.DataType numbering) ---- */
 typedef enum {

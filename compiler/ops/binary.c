@@ -12,6 +12,7 @@
  */
 #include "ops/ops.h"
 #include <assert.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- shared checks ---- */
@@ -143,7 +144,7 @@ static int lin_op(OpKind op, Lin x, Lin y, Lin *r) {
     *r = (Lin){x.a * y.c + y.a * x.c, x.c * y.c};
     return 1;
   case OP_Div:
-    if (y.a || y.c == 0) return 0;
+    if (y.a || y.c == 0 || (y.c == -1 && (x.a == INT64_MIN || x.c == INT64_MIN))) return 0;
     if (x.a && (x.a % y.c || x.c % y.c)) return 0;
     *r = (Lin){x.a / y.c, x.c / y.c};
     return 1;
@@ -311,7 +312,26 @@ void fm_infer_Mean(Graph *g, Node *n) {
 static KExpr *f_add(Node *n, KExpr **v) { return fm_apply_act(n, k_add(v[0], v[1])); }
 static KExpr *f_sub(Node *n, KExpr **v) { return fm_apply_act(n, k_sub(v[0], v[1])); }
 static KExpr *f_mul(Node *n, KExpr **v) { return fm_apply_act(n, k_mul(v[0], v[1])); }
-static KExpr *f_div(Node *n, KExpr **v) { return fm_apply_act(n, k_div(v[0], v[1])); }
+/* Integer a / b and a % b never trap (docs/OPS.md): x / 0 = 0 and x % 0 = 0; INT_MIN / -1
+   wraps to INT_MIN and INT_MIN % -1 = 0. The divisor itself is made safe (1 where b is 0,
+   or b is -1 and a is the type's minimum: a / 1 = a, a % 1 = 0), so no evaluation order
+   of the select can trap, and every backend and the interpreter print the same tree. */
+static KExpr *int_divmod(KBinOp op, KExpr *a, KExpr *b) {
+  FmDType t = a->t;
+  KExpr *zero = k_const(t, 0), *bz = k_bin(KB_EQ, b, zero), *bad = bz;
+  if (!is_unsigned(t)) {
+    int bits = (int)fm_dtype_size(t) * 8;
+    KExpr *min = k_const(t, -ldexp(1.0, bits - 1));
+    bad = k_bin(KB_OR, bz, k_and(k_bin(KB_EQ, b, k_const(t, -1)), k_bin(KB_EQ, a, min)));
+  }
+  KExpr *r = k_bin(op, a, k_select(bad, k_const(t, 1), b));
+  return k_select(bz, zero, r);
+}
+
+static KExpr *f_div(Node *n, KExpr **v) {
+  if (!is_int(v[0]->t)) return fm_apply_act(n, k_div(v[0], v[1]));
+  return fm_apply_act(n, int_divmod(KB_DIV, v[0], v[1]));
+}
 
 static KExpr *fold_all(Node *n, KExpr **v, KBinOp op) {
   KExpr *e = v[0];
@@ -362,7 +382,7 @@ void fm_infer_Mod(Graph *g, Node *n) {
 }
 
 static KExpr *f_mod(Node *n, KExpr **v) {
-  KExpr *r = k_mod(v[0], v[1]);
+  KExpr *r = is_int(v[0]->t) ? int_divmod(KB_MOD, v[0], v[1]) : k_mod(v[0], v[1]);
   if (fm_attr_i(n, "fmod", 0) || is_unsigned(v[0]->t)) return r;
   /* r != 0 and sign(r) != sign(divisor): shift by the divisor */
   KExpr *z = k_const(r->t, 0);

@@ -20,6 +20,17 @@
  *   if (fm_run(m, batch, ins, outs) != FM_OK) fprintf(stderr, "%s\n", fm_last_error());
  *   fm_free(m);
  *
+ * Hostile inputs give a status, never a signal in the host: fm_load checks that the .so
+ * is a whole ELF shared object before dlopen maps it (a truncated file is FM_ERR_FORMAT,
+ * not SIGBUS); sizes are computed with overflow checks (fm_io_numel is -1, fm_run
+ * FM_ERR_ARG / FM_ERR_NOMEM for a batch whose buffers or workspace do not fit); thread
+ * counts are clamped (fm_set_threads).
+ *
+ * Threads: fm_run on one handle from several threads is safe but serialised (each
+ * handle has a mutex around its workspace and run); for parallel runs load one handle
+ * per thread (fm_load twice: the code and a weights file are shared, workspaces not).
+ * fm_free must not race with calls on the same handle.
+ *
  * Generated code can also be linked directly: model.h declares model_desc (of type
  * fm_model_desc below) and model_run(); the caller passes a workspace of
  * model_desc.workspace_size(batch) bytes, so the model itself allocates nothing.
@@ -49,7 +60,9 @@ typedef struct fm_model_desc {
   const char *name;
   int ninputs, noutputs;
   const fm_io_desc *inputs, *outputs;
-  size_t (*workspace_size)(int64_t batch);                  /* bytes, 64-byte aligned use */
+  size_t (*workspace_size)(int64_t batch);                  /* bytes, 64-byte aligned use;
+                                      convex in batch (a max of a + b*batch), which fm_run
+                                      relies on to detect a wrapped size */
   /* Runs the model: inputs/outputs in graph order; returns 0 or a nonzero status. */
   int (*run)(int64_t batch, const void *const *inputs, void *const *outputs, void *workspace);
   size_t weights_size;             /* 0 when weights are embedded in the code */
@@ -82,12 +95,22 @@ int fm_num_outputs(const fm_model *m);
 const fm_io_desc *fm_input(const fm_model *m, int i);   /* NULL if out of range */
 const fm_io_desc *fm_output(const fm_model *m, int i);
 int fm_input_index(const fm_model *m, const char *name); /* -1 if none */
+/* Elements of an input/output at batch; -1 if the count does not fit in int64_t. */
 int64_t fm_io_numel(const fm_io_desc *d, int64_t batch);
 size_t fm_dtype_bytes(int dtype);
 
+/* The OpenMP thread count of fm_run on this handle (0: OpenMP's default), applied on
+   the calling thread at each fm_run. Counts above fm_max_threads() (4 per online CPU,
+   at most FM_MAX_THREADS) are clamped to it, since libgomp exits the process when it
+   cannot create threads: the call still returns FM_OK, fm_get_threads() tells the
+   count in force and fm_last_error() says it was clamped. With 0, an OpenMP default
+   above fm_max_threads() (OMP_NUM_THREADS, omp_set_num_threads) is clamped at fm_run. */
+#define FM_MAX_THREADS 1024
 fm_status fm_set_threads(fm_model *m, int n);
+int fm_get_threads(const fm_model *m);
+int fm_max_threads(void);
 /* Runs on caller buffers (graph order). The workspace is owned by the model handle
-   and grown as needed; use separate handles (fm_load twice) to run in parallel. */
+   and grown as needed; calls on one handle are serialised (see Threads above). */
 fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
 
 /* The message of the last failure in this thread. */

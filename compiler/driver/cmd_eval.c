@@ -1,9 +1,9 @@
-/* eval_cmd.c - `fewmul eval MODEL.onnx --data NAME`: the test accuracy of any
+/* cmd_eval.c - `fewmul eval MODEL.onnx --data NAME`: the test accuracy of any
  * classifier in ONNX form, compiled by fewmul and run by its runtime, on a data set
- * of the trainer's (images as pixels in [0, 1], N x C x H x W). */
-#include "train_cmd.h"
+ * of the trainer's (images as pixels in [0, 1], N x C x H x W). A CLI command: it
+ * uses the driver (compile to a temporary directory) and the trainer's data library. */
+#include "driver.h"
 #include "data.h"
-#include "driver/driver.h"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,7 +20,7 @@ static const char help[] =
   "  --train           evaluate on the training split instead\n"
   "  --limit K         the first K images only\n"
   "  --batch B         images per run (default 256)\n"
-  "  --threads T       OpenMP threads\n";
+  "  --threads T       OpenMP threads (at most 4 per CPU)\n";
 
 int fm_cmd_eval(int argc, char **argv) {
   const char *cmd = "eval";
@@ -65,12 +65,13 @@ int fm_cmd_eval(int argc, char **argv) {
     fm_fail("'%s': output '%s' must be (N, >= %d) float scores", model, o->name, ds.classes);
   int64_t fixed = in->dims[0] > 0 ? in->dims[0] : 0; /* a model compiled for a fixed batch */
   if (fixed) batch = fixed;
-  if (threads) fm_set_threads(m, (int)threads);
+  if (threads) fm_driver_threads(m, threads);
 
   size_t img = (size_t)ds.c * ds.h * ds.w;
   int64_t classes = o->dims[1];
-  float *x = calloc((size_t)batch * img, sizeof(float));
-  float *y = calloc((size_t)batch * (size_t)classes, sizeof(float));
+  /* checked sizes: a model compiled for a huge fixed batch is refused, not overflowed */
+  float *x = calloc(fm_driver_io_bytes(in, batch) + sizeof(float), 1);
+  float *y = calloc(fm_driver_io_bytes(o, batch) + sizeof(float), 1);
   if (!x || !y) fm_fail("out of memory");
   int64_t hit = 0, seen = 0;
   double secs = 0;
@@ -97,7 +98,7 @@ int fm_cmd_eval(int argc, char **argv) {
          (long long)hit, (long long)seen, train ? "training" : "test", data, (double)seen / (secs > 0 ? secs : 1e-9));
   free(x), free(y);
   fm_free(m);
-  fm_remove_tree(out);
+  fm_driver_tmp_done(out);
   fm_data_free(&ds);
   return 0;
 }
