@@ -45,6 +45,10 @@ FmDist *fm_dist_init(char *err, size_t errlen) {
 int fm_dist_rank(const FmDist *d) { return d->rank; }
 int fm_dist_size(const FmDist *d) { return d->size; }
 int fm_dist_nbuckets(const FmDist *d) { return d->nb; }
+int fm_dist_bucket(const FmDist *d, int i, size_t *lo, size_t *hi) {
+  *lo = d->b[i].lo, *hi = d->b[i].hi;
+  return d->b[i].ready;
+}
 
 // progress the started buckets (MPI moves non-blocking collectives inside its calls)
 static void progress(FmDist *d) {

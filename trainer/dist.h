@@ -49,6 +49,9 @@ int fm_dist_size(const FmDist *d);
 // Returns 0, -1 on allocation failure. Call once, after fm_net_finish.
 int fm_dist_attach(FmDist *d, FmNet *net, int sync_bn, size_t bucket_bytes);
 int fm_dist_nbuckets(const FmDist *d);
+// Bucket i: floats [*lo, *hi) of net->grad_data; returns the layer after whose
+// backward it starts.
+int fm_dist_bucket(const FmDist *d, int i, size_t *lo, size_t *hi);
 
 // One training step (see the example above).
 void fm_dist_step_start(FmDist *d);
