@@ -21,6 +21,8 @@ same() {   # name tol steps args...
 }
 same mlp 1e-5 --model mlp --data synthetic:1x8x8:4 --batch 32 --threads 1 --steps 50 --quiet
 same mnist_cnn 1e-5 --model mnist_cnn --data synthetic:1x12x12:4 --batch 32 --threads 1 --steps 50 --quiet
+# SP layers (ternary W_B, W_C; their inner batchnorm synchronised too), with dropout
+same sp_mlp_sync_bn 1e-4 --model sp_mlp --data synthetic:1x8x8:4 --subset 512 --batch 16 --threads 1 --steps 10 --quiet --sync-bn
 R="--model resnet20 --data synthetic:3x8x8:4 --subset 512 --test-subset 64 --batch 16 --lr 0.001 --threads 1 --steps 5 --quiet"
 same resnet20_sync_bn 1e-4 $R --sync-bn
 # per-process BN statistics (the default) are not one process's: the weights differ
