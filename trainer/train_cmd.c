@@ -531,7 +531,7 @@ int fm_cmd_train(int argc, char **argv) {
   double train_secs = 0, train_samples = 0; /* the training loop alone, for samples/s */
   float test_acc = -1, test_loss = 0;
   int epoch = start_epoch;
-  for (; epoch < a.epochs && !stop; epoch++) {
+  for (; epoch < a.epochs && !stop && !(a.steps && step >= a.steps); epoch++) {
     float lr = oc.lr * fm_sched_factor(&sched, epoch);
     if (use_recipe) {
       int ph = fm_sp_recipe_phase(&recipe, epoch);
@@ -642,7 +642,6 @@ int fm_cmd_train(int argc, char **argv) {
   fm_optim_free(opt);
   fm_net_free(net);
   fm_data_free(&train), fm_data_free(&test);
-  if (rc == 1 && nranks > 1) fm_dist_abort(dist, 1);   /* e.g. rank 0's export failed */
   fm_dist_finalize(dist);
   return rc;
 fail:
