@@ -342,6 +342,20 @@ static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errle
   return fm_method_check(m, err, errlen);
 }
 
+/* Test loss and accuracy with the test set split over the processes and the sums added
+ * (every process calls it); one process: fm_net_eval. */
+static void eval_split(FmNet *net, FmDist *d, const float *x, const int *y, int n, int batch,
+                       float *loss, float *acc) {
+  int r = fm_dist_rank(d), R = fm_dist_size(d);
+  if (R == 1) { fm_net_eval(net, x, y, n, batch, loss, acc); return; }
+  int lo = (int)((long long)n * r / R), hi = (int)((long long)n * (r + 1) / R);
+  float l = 0, a = 0;
+  if (hi > lo) fm_net_eval(net, x + (size_t)lo * net->tensors[net->input].size, y + lo, hi - lo, batch, &l, &a);
+  double s[2] = {(double)l * (hi - lo), (double)lroundf(a * (float)(hi - lo))};
+  fm_dist_sum(d, s, 2);
+  *loss = n ? (float)(s[0] / n) : 0, *acc = n ? (float)(s[1] / n) : 0;
+}
+
 static void fmt_time(char *buf, size_t n, double s) {
   if (s < 60) snprintf(buf, n, "%.0fs", s);
   else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
@@ -379,6 +393,7 @@ int fm_cmd_train(int argc, char **argv) {
      checkpoints and exports; every failure from here on ends the whole job. */
   if (!(dist = fm_dist_init(err, sizeof err))) goto fail;
   int rank = fm_dist_rank(dist), nranks = fm_dist_size(dist);
+  int show = !a.quiet;   /* evaluations are split over the processes, so all run them */
   if (rank > 0) a.quiet = 1;
 
   FmMethod method;
@@ -524,6 +539,21 @@ int fm_cmd_train(int argc, char **argv) {
   signal(SIGINT, on_sigint);
   signal(SIGTERM, on_sigint);
   if (a.dist_stats) fm_dist_measure_allreduce(dist, 10);
+  if (nranks > 1) {   /* the same data and the same starting weights everywhere (hosts may differ) */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t bytes = (size_t)train.n * (size_t)(train.c * train.h * train.w);
+    for (size_t i = 0; i < bytes; i++) h = (h ^ train.pixels[i]) * 0x100000001b3ULL;
+    for (int i = 0; i < train.n; i++) h = (h ^ (uint32_t)train.labels[i]) * 0x100000001b3ULL;
+    if (!fm_dist_same(dist, h)) {
+      snprintf(err, sizeof err, "rank %d: the processes read different training data ('%s'%s%s)", rank, a.data,
+               a.data_dir ? " in " : "", a.data_dir ? a.data_dir : "");
+      goto fail;
+    }
+    if (!fm_dist_same(dist, fm_dist_weights_checksum(net))) {
+      snprintf(err, sizeof err, "rank %d: the processes start from different weights", rank);
+      goto fail;
+    }
+  }
 
   int rc = 0, stop = 0, sig_stop = 0;
   double t_start = now();
@@ -604,8 +634,8 @@ int fm_cmd_train(int argc, char **argv) {
               a.ckpt, (int)pos.epoch + 1, (int)pos.epoch_batch, a.ckpt);
     else if (sig_stop && rank == 0)
       fprintf(stderr, "interrupted (no --checkpoint given, nothing saved)\n");
+    if (show && seen) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);
     if (!a.quiet && seen) {
-      fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
       char eta[32];
       double per = (now() - t_start) / (epoch + 1 - start_epoch);
       fmt_time(eta, sizeof eta, per * (a.epochs - epoch - 1));
@@ -616,8 +646,8 @@ int fm_cmd_train(int argc, char **argv) {
   }
   net->sample_id = NULL, net->loss_batch = 0;
   if (sig_stop) rc = 130;
+  if (!rc) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);
   if (!rc && rank == 0) {
-    fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
     double total = now() - t_start;
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);
