@@ -108,7 +108,7 @@ static void usage(FILE *f) {
     "  --test-subset K      evaluate on the first K test images\n"
     "  --seed S             (default 1)\n"
     "  --threads T          OpenMP threads (default: all cores)\n"
-    "  --checkpoint PATH    write a checkpoint after every epoch (and on Ctrl-C)\n"
+    "  --checkpoint PATH    write a checkpoint after every epoch (and on Ctrl-C, SIGTERM, SIGUSR1)\n"
     "  --resume PATH        continue the run saved in PATH (its arguments are in PATH.args)\n"
     "  -o PATH              export the trained model as ONNX\n"
     "  --quiet              no progress lines\n"
@@ -538,6 +538,7 @@ int fm_cmd_train(int argc, char **argv) {
   }
   signal(SIGINT, on_sigint);
   signal(SIGTERM, on_sigint);
+  signal(SIGUSR1, on_sigint);   /* mpirun forwards it to every rank at once (docs/DISTRIBUTED.md) */
   if (a.dist_stats) fm_dist_measure_allreduce(dist, 10);
   if (nranks > 1) {   /* the same data and the same starting weights everywhere (hosts may differ) */
     uint64_t h = 0xcbf29ce484222325ULL;
