@@ -1,7 +1,8 @@
 /* test_dist.c - the pieces of data-parallel training that one process can check
  * (trainer/dist.h): synchronised batchnorm on a batch split in two equals batchnorm
  * on the whole batch (forward, running statistics, backward); keyed dropout gives a
- * sample the same mask wherever it sits in a batch; the loader's shards of a global
+ * sample the same mask wherever it sits in a batch; the sync path with one process equals
+ * the plain batchnorm (whose backward test_trainer_grad.c checks by finite differences); the loader's shards of a global
  * batch are, in rank order, the batch one process gets (and a batch too small for
  * every rank is dropped); gradient buckets cover every parameter once and start only
  * after every layer that writes into them. The multi-process runs are
@@ -44,6 +45,26 @@ static void test_sync_bn(void) {
   for (int c = 0; c < C; c++) rm[c] = 0.5f, rv[c] = 1;
   fm_batchnorm_forward(y, mean, inv, x, g, be, rm, rv, N, S, &a, 1, 1);
   fm_batchnorm_backward(dx, dg, db, dy, x, mean, inv, g, N, S, &a, 1, 1, 0);
+  // the sync path with one process = the plain batchnorm (checked by finite differences
+  // in test_trainer_grad.c)
+  {
+    FmBnAttr plain = a;
+    plain.sync = NULL;
+    float yp[N * C * S], dxp[N * C * S] = {0}, mp[C], ip[C], rmp[C], rvp[C], dgp[C] = {0}, dbp[C] = {0};
+    for (int c = 0; c < C; c++) rmp[c] = 0.5f, rvp[c] = 1;
+    fm_batchnorm_forward(yp, mp, ip, x, g, be, rmp, rvp, N, S, &plain, 1, 1);
+    fm_batchnorm_backward(dxp, dgp, dbp, dy, x, mp, ip, g, N, S, &plain, 1, 1, 0);
+    for (size_t i = 0; i < n; i++) {
+      CHECK_NEAR(yp[i], y[i], 1e-5);
+      CHECK_NEAR(dxp[i], dx[i], 1e-5);
+    }
+    for (int c = 0; c < C; c++) {
+      CHECK_NEAR(mp[c], mean[c], 1e-6);
+      CHECK_NEAR(rvp[c], rv[c], 1e-5);
+      CHECK_NEAR(dgp[c], dg[c], 1e-5);
+      CHECK_NEAR(dbp[c], db[c], 1e-5);
+    }
+  }
   // the two halves: record each half's sums, then add the other's
   Half ha = {{0}, NULL}, hb = {{0}, NULL};
   FmBnSync sa_ = {half_sum, &ha}, sb_ = {half_sum, &hb};
