@@ -1,12 +1,12 @@
 /* test_dist.c - the pieces of data-parallel training that one process can check
- * (trainer/dist.h): synchronised batchnorm on a batch split in two equals batchnorm
- * on the whole batch (forward, running statistics, backward); keyed dropout gives a
- * sample the same mask wherever it sits in a batch; the sync path with one process equals
- * the plain batchnorm (whose backward test_trainer_grad.c checks by finite differences); the loader's shards of a global
- * batch are, in rank order, the batch one process gets (and a batch too small for
- * every rank is dropped); gradient buckets cover every parameter once and start only
- * after every layer that writes into them. The multi-process runs are
- * tests/e2e/mpi_*.sh. */
+ * (trainer/dist.h): synchronised batchnorm with one process equals the plain batchnorm
+ * (whose backward test_trainer_grad.c checks by finite differences), and on a batch
+ * split in two it equals batchnorm on the whole batch (forward, running statistics,
+ * backward); keyed dropout gives a sample the same mask wherever it sits in a batch;
+ * the loader's shards of a global batch are, in rank order, the batch one process gets
+ * (and a batch too small for every rank is dropped); gradient buckets cover every
+ * parameter once and start only after every layer that writes into them. The
+ * multi-process runs are tests/e2e/mpi_*.sh. */
 #include "check.h"
 #include "data.h"
 #include "dist.h"
