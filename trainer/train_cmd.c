@@ -117,7 +117,8 @@ static void usage(FILE *f) {
     "environment:\n"
     "  FEWMUL_PROFILE=1     print each layer's forward/backward ms per training step at the end\n"
     "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n"
-    "  FEWMUL_DIST_EXPORT_ALL=1  mpirun: every rank r > 0 also exports its weights to -o PATH.rankR\n");
+    "  FEWMUL_DIST_EXPORT_ALL=1  mpirun: every rank r > 0 also exports its weights to -o PATH.rankR\n"
+    "  FEWMUL_DIST_BUCKET_KB=K   mpirun: gradients are summed in buckets of about K KiB (default 256)\n");
   if (fm_dist_built_with_mpi())
     fprintf(f, "data-parallel: this build is MPI-enabled: `mpirun -np N fewmul train ...` trains on N processes,\n"
             "  --batch is the global batch (docs/DISTRIBUTED.md)\n");
@@ -497,7 +498,11 @@ int fm_cmd_train(int argc, char **argv) {
               start_epoch + 1, (long long)start_batch, (long long)step, info.nranks ? info.nranks : 1,
               info.nranks > 1 ? "es" : "");
   }
-  if (fm_dist_attach(dist, net, a.sync_bn, 0)) { snprintf(err, sizeof err, "out of memory"); goto fail; }
+  const char *bkb = getenv("FEWMUL_DIST_BUCKET_KB");   /* gradient bucket size (dist.h) */
+  if (fm_dist_attach(dist, net, a.sync_bn, bkb && atol(bkb) > 0 ? (size_t)atol(bkb) << 10 : 0)) {
+    snprintf(err, sizeof err, "out of memory");
+    goto fail;
+  }
   if (rank == 0 && a.ckpt && save_args(a.ckpt, resume ? sargc : argc, resume ? sargv : argv)) {
     snprintf(err, sizeof err, "cannot write '%s.args'", a.ckpt);
     goto fail;
