@@ -191,9 +191,7 @@ void fm_dist_barrier(FmDist *d) { fm_comm_barrier(d->comm); }
 _Noreturn void fm_dist_abort(FmDist *d, int code) { fm_comm_abort(d ? d->comm : NULL, code); }
 
 void fm_dist_finalize(FmDist *d) {
-  if (!d) return;
-  if (d->net && d->net->backward_hook_ctx == d) d->net->backward_hook = NULL, d->net->backward_hook_ctx = NULL;
-  if (d->net && d->net->bn_sync == &d->bn_sync) d->net->bn_sync = NULL;
+  if (!d) return;   // (the net may be gone already: not touched)
   fm_comm_finalize(d->comm);
   free(d->b);
   free(d);

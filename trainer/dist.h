@@ -70,6 +70,8 @@ void fm_dist_average_bufs(FmDist *d, FmNet *net);
 void fm_dist_barrier(FmDist *d);
 // Ends the whole job with exit status code (MPI_Abort); one rank: exit(code).
 _Noreturn void fm_dist_abort(FmDist *d, int code);
+// Leaves the job (MPI_Finalize) and frees d; the attached net keeps pointers to d's
+// hook and BN sync, so it must not train after this (freeing it is fine).
 void fm_dist_finalize(FmDist *d);
 
 // --dist-stats: times a blocking allreduce of the whole gradient (reps times),

@@ -186,6 +186,7 @@ static void test_buckets(void) {
   for (size_t i = 0; i < net->nparam_floats; i++) owner[i] = -1;
   for (int li = net->nlayers - 1; li >= 0; li--)
     for (int k = 0; k < net->layers[li].nparam; k++) {
+      if (net->layers[li].param[k] < 0) continue;   // (a conv without bias)
       const FmParam *p = &net->params[net->layers[li].param[k]];
       for (size_t i = 0; i < p->size; i++) owner[p->off + i] = li;
     }
