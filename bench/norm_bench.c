@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     float *g = par, *b = par + C, *rm = par + 2 * C, *rv = par + 3 * C, *mean = par + 4 * C;
     float *invstd = par + 5 * C, *dg = par + 6 * C, *db = par + 7 * C;
     for (int c = 0; c < C; c++) g[c] = 1, rv[c] = 1;
-    FmBnAttr a = {C, 1e-5f, 0.1f, 0};
+    FmBnAttr a = {C, 1e-5f, 0.1f, 0, NULL};
     double t[6] = {1e9, 1e9, 1e9, 1e9, 1e9, 1e9};
     for (int r = 0; r < reps; r++) {
       TIME(t[0], fm_batchnorm_forward(y, mean, invstd, x, g, b, rm, rv, N, S, &a, 1, nt));

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 pkgs="build-essential cmake pkg-config protobuf-c-compiler libprotobuf-c-dev libonnx-dev
       libopenblas-dev libonnx-testdata dataset-fashion-mnist clang llvm-dev
       pocl-opencl-icd ocl-icd-opencl-dev opencl-headers libclang-rt-14-dev
-      python3-torch python3-torchvision python3-onnx"
+      python3-torch python3-torchvision python3-onnx
+      openmpi-bin libopenmpi-dev"
 
 missing=""
 command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,8 +24,12 @@ typedef struct {
   uint32_t opt_nseg, reserved;
   int64_t epoch, step;
   uint64_t rng;
+  // version 2
+  int64_t epoch_batch;
+  int32_t global_batch, nranks;
 } Header;
-_Static_assert(sizeof(Header) == 104, "checkpoint header has padding");
+_Static_assert(sizeof(Header) == 120, "checkpoint header has padding");
+#define HEADER_V1 104   // version 1 ends after rng
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
@@ -61,8 +67,47 @@ static size_t payload_bytes(const Header *h) {
   return b;
 }
 
+/* Removes path's temporary files PATH.tmp.HOST.PID.XXXXXX of this host whose
+ * writer PID no longer runs (killed during a save). */
+static void remove_stale_tmp(const char *path) {
+  char host[256] = "";
+  if (gethostname(host, sizeof host - 1)) return;
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+  char *dir = strndup(path, dlen ? dlen : 0);
+  char *prefix = malloc(strlen(base) + strlen(host) + 8);
+  if (!dir || !prefix) { free(dir), free(prefix); return; }
+  sprintf(prefix, "%s.tmp.%s.", base, host);
+  size_t plen = strlen(prefix);
+  DIR *d = opendir(dlen ? dir : ".");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (strncmp(e->d_name, prefix, plen)) continue;
+    char *end;
+    long pid = strtol(e->d_name + plen, &end, 10);
+    if (pid <= 0 || *end != '.' || strlen(end + 1) != 6) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   // alive (or not ours to judge)
+    char *full = malloc(dlen + strlen(e->d_name) + 1);
+    if (!full) break;
+    memcpy(full, path, dlen);
+    strcpy(full + dlen, e->d_name);
+    unlink(full);
+    free(full);
+  }
+  if (d) closedir(d);
+  free(dir), free(prefix);
+}
+
 int fm_checkpoint_save(const char *path, const FmNet *net, const FmOptim *opt,
                        int64_t epoch, int64_t step, char *err, size_t errlen) {
+  FmCheckpointPos pos = {.epoch = epoch, .step = step};
+  return fm_checkpoint_save_at(path, net, opt, &pos, err, errlen);
+}
+
+int fm_checkpoint_save_at(const char *path, const FmNet *net, const FmOptim *opt,
+                          const FmCheckpointPos *pos, char *err, size_t errlen) {
+  int64_t epoch = pos->epoch, step = pos->step;
   Header h;
   memset(&h, 0, sizeof h);
   memcpy(h.model, net->model, sizeof h.model);
@@ -73,13 +118,17 @@ int fm_checkpoint_save(const char *path, const FmNet *net, const FmOptim *opt,
   h.opt_n = opt ? opt->n : 0;
   h.opt_nseg = opt ? (uint32_t)opt->nseg : 0;
   h.epoch = epoch, h.step = step, h.rng = net->rng.s;
+  h.epoch_batch = pos->epoch_batch, h.global_batch = pos->global_batch, h.nranks = pos->nranks;
   uint32_t version = FM_CHECKPOINT_VERSION, hsize = sizeof h;
 
   // temporary file next to the target, so rename() stays within one filesystem
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16), *dir = malloc(plen + 2);
+  remove_stale_tmp(path);
+  char host[256] = "";
+  if (gethostname(host, sizeof host - 1)) strcpy(host, "localhost");
+  size_t plen = strlen(path), tlen = plen + strlen(host) + 40;
+  char *tmp = malloc(tlen), *dir = malloc(plen + 2);
   if (!tmp || !dir) { free(tmp), free(dir); return fail(err, errlen, path, "out of memory"); }
-  snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+  snprintf(tmp, tlen, "%s.tmp.%s.%ld.XXXXXX", path, host, (long)getpid());
   const char *slash = strrchr(path, '/');
   if (slash) { memcpy(dir, path, slash - path + 1); dir[slash - path + 1] = 0; }
   else strcpy(dir, ".");
@@ -121,7 +170,7 @@ int fm_checkpoint_load(const char *path, FmNet *net, FmOptim *opt, FmCheckpointI
   if (!f) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
   struct stat st;
   if (fstat(fileno(f), &st)) { fclose(f); return fail(err, errlen, path, "cannot stat: %s", strerror(errno)); }
-  size_t size = (size_t)st.st_size, fixed = sizeof MAGIC + 8 + sizeof(Header);
+  size_t size = (size_t)st.st_size, fixed = sizeof MAGIC + 8 + HEADER_V1;
   if (size < sizeof MAGIC) { fclose(f); return fail(err, errlen, path, "truncated (%zu bytes)", size); }
   char *buf = malloc(size ? size : 1);
   if (!buf) { fclose(f); return fail(err, errlen, path, "out of memory (%zu bytes)", size); }
@@ -134,13 +183,16 @@ int fm_checkpoint_load(const char *path, FmNet *net, FmOptim *opt, FmCheckpointI
   uint32_t version, hsize;
   memcpy(&version, buf + 8, 4);
   memcpy(&hsize, buf + 12, 4);
-  if (version != FM_CHECKPOINT_VERSION || hsize != sizeof(Header)) {
-    fail(err, errlen, path, "unsupported version %u (header %u bytes); this build reads version %d",
+  if (!(version == FM_CHECKPOINT_VERSION && hsize == sizeof(Header)) && !(version == 1 && hsize == HEADER_V1)) {
+    fail(err, errlen, path, "unsupported version %u (header %u bytes); this build reads versions 1 and %d",
          version, hsize, FM_CHECKPOINT_VERSION);
     goto done;
   }
+  fixed = sizeof MAGIC + 8 + hsize;
+  if (size < fixed) { fail(err, errlen, path, "truncated (%zu bytes, header needs %zu)", size, fixed); goto done; }
   Header h;
-  memcpy(&h, buf + 16, sizeof h);
+  memset(&h, 0, sizeof h);
+  memcpy(&h, buf + 16, hsize);
   size_t pay = payload_bytes(&h), want = fixed + pay + 8;
   if (h.nparam_floats > size || h.nbuf_floats > size || h.opt_n > size || size != want) {
     fail(err, errlen, path, "%s (%zu bytes, header says %zu)", size < want ? "truncated" : "has wrong size", size, want);
@@ -180,6 +232,7 @@ int fm_checkpoint_load(const char *path, FmNet *net, FmOptim *opt, FmCheckpointI
     memcpy(info->model, h.model, sizeof info->model);
     info->model[sizeof info->model - 1] = 0;
     info->epoch = h.epoch, info->step = h.step;
+    info->epoch_batch = h.epoch_batch, info->global_batch = h.global_batch, info->nranks = h.nranks;
     info->has_optim = h.opt_kind >= 0;
   }
   rc = 0;

@@ -125,6 +125,11 @@ typedef struct FmLoaderConfig {
   int threaded;     /* 1: prepare the next batch on a background pthread */
   uint64_t seed;
   FmAugment aug;
+  /* Data-parallel training (trainer/dist.h): process `rank` of `nranks` (0 = 1) gets its
+   * contiguous share [n*rank/nranks, n*(rank+1)/nranks) of each global batch of n samples
+   * of the epoch's one global order. With nranks > 1 a final batch of fewer than nranks
+   * samples is dropped (some process would have none). */
+  int rank, nranks;
 } FmLoaderConfig;
 
 typedef struct FmBatch {
@@ -132,6 +137,7 @@ typedef struct FmBatch {
   float *x;         /* (n,C,H,W), in [0,1] before augmentation */
   int32_t *y;       /* (n) */
   const int *index; /* (n) dataset indices of the samples */
+  int global_n;     /* samples of the global batch this one is a share of (= n for one process) */
 } FmBatch;
 
 typedef struct FmLoader FmLoader;
@@ -142,6 +148,10 @@ FmLoader *fm_loader_new(const FmDataset *ds, const FmLoaderConfig *cfg, char *er
 
 /* Begins epoch `epoch`: computes its permutation and starts preparing batch 0. */
 void fm_loader_start_epoch(FmLoader *ld, int epoch);
+
+/* Begins epoch `epoch` at its batch `first` (0 <= first <= batches per epoch): the
+ * batches before it are skipped, as when resuming a run saved mid-epoch. */
+void fm_loader_start_epoch_at(FmLoader *ld, int epoch, int first);
 
 /* Fills *b with the next batch of the epoch and returns 1, or returns 0 at the
  * end of the epoch. The batch memory belongs to the loader and stays valid until

@@ -27,6 +27,7 @@ struct FmLoader {
   int32_t *y[2];
   int *index[2];
   int count[2];      /* samples in each slot */
+  int global_n[2];   /* samples of the global batch each slot holds a share of */
 
   int threaded;      /* the worker thread is running */
   pthread_t thread;
@@ -41,7 +42,11 @@ struct FmLoader {
 static void fill(FmLoader *ld, int k, int slot) {
   const FmDataset *ds = ld->ds;
   int b = ld->cfg.batch, start = k * b;
-  int n = ds->n - start < b ? ds->n - start : b;
+  int gn = ds->n - start < b ? ds->n - start : b;
+  int R = ld->cfg.nranks > 1 ? ld->cfg.nranks : 1, r = ld->cfg.rank;
+  int lo = (int)((long long)gn * r / R), n = (int)((long long)gn * (r + 1) / R) - lo;
+  start += lo;
+  ld->global_n[slot] = gn;
   for (int i = 0; i < n; i++) {
     int idx = ld->perm[start + i];
     float *x = ld->x[slot] + (size_t)i * ld->chw;
@@ -105,6 +110,10 @@ FmLoader *fm_loader_new(const FmDataset *ds, const FmLoaderConfig *cfg, char *er
                   cfg->aug.pad, ds->h, ds->w);
     return NULL;
   }
+  if (cfg->nranks > 1 && cfg->batch < cfg->nranks) {
+    fm_data_fail_(err, errlen, "%s: batch %d is smaller than the %d processes", ds->name, cfg->batch, cfg->nranks);
+    return NULL;
+  }
   FmLoader *ld = calloc(1, sizeof *ld);
   if (!ld) goto oom;
   ld->ds = ds;
@@ -112,6 +121,8 @@ FmLoader *fm_loader_new(const FmDataset *ds, const FmLoaderConfig *cfg, char *er
   ld->chw = (size_t)ds->c * ds->h * ds->w;
   int b = cfg->batch < ds->n ? cfg->batch : ds->n;
   ld->nbatches = cfg->drop_last ? ds->n / cfg->batch : (ds->n + cfg->batch - 1) / cfg->batch;
+  if (cfg->nranks > 1 && ds->n % cfg->batch && ds->n % cfg->batch < cfg->nranks && !cfg->drop_last)
+    ld->nbatches--;   /* a last batch that cannot give every process a sample */
   ld->next_batch = ld->nbatches;  /* nothing to return before fm_loader_start_epoch */
   ld->job = -1;
   ld->perm = malloc((size_t)ds->n * sizeof *ld->perm);
@@ -140,15 +151,17 @@ oom:
   return NULL;
 }
 
-void fm_loader_start_epoch(FmLoader *ld, int epoch) {
+void fm_loader_start_epoch(FmLoader *ld, int epoch) { fm_loader_start_epoch_at(ld, epoch, 0); }
+
+void fm_loader_start_epoch_at(FmLoader *ld, int epoch, int first) {
   if (ld->threaded) wait_idle(ld);
   ld->epoch = epoch;
   if (ld->cfg.shuffle) fm_data_permutation(ld->perm, ld->ds->n, ld->cfg.seed, epoch);
   else
     for (int i = 0; i < ld->ds->n; i++) ld->perm[i] = i;
-  ld->next_batch = 0;
+  ld->next_batch = first < 0 ? 0 : first > ld->nbatches ? ld->nbatches : first;
   ld->cur = 0;
-  if (ld->threaded && ld->nbatches > 0) submit(ld, 0, 0);
+  if (ld->threaded && ld->next_batch < ld->nbatches) submit(ld, ld->next_batch, 0);
 }
 
 int fm_loader_next(FmLoader *ld, FmBatch *b) {
@@ -165,6 +178,7 @@ int fm_loader_next(FmLoader *ld, FmBatch *b) {
   b->x = ld->x[s];
   b->y = ld->y[s];
   b->index = ld->index[s];
+  b->global_n = ld->global_n[s];
   return 1;
 }
 

@@ -293,7 +293,7 @@ static void view(FmNet *net, FmLayer *l, int n, View *v) {
   float *w = net->work;
   v->full = w, w += cropped(&v->g) ? n * v->g.full : 0;
   v->dS = w, v->dBn = w + n * v->g.hid, v->cws = w + 2 * n * v->g.hid;
-  v->bn = (FmBnAttr){v->g.r, SP_BN_EPS, SP_BN_MOMENTUM, 1};
+  v->bn = (FmBnAttr){v->g.r, SP_BN_EPS, SP_BN_MOMENTUM, 1, net->bn_sync};
 }
 
 static size_t sp_ws(const FmNet *net, const FmLayer *l, int n) {

@@ -68,6 +68,7 @@ FmNet *fm_net_new(int c, int h, int w, const FmNetOpts *opts) {
   fm_net_add_group(net, "default", 1.0f, -1.0f, 0);
   fm_net_add_group(net, "frozen", 1.0f, -1.0f, 1);
   fm_rng_seed(&net->rng, opts->seed);
+  net->seed = opts->seed;
   fm_net_set_threads(net, opts->threads);
   net->method = opts->method;
   if (c <= 0 || h <= 0 || w <= 0) set_err(net, "bad input shape %dx%dx%d", c, h, w);
@@ -361,7 +362,14 @@ float fm_net_loss(FmNet *net, const int *labels, int n, int *correct) {
   float loss = fm_crossentropy_forward(net->probs, o->data, labels, n, K);
   if (correct) *correct = count_correct(o->data, labels, n, K);
   fm_net_zero_act_grad(net);
-  if (o->grad) fm_crossentropy_backward(o->grad, net->probs, labels, n, K, 1.0f);
+  if (o->grad && net->loss_batch > 0) {   // this process's share of a split batch
+    float r = 1.0f / (float)net->loss_batch;
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < K; k++)
+        o->grad[(size_t)i * K + k] += r * (net->probs[(size_t)i * K + k] - (k == labels[i]));
+  } else if (o->grad) {
+    fm_crossentropy_backward(o->grad, net->probs, labels, n, K, 1.0f);
+  }
   return loss;
 }
 
@@ -373,6 +381,7 @@ void fm_net_backward(FmNet *net) {
     double t0 = prof ? omp_get_wtime() : 0;
     if (net->tensors[l->out].grad) l->ops->backward(net, l, net->n);
     if (prof) prof[net->nlayers + i] += omp_get_wtime() - t0;
+    if (net->backward_hook) net->backward_hook(net, i, net->backward_hook_ctx);
   }
 }
 
@@ -399,6 +408,13 @@ void fm_net_step(FmNet *net, FmOptim *opt, float lr) {
 
 FmOptim *fm_net_optim_new(FmNet *net, const FmOptimConfig *cfg) {
   return fm_optim_new(cfg, net->nparam_floats, net->nparams);
+}
+
+uint64_t fm_net_step_key(const FmNet *net, int layer) {
+  FmRng r = {net->seed ^ 0x6a09e667f3bcc909ULL};
+  r.s = fm_rng_next(&r) ^ (uint64_t)net->step;
+  r.s = fm_rng_next(&r) ^ (uint64_t)(uint32_t)layer;
+  return fm_rng_next(&r);
 }
 
 void fm_net_eval(FmNet *net, const float *x, const int *labels, int count, int batch,

@@ -221,6 +221,17 @@ struct FmNet {
   int probs_cap;
   double *prof;                   // FEWMUL_PROFILE=1: per layer, train fwd | bwd seconds
   long prof_steps;                // training forwards profiled
+  // data-parallel training (trainer/dist.h); all unset in a plain run
+  uint64_t seed;                  // opts->seed
+  int64_t step;                   // the global optimiser step of this forward (the trainer sets it)
+  const int *sample_id;           // (n) data-set indices of the batch, or NULL: dropout then draws
+                                  // its masks per sample keyed by (seed, step, layer, id), so a
+                                  // sample draws the same mask whichever process computes it
+  int loss_batch;                 // > 0: fm_net_loss divides by this (the global batch), not n
+  const FmBnSync *bn_sync;        // --sync-bn: batchnorm statistics over all processes (ops.h)
+  // called after layer i's backward (i descending): gradient buckets start their allreduce
+  void (*backward_hook)(FmNet *net, int layer, void *ctx);
+  void *backward_hook_ctx;
 };
 
 // --- building --------------------------------------------------------------
@@ -285,7 +296,9 @@ void fm_net_set_threads(FmNet *net, int threads);
 // dropout.
 float *fm_net_forward(FmNet *net, const float *x, int n, int train);
 // Mean cross-entropy of the last forward's output against labels; zeroes the
-// activation gradients and writes d(loss)/d(logits) into the output grad.
+// activation gradients and writes d(loss)/d(logits) into the output grad
+// (with net->loss_batch > 0: the gradient of sum(loss) / loss_batch, this
+// process's share of a batch split over processes).
 // correct (may be NULL) receives the number of argmax hits.
 float fm_net_loss(FmNet *net, const int *labels, int n, int *correct);
 // Zeroes activation grads (for a custom loss that then writes
@@ -297,6 +310,8 @@ void fm_net_zero_grad(FmNet *net);
 // One optimiser step over all parameters with their groups, then the training
 // method's post-step rule (quantised weights back onto the grid, ...).
 void fm_net_step(FmNet *net, FmOptim *opt, float lr);
+// The key of layer `layer`'s random draws at net->step (keyed dropout).
+uint64_t fm_net_step_key(const FmNet *net, int layer);
 // Evaluates count samples in batches (eval mode): mean loss and accuracy.
 void fm_net_eval(FmNet *net, const float *x, const int *labels, int count, int batch,
                  float *loss, float *accuracy);

@@ -168,14 +168,18 @@ int fm_net_linear(FmNet *net, int x, int out, int bias) {
 static void bn_fwd(FmNet *net, FmLayer *l, int n, int train) {
   FmTensor *x = IN(l, 0);
   int C = l->a.bn.C;
+  FmBnAttr at = l->a.bn;
+  at.sync = net->bn_sync;
   fm_batchnorm_forward(OUT(l)->data, l->aux, l->aux + C, x->data, pdata(net, l, 0), pdata(net, l, 1),
-                       bdata(net, l, 0), bdata(net, l, 1), n, x->h * x->w, &l->a.bn, train, net->threads);
+                       bdata(net, l, 0), bdata(net, l, 1), n, x->h * x->w, &at, train, net->threads);
 }
 static void bn_bwd(FmNet *net, FmLayer *l, int n) {
   FmTensor *x = IN(l, 0);
   int C = l->a.bn.C;
+  FmBnAttr at = l->a.bn;
+  at.sync = net->bn_sync;
   fm_batchnorm_backward(x->grad, pgrad(net, l, 0), pgrad(net, l, 1), OUT(l)->grad, x->data, l->aux,
-                           l->aux + C, pdata(net, l, 0), n, x->h * x->w, &l->a.bn, l->train, net->threads,
+                           l->aux + C, pdata(net, l, 0), n, x->h * x->w, &at, l->train, net->threads,
                            l->assign[0]);
 }
 static const FmLayerOps bn_ops = {FM_LAYER_BATCHNORM, "batchnorm", bn_fwd, bn_bwd, NULL};
@@ -186,7 +190,7 @@ int fm_net_batchnorm(FmNet *net, int x, float eps, float momentum, int fixed_gam
   int li = add1(net, &bn_ops, x, t.c, t.h, t.w, t.flat);
   if (li < 0) return -1;
   FmLayer *l = &net->layers[li];
-  l->a.bn = (FmBnAttr){t.c, eps, momentum, fixed_gamma};
+  l->a.bn = (FmBnAttr){t.c, eps, momentum, fixed_gamma, NULL};
   l->aux_fixed = 2 * (size_t)t.c;
   int s[1] = {t.c};
   int g = fm_net_add_param(net, li, "weight", s, 1, FM_INIT_CONST, 1.0f);
@@ -273,7 +277,13 @@ int fm_net_global_avgpool(FmNet *net, int x) {
 static void dropout_fwd(FmNet *net, FmLayer *l, int n, int train) {
   FmTensor *x = IN(l, 0);
   if (!train || l->a.p <= 0) { memcpy(OUT(l)->data, x->data, sizeof(float) * x->size * n); return; }
-  if (l->kind == FM_LAYER_DROPOUT)
+  if (net->sample_id) {   // per-sample masks keyed by (seed, step, layer, sample id): net.h
+    uint64_t key = fm_net_step_key(net, (int)(l - net->layers));
+    if (l->kind == FM_LAYER_DROPOUT)
+      fm_dropout_forward_keyed(OUT(l)->data, l->aux, x->data, n, (int)x->size, l->a.p, key, net->sample_id);
+    else
+      fm_dropout2d_forward_keyed(OUT(l)->data, l->aux, x->data, n, x->c, x->h * x->w, l->a.p, key, net->sample_id);
+  } else if (l->kind == FM_LAYER_DROPOUT)
     fm_dropout_forward(OUT(l)->data, l->aux, x->data, n, (int)x->size, l->a.p, &net->rng);
   else
     fm_dropout2d_forward(OUT(l)->data, l->aux, x->data, n, x->c, x->h * x->w, l->a.p, &net->rng);

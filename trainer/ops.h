@@ -121,7 +121,18 @@ void fm_linear_backward(float *dinp, float *dweight, float *dbias, const float *
 // variance), as PyTorch. Eval mode normalises with the running stats. Either
 // way the statistics used are saved in mean/invstd (C each) for backward.
 // gamma/beta are (C); with fixed_gamma the gamma gradient is not computed.
-typedef struct { int C; float eps, momentum; int fixed_gamma; } FmBnAttr;
+//
+// Synchronised batchnorm (--sync-bn, trainer/dist.h): with a.sync set, train mode
+// takes its statistics over the batches of all processes. The per-channel sums are
+// shifted by the running mean (the same on every process), added over processes by
+// sync->allreduce (an in-place sum of n doubles), and the backward pass sums
+// sum(dy) and sum(dy*xhat) the same way, so N processes compute what one process
+// computes on their union. With one process it is a no-op reduction.
+typedef struct FmBnSync {
+  void (*allreduce)(void *ctx, double *buf, int n);
+  void *ctx;
+} FmBnSync;
+typedef struct { int C; float eps, momentum; int fixed_gamma; const FmBnSync *sync; } FmBnAttr;
 void fm_batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
                           const float *gamma, const float *beta,
                           float *running_mean, float *running_var,
@@ -179,6 +190,13 @@ void fm_dropout_backward(float *dinp, const float *dout, const float *mask, int 
 void fm_dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int S,
                           float p, FmRng *rng);
 void fm_dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int S);
+// The same masks drawn per sample from a generator keyed by (key, id[i]): sample i's
+// mask depends on its id (its index in the data set), not on its place in the batch,
+// so a sample split off to another process draws the same mask (trainer/dist.h).
+void fm_dropout_forward_keyed(float *out, float *mask, const float *inp, int N, int D, float p,
+                              uint64_t key, const int *id);
+void fm_dropout2d_forward_keyed(float *out, float *mask, const float *inp, int N, int C, int S,
+                                float p, uint64_t key, const int *id);
 
 // ---------------------------------------------------------------------------
 // softmax and losses (ops_loss.c); logits are (N,K), labels (N) in [0,K)

@@ -102,6 +102,39 @@ void fm_dropout2d_forward(float *out, float *mask, const float *inp, int N, int 
   }
 }
 
+// keyed masks: sample i draws from a generator seeded by (key, id[i])
+static FmRng sample_rng(uint64_t key, int id) {
+  FmRng r = {key ^ 0x2545f4914f6cdd1dULL};
+  r.s = fm_rng_next(&r) ^ (uint64_t)(uint32_t)id;
+  fm_rng_next(&r);
+  return r;
+}
+
+void fm_dropout_forward_keyed(float *out, float *mask, const float *inp, int N, int D, float p,
+                              uint64_t key, const int *id) {
+  float keep = 1.0f / (1.0f - p);
+  for (int n = 0; n < N; n++) {
+    FmRng r = sample_rng(key, id[n]);
+    float *m = mask + (size_t)n * D;
+    for (int i = 0; i < D; i++) m[i] = fm_rng_uniform(&r) < p ? 0.0f : keep;
+  }
+  size_t total = (size_t)N * D;
+  for (size_t i = 0; i < total; i++) out[i] = inp[i] * mask[i];
+}
+
+void fm_dropout2d_forward_keyed(float *out, float *mask, const float *inp, int N, int C, int S,
+                                float p, uint64_t key, const int *id) {
+  float keep = 1.0f / (1.0f - p);
+  for (int n = 0; n < N; n++) {
+    FmRng r = sample_rng(key, id[n]);
+    for (int c = 0; c < C; c++) {
+      long i = (long)n * C + c;
+      mask[i] = fm_rng_uniform(&r) < p ? 0.0f : keep;
+      for (int s = 0; s < S; s++) out[i * S + s] = inp[i * S + s] * mask[i];
+    }
+  }
+}
+
 void fm_dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int S) {
   for (long i = 0; i < (long)N * C; i++)
     for (int s = 0; s < S; s++) dinp[i * S + s] += dout[i * S + s] * mask[i];

@@ -2,6 +2,7 @@
  * Inputs are (N,C,S) with S = H*W; work is parallel over channels. */
 #include "ops.h"
 #include <math.h>
+#include <stdlib.h>
 
 // Reductions use LANES independent float accumulators (lane j takes elements
 // i + j of a plane): vectorised, and not latency-bound on one running sum. The
@@ -129,11 +130,104 @@ static void channel_dsums(const float *dy, const float *x, size_t stride, int N,
 // multiple of the L2 way size (16x32x32: 64 KB) all fall into the same L2 sets.
 #define BN_CBLOCK 256   // channels reduced before each streaming pass of the backward
 
+// out = x*g + b per plane, threads splitting the N*C planes
+static void bn_apply(float *out, const float *inp, const float *mean, const float *invstd,
+                     const float *gamma, const float *beta, int N, int C, int S, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads < 1 ? 1 : nthreads) if ((double)N * C * S > 65536)
+  for (long p = 0; p < (long)N * C; p++) {
+    int c = (int)(p % C);
+    float g = gamma[c] * invstd[c], b = beta[c] - mean[c] * g;
+    const float *x = inp + p * S;
+    float *y = out + p * S;
+#pragma omp simd
+    for (int i = 0; i < S; i++) y[i] = x[i] * g + b;
+  }
+}
+
+// --sync-bn, train mode: sums shifted by the running mean (equal on every process),
+// added over processes: acc = [sum(x-K), sum((x-K)^2)] per channel, then the count.
+static void bn_forward_sync(float *out, float *mean, float *invstd, const float *inp,
+                            const float *gamma, const float *beta, float *running_mean,
+                            float *running_var, int N, int S, const FmBnAttr *a, int nthreads) {
+  int C = a->C;
+  size_t cs = (size_t)C * S;
+  double *acc = malloc(sizeof(double) * (2 * (size_t)C + 1));
+  if (!acc) abort();
+#pragma omp parallel for schedule(static) num_threads(nthreads < 1 ? 1 : nthreads) if ((double)N * S * C > 65536)
+  for (int c = 0; c < C; c++)
+    channel_shifted_sums(inp + (size_t)c * S, cs, N, S, running_mean[c], &acc[2 * c], &acc[2 * c + 1]);
+  acc[2 * C] = (double)N * S;
+  a->sync->allreduce(a->sync->ctx, acc, 2 * C + 1);
+  double M = acc[2 * C];
+  for (int c = 0; c < C; c++) {
+    double sd = acc[2 * c], sdd = acc[2 * c + 1];
+    double m = running_mean[c] + sd / M, ss = sdd - sd * sd / M;
+    if (ss < 0) ss = 0;
+    double var = ss / M;
+    mean[c] = (float)m;
+    invstd[c] = (float)(1.0 / sqrt(var + a->eps));
+    float mom = a->momentum;
+    running_mean[c] = (1 - mom) * running_mean[c] + mom * (float)m;
+    running_var[c] = (1 - mom) * running_var[c] + mom * (float)(M > 1 ? ss / (M - 1) : var);
+  }
+  free(acc);
+  bn_apply(out, inp, mean, invstd, gamma, beta, N, C, S, nthreads);
+}
+
+// --sync-bn, train mode: sum(dy) and sum(dy*(x-mean)) of every process
+static void bn_backward_sync(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *mean, const float *invstd,
+                             const float *gamma, int N, int S, const FmBnAttr *a, int nthreads,
+                             int dinp_assign) {
+  int C = a->C;
+  size_t cs = (size_t)C * S;
+  double *acc = malloc(sizeof(double) * (2 * (size_t)C + 1));
+  float *coef = malloc(sizeof(float) * 3 * (size_t)C);
+  if (!acc || !coef) abort();
+#pragma omp parallel for schedule(static) num_threads(nthreads < 1 ? 1 : nthreads) if ((double)N * S * C > 65536)
+  for (int c = 0; c < C; c++) {
+    channel_dsums(dout + (size_t)c * S, inp + (size_t)c * S, cs, N, S, mean[c], &acc[2 * c], &acc[2 * c + 1]);
+    // this process's share of the parameter gradients (the gradient allreduce adds them)
+    if (dbeta) dbeta[c] += (float)acc[2 * c];
+    if (dgamma && !a->fixed_gamma) dgamma[c] += (float)(acc[2 * c + 1] * invstd[c]);
+  }
+  acc[2 * C] = (double)N * S;
+  a->sync->allreduce(a->sync->ctx, acc, 2 * C + 1);
+  float M = (float)acc[2 * C];
+  for (int c = 0; c < C; c++) {
+    float is = invstd[c], k = gamma[c] * is;
+    float mdy = (float)acc[2 * c] / M, mdyx = (float)(acc[2 * c + 1] * is) / M;
+    float u = -k * is * mdyx, v = -k * mdy - u * mean[c];
+    coef[3 * c] = k, coef[3 * c + 1] = u, coef[3 * c + 2] = v;
+  }
+  free(acc);
+  if (dinp) {
+#pragma omp parallel for schedule(static) num_threads(nthreads < 1 ? 1 : nthreads) if ((double)N * S * C > 65536)
+    for (long p = 0; p < (long)N * C; p++) {
+      int c = (int)(p % C);
+      const float *x = inp + p * S, *dy = dout + p * S;
+      float *dx = dinp + p * S, k = coef[3 * c], u = coef[3 * c + 1], v = coef[3 * c + 2];
+      if (dinp_assign) {
+#pragma omp simd
+        for (int i = 0; i < S; i++) dx[i] = k * dy[i] + u * x[i] + v;
+      } else {
+#pragma omp simd
+        for (int i = 0; i < S; i++) dx[i] += k * dy[i] + u * x[i] + v;
+      }
+    }
+  }
+  free(coef);
+}
+
 // inp, out are (N,C,S); mean, invstd, gamma, beta, running_* are (C)
 void fm_batchnorm_forward(float *out, float *mean, float *invstd, const float *inp,
                           const float *gamma, const float *beta,
                           float *running_mean, float *running_var,
                           int N, int S, const FmBnAttr *a, int train, int nthreads) {
+  if (train && a->sync) {
+    bn_forward_sync(out, mean, invstd, inp, gamma, beta, running_mean, running_var, N, S, a, nthreads);
+    return;
+  }
   int C = a->C;
   size_t cs = (size_t)C * S;
   double M = (double)N * S;
@@ -179,6 +273,10 @@ void fm_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
                            const float *inp, const float *mean, const float *invstd,
                            const float *gamma, int N, int S, const FmBnAttr *a,
                            int train, int nthreads, int dinp_assign) {
+  if (train && a->sync) {
+    bn_backward_sync(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, N, S, a, nthreads, dinp_assign);
+    return;
+  }
   int C = a->C;
   size_t cs = (size_t)C * S;
   float M = (float)N * S;

@@ -8,6 +8,7 @@
 #include "train_cmd.h"
 #include "checkpoint.h"
 #include "data.h"
+#include "dist.h"
 #include "export.h"
 #include "from_onnx.h"
 #include "method_sp.h"
@@ -42,6 +43,7 @@ typedef struct {
   int expansion;   // ShiftNet models (models/shiftresnet.c)
   const char *transforms;   // winograd (method_winograd.h)
   int tile, bits, bits_set;
+  int sync_bn, dist_stats;   // data-parallel runs (dist.h)
   uint64_t seed;
 } TrainArgs;
 
@@ -106,13 +108,22 @@ static void usage(FILE *f) {
     "  --test-subset K      evaluate on the first K test images\n"
     "  --seed S             (default 1)\n"
     "  --threads T          OpenMP threads (default: all cores)\n"
-    "  --checkpoint PATH    write a checkpoint after every epoch (and on Ctrl-C)\n"
+    "  --checkpoint PATH    write a checkpoint after every epoch (and on Ctrl-C, SIGTERM, SIGUSR1)\n"
     "  --resume PATH        continue the run saved in PATH (its arguments are in PATH.args)\n"
     "  -o PATH              export the trained model as ONNX\n"
     "  --quiet              no progress lines\n"
+    "  --sync-bn            mpirun: batchnorm statistics over all processes (default: per process)\n"
+    "  --dist-stats         print per-step forward/backward/allreduce times and their overlap\n"
     "environment:\n"
     "  FEWMUL_PROFILE=1     print each layer's forward/backward ms per training step at the end\n"
-    "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n");
+    "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n"
+    "  FEWMUL_DIST_EXPORT_ALL=1  mpirun: every rank r > 0 also exports its weights to -o PATH.rankR\n"
+    "  FEWMUL_DIST_BUCKET_KB=K   mpirun: gradients are summed in buckets of about K KiB (default 256)\n");
+  if (fm_dist_built_with_mpi())
+    fprintf(f, "data-parallel: this build is MPI-enabled: `mpirun -np N fewmul train ...` trains on N processes,\n"
+            "  --batch is the global batch (docs/DISTRIBUTED.md)\n");
+  else
+    fprintf(f, "data-parallel: this build has no MPI (install libopenmpi-dev and rebuild for mpirun -np N)\n");
 }
 
 static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t errlen) {
@@ -152,6 +163,8 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     FLT("--momentum", momentum)
     if (!strcmp(k, "--nesterov")) { a->nesterov = 1; continue; }
     if (!strcmp(k, "--quiet")) { a->quiet = 1; continue; }
+    if (!strcmp(k, "--sync-bn")) { a->sync_bn = 1; continue; }
+    if (!strcmp(k, "--dist-stats")) { a->dist_stats = 1; continue; }
     snprintf(err, errlen, "train: unknown option '%s' (fewmul train --help)", k);
     return -1;
   missing:
@@ -330,6 +343,20 @@ static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errle
   return fm_method_check(m, err, errlen);
 }
 
+/* Test loss and accuracy with the test set split over the processes and the sums added
+ * (every process calls it); one process: fm_net_eval. */
+static void eval_split(FmNet *net, FmDist *d, const float *x, const int *y, int n, int batch,
+                       float *loss, float *acc) {
+  int r = fm_dist_rank(d), R = fm_dist_size(d);
+  if (R == 1) { fm_net_eval(net, x, y, n, batch, loss, acc); return; }
+  int lo = (int)((long long)n * r / R), hi = (int)((long long)n * (r + 1) / R);
+  float l = 0, a = 0;
+  if (hi > lo) fm_net_eval(net, x + (size_t)lo * net->tensors[net->input].size, y + lo, hi - lo, batch, &l, &a);
+  double s[2] = {(double)l * (hi - lo), (double)lroundf(a * (float)(hi - lo))};
+  fm_dist_sum(d, s, 2);
+  *loss = n ? (float)(s[0] / n) : 0, *acc = n ? (float)(s[1] / n) : 0;
+}
+
 static void fmt_time(char *buf, size_t n, double s) {
   if (s < 60) snprintf(buf, n, "%.0fs", s);
   else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
@@ -340,6 +367,7 @@ int fm_cmd_train(int argc, char **argv) {
   TrainArgs a = {.epochs = 5, .batch = 64, .seed = 1, .gamma = 0.1f, .width = 1, .optim = "sgd",
                  .schedule = "const"};
   char err[1024];
+  FmDist *dist = NULL;
   for (int i = 0; i < argc; i++)
     if (!strcmp(argv[i], "--task")) return fm_cmd_train_matmul(argc, argv);   // strassen.c
   for (int i = 0; i < argc; i++)
@@ -362,6 +390,12 @@ int fm_cmd_train(int argc, char **argv) {
   if (!a.model) { snprintf(err, sizeof err, "train: --model is required (fewmul train --list)"); goto fail; }
   if (!a.data) { snprintf(err, sizeof err, "train: --data is required"); goto fail; }
   if (a.batch <= 0) { snprintf(err, sizeof err, "train: --batch must be positive"); goto fail; }
+  /* Data-parallel (dist.h): one rank unless mpirun started us. Rank 0 alone prints,
+     checkpoints and exports; every failure from here on ends the whole job. */
+  if (!(dist = fm_dist_init(err, sizeof err))) goto fail;
+  int rank = fm_dist_rank(dist), nranks = fm_dist_size(dist);
+  int show = !a.quiet;   /* evaluations are split over the processes, so all run them */
+  if (rank > 0) a.quiet = 1;
 
   FmMethod method;
   if (parse_method(&method, &a, err, sizeof err)) goto fail;
@@ -445,21 +479,37 @@ int fm_cmd_train(int argc, char **argv) {
     for (int g = 0; g < net->ngroups; g++)
       if (!strcmp(net->groups[g].name, "deepshift")) net->groups[g].lr_mult = oc.lr > 0 ? shift_lr / oc.lr : 1.0f;
   FmOptim *opt = fm_net_optim_new(net, &oc);
-  int64_t step = 0;
+  int64_t step = 0, start_batch = 0;
   int start_epoch = 0;
   if (resume) {
     FmCheckpointInfo info;
     if (fm_checkpoint_load(resume, net, opt, &info, err, sizeof err)) goto fail;
     step = info.step;
     start_epoch = (int)info.epoch;
-    if (!a.quiet) fprintf(stderr, "resumed %s at epoch %d, step %lld\n", resume, start_epoch, (long long)step);
+    start_batch = info.epoch_batch;
+    /* mid-epoch: the same global batches, so the position means the same samples */
+    if (start_batch && info.global_batch && info.global_batch != a.batch) {
+      snprintf(err, sizeof err, "--resume: '%s' was saved inside epoch %d with --batch %d; resume with that batch",
+               resume, start_epoch + 1, info.global_batch);
+      goto fail;
+    }
+    if (!a.quiet)
+      fprintf(stderr, "resumed %s at epoch %d, batch %lld, step %lld (saved by %d process%s)\n", resume,
+              start_epoch + 1, (long long)start_batch, (long long)step, info.nranks ? info.nranks : 1,
+              info.nranks > 1 ? "es" : "");
   }
-  if (a.ckpt && save_args(a.ckpt, resume ? sargc : argc, resume ? sargv : argv)) {
+  const char *bkb = getenv("FEWMUL_DIST_BUCKET_KB");   /* gradient bucket size (dist.h) */
+  if (fm_dist_attach(dist, net, a.sync_bn, bkb && atol(bkb) > 0 ? (size_t)atol(bkb) << 10 : 0)) {
+    snprintf(err, sizeof err, "out of memory");
+    goto fail;
+  }
+  if (rank == 0 && a.ckpt && save_args(a.ckpt, resume ? sargc : argc, resume ? sargv : argv)) {
     snprintf(err, sizeof err, "cannot write '%s.args'", a.ckpt);
     goto fail;
   }
 
-  FmLoaderConfig lc = {.batch = a.batch, .shuffle = 1, .drop_last = 0, .threaded = 1, .seed = a.seed, .aug = aug};
+  FmLoaderConfig lc = {.batch = a.batch, .shuffle = 1, .drop_last = 0, .threaded = 1, .seed = a.seed, .aug = aug,
+                       .rank = rank, .nranks = nranks};
   FmLoader *ld = fm_loader_new(&train, &lc, err, sizeof err);
   if (!ld) goto fail;
   float *tx = malloc(sizeof(float) * (size_t)test.n * (size_t)(test.c * test.h * test.w));
@@ -474,6 +524,10 @@ int fm_cmd_train(int argc, char **argv) {
     fprintf(stderr, "train %s on %s: %d train / %d test images %dx%dx%d, %d classes, %lld parameters, "
             "%s lr %g, batch %d, %d threads\n", a.model, a.data, train.n, test.n, train.c, train.h, train.w,
             train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
+    if (nranks > 1)
+      fprintf(stderr, "data-parallel: %d processes x %d threads, %d samples per process per batch, %d gradient "
+              "buckets, batchnorm statistics %s\n", nranks, net->threads, (a.batch + nranks - 1) / nranks,
+              fm_dist_nbuckets(dist), a.sync_bn ? "over all processes (--sync-bn)" : "per process");
     if (method.kind == FM_METHOD_DEEPSHIFT_PS)
       fprintf(stderr, "deepshift-ps: P and S at lr %g, the other parameters at lr %g (scheduled alike)\n",
               (double)shift_lr, (double)oc.lr);
@@ -489,60 +543,105 @@ int fm_cmd_train(int argc, char **argv) {
   }
   signal(SIGINT, on_sigint);
   signal(SIGTERM, on_sigint);
+  signal(SIGUSR1, on_sigint);   /* mpirun forwards it to every rank at once (docs/DISTRIBUTED.md) */
+  if (a.dist_stats) fm_dist_measure_allreduce(dist, 10);
+  if (nranks > 1) {   /* the same data and the same starting weights everywhere (hosts may differ) */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t bytes = (size_t)train.n * (size_t)(train.c * train.h * train.w);
+    for (size_t i = 0; i < bytes; i++) h = (h ^ train.pixels[i]) * 0x100000001b3ULL;
+    for (int i = 0; i < train.n; i++) h = (h ^ (uint32_t)train.labels[i]) * 0x100000001b3ULL;
+    if (!fm_dist_same(dist, h)) {
+      snprintf(err, sizeof err, "rank %d: the processes read different training data ('%s'%s%s)", rank, a.data,
+               a.data_dir ? " in " : "", a.data_dir ? a.data_dir : "");
+      goto fail;
+    }
+    if (!fm_dist_same(dist, fm_dist_weights_checksum(net))) {
+      snprintf(err, sizeof err, "rank %d: the processes start from different weights", rank);
+      goto fail;
+    }
+  }
 
-  int rc = 0, stop = 0;
+  int rc = 0, stop = 0, sig_stop = 0;
   double t_start = now();
   long steps_done_here = 0;
   double train_secs = 0, train_samples = 0; /* the training loop alone, for samples/s */
   float test_acc = -1, test_loss = 0;
   int epoch = start_epoch;
-  for (; epoch < a.epochs && !stop; epoch++) {
+  for (; epoch < a.epochs && !stop && !(a.steps && step >= a.steps); epoch++) {
     float lr = oc.lr * fm_sched_factor(&sched, epoch);
     if (use_recipe) {
       int ph = fm_sp_recipe_phase(&recipe, epoch);
       lr = fm_sp_recipe_lr(&recipe, epoch, oc.lr);
       if (ph != fm_sp_phase(net)) fm_sp_set_phase(net, ph);
-      if (epoch > 0 && ph != fm_sp_recipe_phase(&recipe, epoch - 1)) {
+      if (epoch > 0 && ph != fm_sp_recipe_phase(&recipe, epoch - 1) && !(epoch == start_epoch && start_batch)) {
         /* a fresh optimiser per phase, as the reference's new Trainer */
         fm_optim_free(opt);
         opt = fm_net_optim_new(net, &oc);
         if (!a.quiet) fprintf(stderr, "sp phase %d from epoch %d, lr %g\n", ph, epoch + 1, (double)lr);
       }
     }
-    fm_loader_start_epoch(ld, epoch);
+    /* a run saved mid-epoch continues at its batch: the epoch's order is f(seed, epoch) */
+    int ebatch = epoch == start_epoch ? (int)start_batch : 0;
+    fm_loader_start_epoch_at(ld, epoch, ebatch);
     double t0 = now(), loss_sum = 0;
     long seen = 0, correct_sum = 0;
     FmBatch b;
     while (fm_loader_next(ld, &b)) {
+      fm_dist_step_start(dist);
       fm_net_zero_grad(net);
+      /* randomness keyed to (seed, step, sample), the loss divided by the global batch:
+         N processes compute what one computes (dist.h) */
+      net->step = step, net->sample_id = b.index, net->loss_batch = b.global_n;
       fm_net_forward(net, b.x, b.n, 1);
       int correct = 0;
       float loss = fm_net_loss(net, b.y, b.n, &correct);
-      if (!isfinite(loss)) {
-        fprintf(stderr, "fewmul: error: the loss became %s at epoch %d, step %lld; stopping%s\n",
-                isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)step,
-                a.ckpt ? " (the last good checkpoint is kept)" : "");
+      double st[4] = {(double)loss * b.n, correct, !isfinite(loss), interrupted};
+      fm_dist_backward_start(dist, st, 4);
+      fm_net_backward(net);
+      fm_dist_step_end(dist);   /* gradients and st summed over the processes */
+      if (st[2] > 0) {
+        if (rank == 0)
+          fprintf(stderr, "fewmul: error: the loss became %s at epoch %d, step %lld; stopping%s\n",
+                  isfinite(loss) ? "non-finite on another process" : isnan(loss) ? "NaN" : "infinite", epoch + 1,
+                  (long long)step, a.ckpt ? " (the last good checkpoint is kept)" : "");
         rc = 1, stop = 1;
         break;
       }
-      fm_net_backward(net);
       fm_net_step(net, opt, lr);
-      step++, steps_done_here++;
-      loss_sum += (double)loss * b.n, correct_sum += correct, seen += b.n;
-      if ((a.steps && step >= a.steps) || interrupted) { stop = 1; break; }
+      step++, steps_done_here++, ebatch++;
+      loss_sum += st[0], correct_sum += (long)st[1], seen += b.global_n;
+      if (st[3] > 0) sig_stop = 1;
+      if ((a.steps && step >= a.steps) || sig_stop) { stop = 1; break; }
     }
     if (rc) break;
     double dt = now() - t0;
     train_secs += dt, train_samples += (double)seen;
-    int epoch_done = !stop || (a.steps && step >= a.steps && !interrupted);
-    if (a.ckpt && !interrupted && epoch_done &&
-        fm_checkpoint_save(a.ckpt, net, opt, epoch + 1, step, err, sizeof err)) {
-      rc = 1;
+    /* every rank holds the same weights (checked), and rank 0 saves where the run stands:
+       after the epoch, or inside it (Ctrl-C, --steps) at its next batch */
+    fm_dist_average_bufs(dist, net);
+    uint64_t wsum = fm_dist_weights_checksum(net);
+    if (!fm_dist_same(dist, wsum)) {
+      fprintf(stderr, "fewmul: error: rank %d: the processes hold different weights after epoch %d\n", rank, epoch + 1);
+      fm_dist_abort(dist, 1);
+    }
+    if ((nranks > 1 && !a.quiet) || (a.dist_stats && rank == 0))
+      fprintf(stderr, "epoch %d: weights checksum %016llx, the same on all %d processes\n", epoch + 1,
+              (unsigned long long)wsum, nranks);
+    int complete = ebatch >= fm_loader_num_batches(ld);
+    FmCheckpointPos pos = {complete ? epoch + 1 : epoch, step, complete ? 0 : ebatch, a.batch, nranks};
+    if (rank == 0 && a.ckpt && fm_checkpoint_save_at(a.ckpt, net, opt, &pos, err, sizeof err)) {
       fprintf(stderr, "fewmul: error: %s\n", err);
+      if (nranks > 1) fm_dist_abort(dist, 1);
+      rc = 1;
       break;
     }
+    if (sig_stop && rank == 0 && a.ckpt)
+      fprintf(stderr, "interrupted: checkpoint written to %s at epoch %d, batch %d (resume with --resume %s)\n",
+              a.ckpt, (int)pos.epoch + 1, (int)pos.epoch_batch, a.ckpt);
+    else if (sig_stop && rank == 0)
+      fprintf(stderr, "interrupted (no --checkpoint given, nothing saved)\n");
+    if (show && seen) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);
     if (!a.quiet && seen) {
-      fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
       char eta[32];
       double per = (now() - t_start) / (epoch + 1 - start_epoch);
       fmt_time(eta, sizeof eta, per * (a.epochs - epoch - 1));
@@ -551,42 +650,39 @@ int fm_cmd_train(int argc, char **argv) {
               (double)test_loss, 100.0 * (double)test_acc, (double)seen / dt, (double)lr, dt, stop ? "-" : eta);
     }
   }
-  if (interrupted) {
-    /* Ctrl-C: keep what was learned, so --resume can continue from here. */
-    if (a.ckpt) {
-      /* The weights as they are now; a resumed run restarts the interrupted epoch. */
-      if (fm_checkpoint_save(a.ckpt, net, opt, epoch - 1, step, err, sizeof err) == 0)
-        fprintf(stderr, "interrupted: checkpoint written to %s (resume with --resume %s)\n", a.ckpt, a.ckpt);
-      else
-        fprintf(stderr, "fewmul: error: %s\n", err);
-    } else {
-      fprintf(stderr, "interrupted (no --checkpoint given, nothing saved)\n");
-    }
-    rc = 130;
-  }
-  if (!rc) {
-    fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
+  net->sample_id = NULL, net->loss_batch = 0;
+  if (sig_stop) rc = 130;
+  if (!rc) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);
+  if (!rc && rank == 0) {
     double total = now() - t_start;
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);
     printf("samples_per_s: %.1f\n", train_secs > 0 ? train_samples / train_secs : 0.0);
-    if (a.out) {
-      if (fm_export_onnx(net, a.out, err, sizeof err)) {
-        fprintf(stderr, "fewmul: error: %s\n", err);
-        rc = 1;
-      } else if (!a.quiet) {
-        fprintf(stderr, "wrote %s\n", a.out);
-      }
+    if (nranks > 1) printf("samples_per_s_per_process: %.1f\n", train_secs > 0 ? train_samples / train_secs / nranks : 0.0);
+  }
+  const char *all = getenv("FEWMUL_DIST_EXPORT_ALL");
+  if (!rc && a.out && (rank == 0 || (all && *all && strcmp(all, "0")))) {
+    char rpath[1100];
+    if (rank > 0) snprintf(rpath, sizeof rpath, "%s.rank%d", a.out, rank);
+    if (fm_export_onnx(net, rank > 0 ? rpath : a.out, err, sizeof err)) {
+      fprintf(stderr, "fewmul: error: %s\n", err);
+      rc = 1;
+    } else if (!a.quiet) {
+      fprintf(stderr, "wrote %s\n", a.out);
     }
   }
+  if (a.dist_stats && rank == 0) fm_dist_stats_print(dist, stderr);
   fm_loader_free(ld);
   free(tx), free(ty);
-  fm_net_profile_print(net, stderr);
+  if (rank == 0) fm_net_profile_print(net, stderr);
   fm_optim_free(opt);
   fm_net_free(net);
   fm_data_free(&train), fm_data_free(&test);
+  fm_dist_finalize(dist);
   return rc;
 fail:
   fprintf(stderr, "fewmul: error: %s\n", err);
+  if (dist && fm_dist_size(dist) > 1) fm_dist_abort(dist, 1);
+  fm_dist_finalize(dist);
   return 1;
 }

@@ -174,7 +174,7 @@ static void bn_fwd(void) {
 
 static void test_bn(int train, int fixed_gamma, int S) {
   int C = 3;
-  bn.a = (FmBnAttr){C, 1e-5f, 0.1f, fixed_gamma};
+  bn.a = (FmBnAttr){C, 1e-5f, 0.1f, fixed_gamma, NULL};
   bn.N = 4, bn.S = S, bn.train = train;
   size_t n = (size_t)bn.N * C * S;
   set_out(n);

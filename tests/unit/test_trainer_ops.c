@@ -225,7 +225,7 @@ static void test_linear(void) {
 
 static void test_bn(void) {
   // one channel, values 1..4: mean 2.5, biased var 1.25, unbiased 5/3
-  FmBnAttr a = {1, 0, 0.1f, 0};
+  FmBnAttr a = {1, 0, 0.1f, 0, NULL};
   float x[4] = {1, 2, 3, 4}, y[4], g = 2, be = 1, rm = 0, rv = 1, mean, invstd;
   fm_batchnorm_forward(y, &mean, &invstd, x, &g, &be, &rm, &rv, 4, 1, &a, 1, 1);
   CHECK_NEAR(2.5, mean, 1e-6);
@@ -244,7 +244,7 @@ static void test_bn(void) {
 // depend on the thread count.
 static void test_bn_large_one(int N, int C, int S) {
   size_t n = (size_t)N * C * S;
-  FmBnAttr a = {C, 1e-5f, 0.1f, 0};
+  FmBnAttr a = {C, 1e-5f, 0.1f, 0, NULL};
   float *x = rnd(n), *dy = rnd(n), *g = rnd(C), *be = rnd(C);
   float *y[2], *dx[2], st[2][6][64] = {{{0}}};   // mean, invstd, rm, rv, dgamma, dbeta per thread count
   for (size_t i = 0; i < n; i++) x[i] = 100.0f * (float)((i / S) % C) + (1 + (i / S) % 3) * x[i];
@@ -390,7 +390,7 @@ static void test_assign_modes(void) {
   }
   fm_add_backward(g, NULL, dy, n, 1, 0);
   CHECK(maxdiff(g, dy, n) == 0);
-  FmBnAttr ba = {C, 1e-5f, 0.1f, 0};
+  FmBnAttr ba = {C, 1e-5f, 0.1f, 0, NULL};
   float mean[C], invstd[C], gam[C], dga[C] = {0}, dbe[C] = {0};
   for (int c = 0; c < C; c++) mean[c] = 0.1f * c, invstd[c] = 1.0f + c, gam[c] = 0.5f + c;
   memset(z, 0, sizeof(float) * n);
