@@ -16,10 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int64_t up64(int64_t x) { return (x + 63) & ~(int64_t)63; }
+/* Every component is checked: a plan whose sizes or offsets would not fit int64 is
+   refused (each tensor is at most FM_MAX_TENSOR_BYTES, so only a model with a great
+   many of them gets there). */
+static _Noreturn void too_big(void) { fm_fail("memory plan: the workspace size overflows int64"); }
+
+static int64_t up64(int64_t x) {
+  if (x > INT64_MAX - 63) too_big();
+  return (x + 63) & ~(int64_t)63;
+}
 
 static int lin_le(FmLin x, FmLin y) { return x.a <= y.a && x.b <= y.b; }
-static FmLin lin_add(FmLin x, FmLin y) { return (FmLin){x.a + y.a, x.b + y.b}; }
+static FmLin lin_add(FmLin x, FmLin y) {
+  FmLin r;
+  if (!fm_add_ok(x.a, y.a, &r.a) || !fm_add_ok(x.b, y.b, &r.b)) too_big();
+  return r;
+}
 static FmLin lin_max(FmLin x, FmLin y) {
   return (FmLin){x.a > y.a ? x.a : y.a, x.b > y.b ? x.b : y.b};
 }
@@ -116,9 +128,8 @@ FmLin fm_tensor_lin_bytes(const Tensor *t) {
   for (int i = 0; i < t->rank; i++) {
     int64_t d = t->dims[i];
     if (d < 0) d = -d, nsym++;
-    if (d && k > INT64_MAX / 8 / d)
+    if (!fm_mul_ok(k, d, &k) || k > FM_MAX_TENSOR_BYTES)
       fm_fail("tensor '%s': size overflows", t->name);
-    k *= d;
   }
   if (nsym > 1) {
     Arena a = {0};
@@ -140,6 +151,8 @@ static int in_workspace(Graph *g, const Tensor *t) {
     if (g->outputs[i] == t) return 0;
   return 1;
 }
+
+static int64_t max_batch(Graph *g, const FmMemPlan *mp);
 
 FmMemPlan *fm_memplan(KProgram *p) {
   Graph *g = p->g;
@@ -168,7 +181,11 @@ FmMemPlan *fm_memplan(KProgram *p) {
       if (b->kind == KBUF_SCRATCH) {
         int64_t es = (int64_t)fm_dtype_size(b->t);
         assert(es > 0 && b->nelem != FM_DIM_UNKNOWN);
-        FmLin sz = b->nelem >= 0 ? (FmLin){b->nelem * es, 0} : (FmLin){0, -b->nelem * es};
+        int64_t bytes;
+        if (!fm_mul_ok(b->nelem >= 0 ? b->nelem : -b->nelem, es, &bytes) || bytes > FM_MAX_TENSOR_BYTES)
+          fm_fail("kernel '%s': a scratch buffer of %lld elements is too large", f->name,
+                  (long long)b->nelem);
+        FmLin sz = b->nelem >= 0 ? (FmLin){bytes, 0} : (FmLin){0, bytes};
         items[n] = (FmMemItem){.size = sz, .first = step, .last = step};
         scratch_item[step][k] = n++;
       } else if (b->kind == KBUF_TENSOR && in_workspace(g, b->tensor)) {
@@ -196,11 +213,31 @@ FmMemPlan *fm_memplan(KProgram *p) {
   }
   free(scratch_item);
   free(item_of);
+  mp->max_batch = max_batch(g, mp);
   return mp;
+}
+
+/* The largest N for which every workspace end, input and output a + b*N fits
+   FM_MAX_PLAN_BYTES; the generated code refuses a larger batch. */
+static int64_t lin_max_n(FmLin l, int64_t cur) {
+  if (l.a > FM_MAX_PLAN_BYTES) too_big();
+  if (l.b <= 0) return cur;
+  int64_t m = (FM_MAX_PLAN_BYTES - l.a) / l.b;
+  if (m < 1) too_big();
+  return m < cur ? m : cur;
+}
+
+static int64_t max_batch(Graph *g, const FmMemPlan *mp) {
+  int64_t m = INT64_MAX;
+  for (int i = 0; i < mp->nends; i++) m = lin_max_n(mp->ends[i], m);
+  for (int i = 0; i < g->ninputs; i++) m = lin_max_n(fm_tensor_lin_bytes(g->inputs[i]), m);
+  for (int i = 0; i < g->noutputs; i++) m = lin_max_n(fm_tensor_lin_bytes(g->outputs[i]), m);
+  return m;
 }
 
 size_t fm_memplan_size(const FmMemPlan *mp, int64_t batch) {
   int64_t s = 64;
+  if (batch > mp->max_batch) return 0;
   for (int i = 0; i < mp->nends; i++)
     if (fm_lin_at(mp->ends[i], batch) > s) s = fm_lin_at(mp->ends[i], batch);
   return (size_t)s;
