@@ -116,7 +116,8 @@ void fm_npy_read_file(FILE *f, const char *path, FmArray *a) {
   char err[160] = "";
   const char *d = dict_value(hdr, "descr"), *fo = dict_value(hdr, "fortran_order"),
              *sh = dict_value(hdr, "shape");
-  if (!d || !fo || !sh || *d != '\'') snprintf(err, sizeof err, "malformed .npy header");
+  if (!d || !fo || !sh || *d != '\'' || strnlen(d, 4) < 4) /* d[1..3]: order and code */
+    snprintf(err, sizeof err, "malformed .npy header");
   else if (!strncmp(fo, "True", 4)) snprintf(err, sizeof err, "Fortran-order arrays are not supported");
   else {
     char order = d[1];

@@ -304,6 +304,9 @@ static void test_npy(void) {
   CHECK(read_fails("npy_short.npy", buf, n, "needs 4000000 bytes"));
   n = npy(buf, "9223372036854775807, 2", 0);
   CHECK(read_fails("npy_max.npy", buf, n, "too large"));
+  /* a header ending inside 'descr' (fuzz_arrays): the dtype code was read past the end */
+  memcpy(buf, "\x93NUMPY\x01\x00\x0a\x00{'descr': '", 20);
+  CHECK(read_fails("npy_descr_cut.npy", buf, 20, "malformed"));
   n = npy(buf, "2, 2", 16); /* a good one still reads */
   char path[300];
   snprintf(path, sizeof path, "%s/ok.npy", tmpdir);
