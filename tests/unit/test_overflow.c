@@ -9,10 +9,12 @@
  * hostile .npy/.pb inputs) as the fuzzers' seed corpus, tests/fuzz/corpus/.
  */
 #include "check.h"
+#include "fewmul.h"
 #include "emit/codegen.h"
 #include "io/io.h"
 #include "onnx/onnx.h"
 #include "passes/passes.h"
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,6 +23,7 @@
 #define BIG (INT64_C(1) << 62)
 
 static const char *corpus_dir; /* --write-corpus */
+static char tmpdir[256];
 
 static Tensor *input(Graph *g, const char *name, FmDType dt, int rank, const int64_t *dims) {
   Tensor *t = fm_tensor_new(g, name);
@@ -240,6 +243,55 @@ static void test_max_batch(void) {
   fm_graph_free(g);
 }
 
+/* The same model compiled to a .so: its workspace_size(N) must say 0 (not a wrapped
+   size: 2^40 * 2^24 bytes is 0 mod 2^64, and it said 64) and run(N) must refuse N
+   past max_batch instead of writing outside the workspace. */
+static void test_generated_max_batch(void) {
+  Graph *g = fm_graph_new();
+  int64_t xd[2] = {-1, INT64_C(1) << 38};
+  Tensor *in[1] = {input(g, "x", FM_F32, 2, xd)};
+  Node *r = node(g, OP_Relu, "relu1", 1, in, "h");
+  in[0] = r->out[0];
+  output(g, node(g, OP_Relu, "relu2", 1, in, "y")->out[0]);
+  char dir[300], so[400];
+  snprintf(dir, sizeof dir, "%s/gen", tmpdir);
+  snprintf(so, sizeof so, "%s/model.so", dir);
+  FmTry t;
+  int built = 0;
+  FM_TRY(&t) {
+    fm_run_passes(g, NULL);
+    FmCodegenOpts o = {.outdir = dir, .name = "model", .quiet = 1};
+    fm_codegen(fm_lower_graph(g), &o);
+    built = 1;
+    fm_try_pop(&t);
+  } else {
+    fprintf(stderr, "generated_max_batch: %s\n", fm_errmsg());
+  }
+  fm_graph_free(g);
+  CHECK(built);
+  if (!built) return;
+  void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  const fm_model_desc *(*get)(void) = h ? (const fm_model_desc *(*)(void))dlsym(h, "fewmul_model") : NULL;
+  const fm_model_desc *d = get ? get() : NULL;
+  CHECK(d != NULL);
+  if (d) {
+    static _Alignas(64) unsigned char ws[64];
+    float one[1] = {0};
+    const void *ins[1] = {one};
+    void *outs[1] = {one};
+    int64_t huge = INT64_C(1) << 24;
+    CHECK(d->workspace_size(1) == (INT64_C(1) << 40));
+    CHECK(d->workspace_size(huge) == 0);
+    CHECK(d->workspace_size(INT64_MAX) == 0);
+    CHECK(d->run(huge, ins, outs, ws) != 0);
+    CHECK(d->run(INT64_MAX, ins, outs, ws) != 0);
+  }
+  if (h) dlclose(h);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 /* Items whose offsets sum past int64: the planner refuses instead of wrapping. */
 static void test_plan_overflow(void) {
   FmMemItem it[3];
@@ -257,8 +309,6 @@ static void test_plan_overflow(void) {
 }
 
 /* ---- class 2: readers ---- */
-
-static char tmpdir[256];
 
 static int read_fails(const char *name, const void *p, size_t n, const char *want) {
   char path[512];
@@ -370,6 +420,7 @@ int main(int argc, char **argv) {
   test_input();
   test_slice_step();
   test_max_batch();
+  test_generated_max_batch();
   test_plan_overflow();
   test_npy();
   test_pb();
