@@ -294,11 +294,11 @@ static void write_header(Gen *G, FILE *f) {
   fprintf(f, "#define %s_WEIGHTS_SIZE %lluu /* 0: weights are in the code */\n\n", up,
           (unsigned long long)(G->file_weights ? G->blob_total : 0));
   fprintf(f, "extern const fm_model_desc %s_desc;\n", nm);
-  fprintf(f, "/* Bytes of workspace for batch N (a multiple of 64); 0 for N > %lld, where sizes\n"
-             "   would overflow (_run refuses such N too). */\n", (long long)G->mp->max_batch);
+  fprintf(f, "/* Bytes of workspace for batch N (a multiple of 64); 0 for an N so large that the\n"
+             "   sizes would overflow (_run refuses such N too). */\n");
   fprintf(f, "size_t %s_workspace_size(int64_t N);\n", nm);
   fprintf(f, "/* Inputs/outputs in graph order; ws: 64-byte aligned, %s_workspace_size(N) bytes.\n"
-             "   Returns 0, or nonzero for N <= 0, NULL or misaligned ws%s. */\n", nm,
+             "   Returns 0, or nonzero for N <= 0 or too large, NULL or misaligned ws%s. */\n", nm,
           G->file_weights ? ", weights not set" : "");
   fprintf(f, "int %s_run(int64_t N, const void *const *in, void *const *out, void *ws);\n", nm);
   if (G->file_weights)
@@ -373,7 +373,8 @@ static void write_source(Gen *G, FILE *f) {
   write_io_desc(G, f, "outputs", g->outputs, g->noutputs);
 
   fprintf(f, "\nsize_t %s_workspace_size(int64_t N) {\n  size_t s = 64;\n  if (N < 1) N = 1;\n", nm);
-  fprintf(f, "  if (N > %lldLL) return 0; /* sizes would overflow */\n", (long long)G->mp->max_batch);
+  if (G->mp->max_batch < INT64_MAX) /* N beyond: sizes would overflow */
+    fprintf(f, "  if (N > %lldLL) return 0;\n", (long long)G->mp->max_batch);
   for (int i = 0; i < G->mp->nends; i++)
     fprintf(f, "  if (%s > s) s = %s;\n", lin_expr(a, G->mp->ends[i]), lin_expr(a, G->mp->ends[i]));
   fprintf(f, "  return s;\n}\n\n");
@@ -394,7 +395,8 @@ static void write_source(Gen *G, FILE *f) {
 
   fprintf(f, "int %s_run(int64_t N, const void *const *in, void *const *out, void *ws) {\n", nm);
   fprintf(f, "  unsigned char *w = (unsigned char *)ws;\n");
-  fprintf(f, "  if (N <= 0 || N > %lldLL || !w || ((uintptr_t)w & 63)%s%s) return 1;\n", (long long)G->mp->max_batch,
+  const char *too_big = G->mp->max_batch < INT64_MAX ? fm_sprintf(a, " || N > %lldLL", (long long)G->mp->max_batch) : "";
+  fprintf(f, "  if (N <= 0%s || !w || ((uintptr_t)w & 63)%s%s) return 1;\n", too_big,
           g->ninputs ? " || !in" : "", g->noutputs ? " || !out" : "");
   if (G->file_weights) fprintf(f, "  if (!%s_blob) return 2;\n", nm);
   fprintf(f, "  (void)w, (void)in, (void)out;\n");
