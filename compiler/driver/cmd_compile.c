@@ -60,7 +60,7 @@ const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shape
   if (!mkdtemp(dir)) fm_fail("cannot create a temporary directory: %s", strerror(errno));
   fm_cleanup_add(dir);
   FmCompileArgs c = {.model = onnx, .outdir = dir, .name = "model", .quiet = 1};
-  memcpy(c.shapes, shapes, sizeof(FmShapeOverride) * (size_t)nshapes);
+  if (nshapes) memcpy(c.shapes, shapes, sizeof(FmShapeOverride) * (size_t)nshapes); /* shapes may be NULL */
   c.nshapes = nshapes;
   fm_driver_compile(&c);
   /* fm_codegen forgot its outputs; register them again so a failure later removes them */
