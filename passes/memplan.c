@@ -67,16 +67,21 @@ static int fits(FmMemItem **conf, int nc, const FmMemItem *it, FmLin pos) {
 }
 
 int fm_memplan_items(FmMemItem *items, int n, FmLin *ends) {
-  if (n == 0) return 0;
-  FmMemItem **order = malloc(sizeof(FmMemItem *) * (size_t)n);
-  FmMemItem **placed = malloc(sizeof(FmMemItem *) * (size_t)n);
-  assert(order && placed);
+  if (n <= 0) return 0;
+  /* Every end placed below is at most the sum of all sizes (each offset is 0 or an end
+     placed before), so once that sum fits, nothing after can overflow; checked before
+     anything is allocated, as fm_fail does not return. */
+  FmLin total = {0, 0};
   for (int i = 0; i < n; i++) {
     assert(items[i].size.a >= 0 && items[i].size.b >= 0 && items[i].first <= items[i].last);
     items[i].size.a = up64(items[i].size.a);
     items[i].size.b = up64(items[i].size.b);
-    order[i] = &items[i];
+    total = lin_add(total, items[i].size);
   }
+  FmMemItem **order = malloc(sizeof(FmMemItem *) * (size_t)n);
+  FmMemItem **placed = malloc(sizeof(FmMemItem *) * (size_t)n);
+  assert(order && placed);
+  for (int i = 0; i < n; i++) order[i] = &items[i];
   qsort(order, (size_t)n, sizeof *order, by_size_desc);
   int np = 0;
   FmMemItem **conf = malloc(sizeof(FmMemItem *) * (size_t)n);
@@ -160,7 +165,8 @@ FmMemPlan *fm_memplan(KProgram *p) {
   FmMemPlan *mp = fm_alloc(a, sizeof *mp);
   mp->ntensors = g->ntensors;
   mp->tensor_off = fm_alloc(a, sizeof(FmLin) * (size_t)(g->ntensors + 1));
-  int *item_of = malloc(sizeof(int) * (size_t)(g->ntensors + 1));
+  /* from the arena: the loop below may fail (fm_fail) on a tensor too large */
+  int *item_of = fm_alloc(a, sizeof(int) * (size_t)(g->ntensors + 1));
   for (int i = 0; i < g->ntensors; i++) mp->tensor_off[i] = (FmLin){-1, -1}, item_of[i] = -1;
 
   int cap = 16, n = 0, nfns = 0;
@@ -168,12 +174,12 @@ FmMemPlan *fm_memplan(KProgram *p) {
   FmMemItem *items = fm_alloc(a, sizeof(FmMemItem) * (size_t)cap);
   mp->nfns = nfns;
   mp->scratch_off = fm_alloc(a, sizeof(FmLin *) * (size_t)(nfns + 1));
-  int **scratch_item = malloc(sizeof(int *) * (size_t)(nfns + 1));
+  int **scratch_item = fm_alloc(a, sizeof(int *) * (size_t)(nfns + 1));
 
   int step = 0;
   for (KFn *f = p->fns; f; f = f->next, step++) {
     mp->scratch_off[step] = fm_alloc(a, sizeof(FmLin) * (size_t)(f->nbufs + 1));
-    scratch_item[step] = malloc(sizeof(int) * (size_t)(f->nbufs + 1));
+    scratch_item[step] = fm_alloc(a, sizeof(int) * (size_t)(f->nbufs + 1));
     for (int k = 0; k < f->nbufs; k++) {
       KBuf *b = f->bufs[k];
       scratch_item[step][k] = -1;
@@ -209,10 +215,7 @@ FmMemPlan *fm_memplan(KProgram *p) {
   for (KFn *f = p->fns; f; f = f->next, step++) {
     for (int k = 0; k < f->nbufs; k++)
       if (scratch_item[step][k] >= 0) mp->scratch_off[step][k] = items[scratch_item[step][k]].off;
-    free(scratch_item[step]);
   }
-  free(scratch_item);
-  free(item_of);
   mp->max_batch = max_batch(g, mp);
   return mp;
 }

@@ -388,7 +388,7 @@ static size_t pb(uint8_t *b, const int64_t *dims, int rank, const void *raw, siz
   }
   b[k++] = 0x10, b[k++] = 1; /* float32 */
   b[k++] = 0x4a, b[k++] = (uint8_t)nraw; /* raw_data, nraw < 128 */
-  memcpy(b + k, raw, nraw);
+  if (nraw) memcpy(b + k, raw, nraw);
   return k + nraw;
 }
 
