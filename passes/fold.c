@@ -6,6 +6,8 @@
 #include "ops/ops.h"
 #include <stdlib.h>
 
+/* Constants materialised at compile time are bounded: a node whose outputs would hold
+   more than this is left to run time (docs/ARCHITECTURE.md, "Limits"). */
 #define FOLD_MAX_BYTES ((size_t)256 << 20)
 
 static int foldable(Node *n) {
@@ -31,8 +33,14 @@ static void fold_node(Graph *g, Node *n) {
       }
       ptrs[i] = t->data;
     } else if (b->kind == KBUF_SCRATCH) {
-      size_t nb = (size_t)(b->nelem > 0 ? b->nelem : 1) * fm_dtype_size(b->t);
-      ptrs[i] = scratch[i] = calloc(1, nb);
+      int64_t nb;
+      if (!fm_mul_ok(b->nelem > 0 ? b->nelem : 1, (int64_t)fm_dtype_size(b->t), &nb) ||
+          nb > (int64_t)FOLD_MAX_BYTES || !(ptrs[i] = scratch[i] = calloc(1, (size_t)nb))) {
+        for (int k = 0; k < i; k++) free(scratch[k]);
+        free(ptrs), free(scratch);
+        fm_fail("node '%s' (%s): constant folding needs a %lld-element scratch buffer, too large",
+                n->name, n->op_type, (long long)b->nelem);
+      }
     }
   }
   char err[512];

@@ -16,10 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int64_t up64(int64_t x) { return (x + 63) & ~(int64_t)63; }
+/* Every component is checked: a plan whose sizes or offsets would not fit int64 is
+   refused (each tensor is at most FM_MAX_TENSOR_BYTES, so only a model with a great
+   many of them gets there). */
+static _Noreturn void too_big(void) { fm_fail("memory plan: the workspace size overflows int64"); }
+
+static int64_t up64(int64_t x) {
+  if (x > INT64_MAX - 63) too_big();
+  return (x + 63) & ~(int64_t)63;
+}
 
 static int lin_le(FmLin x, FmLin y) { return x.a <= y.a && x.b <= y.b; }
-static FmLin lin_add(FmLin x, FmLin y) { return (FmLin){x.a + y.a, x.b + y.b}; }
+static FmLin lin_add(FmLin x, FmLin y) {
+  FmLin r;
+  if (!fm_add_ok(x.a, y.a, &r.a) || !fm_add_ok(x.b, y.b, &r.b)) too_big();
+  return r;
+}
 static FmLin lin_max(FmLin x, FmLin y) {
   return (FmLin){x.a > y.a ? x.a : y.a, x.b > y.b ? x.b : y.b};
 }
@@ -55,16 +67,21 @@ static int fits(FmMemItem **conf, int nc, const FmMemItem *it, FmLin pos) {
 }
 
 int fm_memplan_items(FmMemItem *items, int n, FmLin *ends) {
-  if (n == 0) return 0;
-  FmMemItem **order = malloc(sizeof(FmMemItem *) * (size_t)n);
-  FmMemItem **placed = malloc(sizeof(FmMemItem *) * (size_t)n);
-  assert(order && placed);
+  if (n <= 0) return 0;
+  /* Every end placed below is at most the sum of all sizes (each offset is 0 or an end
+     placed before), so once that sum fits, nothing after can overflow; checked before
+     anything is allocated, as fm_fail does not return. */
+  FmLin total = {0, 0};
   for (int i = 0; i < n; i++) {
     assert(items[i].size.a >= 0 && items[i].size.b >= 0 && items[i].first <= items[i].last);
     items[i].size.a = up64(items[i].size.a);
     items[i].size.b = up64(items[i].size.b);
-    order[i] = &items[i];
+    total = lin_add(total, items[i].size);
   }
+  FmMemItem **order = malloc(sizeof(FmMemItem *) * (size_t)n);
+  FmMemItem **placed = malloc(sizeof(FmMemItem *) * (size_t)n);
+  assert(order && placed);
+  for (int i = 0; i < n; i++) order[i] = &items[i];
   qsort(order, (size_t)n, sizeof *order, by_size_desc);
   int np = 0;
   FmMemItem **conf = malloc(sizeof(FmMemItem *) * (size_t)n);
@@ -116,9 +133,8 @@ FmLin fm_tensor_lin_bytes(const Tensor *t) {
   for (int i = 0; i < t->rank; i++) {
     int64_t d = t->dims[i];
     if (d < 0) d = -d, nsym++;
-    if (d && k > INT64_MAX / 8 / d)
+    if (!fm_mul_ok(k, d, &k) || k > FM_MAX_TENSOR_BYTES)
       fm_fail("tensor '%s': size overflows", t->name);
-    k *= d;
   }
   if (nsym > 1) {
     Arena a = {0};
@@ -141,13 +157,16 @@ static int in_workspace(Graph *g, const Tensor *t) {
   return 1;
 }
 
+static int64_t max_batch(Graph *g, const FmMemPlan *mp);
+
 FmMemPlan *fm_memplan(KProgram *p) {
   Graph *g = p->g;
   Arena *a = &g->arena;
   FmMemPlan *mp = fm_alloc(a, sizeof *mp);
   mp->ntensors = g->ntensors;
   mp->tensor_off = fm_alloc(a, sizeof(FmLin) * (size_t)(g->ntensors + 1));
-  int *item_of = malloc(sizeof(int) * (size_t)(g->ntensors + 1));
+  /* from the arena: the loop below may fail (fm_fail) on a tensor too large */
+  int *item_of = fm_alloc(a, sizeof(int) * (size_t)(g->ntensors + 1));
   for (int i = 0; i < g->ntensors; i++) mp->tensor_off[i] = (FmLin){-1, -1}, item_of[i] = -1;
 
   int cap = 16, n = 0, nfns = 0;
@@ -155,12 +174,12 @@ FmMemPlan *fm_memplan(KProgram *p) {
   FmMemItem *items = fm_alloc(a, sizeof(FmMemItem) * (size_t)cap);
   mp->nfns = nfns;
   mp->scratch_off = fm_alloc(a, sizeof(FmLin *) * (size_t)(nfns + 1));
-  int **scratch_item = malloc(sizeof(int *) * (size_t)(nfns + 1));
+  int **scratch_item = fm_alloc(a, sizeof(int *) * (size_t)(nfns + 1));
 
   int step = 0;
   for (KFn *f = p->fns; f; f = f->next, step++) {
     mp->scratch_off[step] = fm_alloc(a, sizeof(FmLin) * (size_t)(f->nbufs + 1));
-    scratch_item[step] = malloc(sizeof(int) * (size_t)(f->nbufs + 1));
+    scratch_item[step] = fm_alloc(a, sizeof(int) * (size_t)(f->nbufs + 1));
     for (int k = 0; k < f->nbufs; k++) {
       KBuf *b = f->bufs[k];
       scratch_item[step][k] = -1;
@@ -168,7 +187,11 @@ FmMemPlan *fm_memplan(KProgram *p) {
       if (b->kind == KBUF_SCRATCH) {
         int64_t es = (int64_t)fm_dtype_size(b->t);
         assert(es > 0 && b->nelem != FM_DIM_UNKNOWN);
-        FmLin sz = b->nelem >= 0 ? (FmLin){b->nelem * es, 0} : (FmLin){0, -b->nelem * es};
+        int64_t bytes;
+        if (!fm_mul_ok(b->nelem >= 0 ? b->nelem : -b->nelem, es, &bytes) || bytes > FM_MAX_TENSOR_BYTES)
+          fm_fail("kernel '%s': a scratch buffer of %lld elements is too large", f->name,
+                  (long long)b->nelem);
+        FmLin sz = b->nelem >= 0 ? (FmLin){bytes, 0} : (FmLin){0, bytes};
         items[n] = (FmMemItem){.size = sz, .first = step, .last = step};
         scratch_item[step][k] = n++;
       } else if (b->kind == KBUF_TENSOR && in_workspace(g, b->tensor)) {
@@ -192,15 +215,32 @@ FmMemPlan *fm_memplan(KProgram *p) {
   for (KFn *f = p->fns; f; f = f->next, step++) {
     for (int k = 0; k < f->nbufs; k++)
       if (scratch_item[step][k] >= 0) mp->scratch_off[step][k] = items[scratch_item[step][k]].off;
-    free(scratch_item[step]);
   }
-  free(scratch_item);
-  free(item_of);
+  mp->max_batch = max_batch(g, mp);
   return mp;
+}
+
+/* The largest N for which every workspace end, input and output a + b*N fits
+   FM_MAX_PLAN_BYTES; the generated code refuses a larger batch. */
+static int64_t lin_max_n(FmLin l, int64_t cur) {
+  if (l.a > FM_MAX_PLAN_BYTES) too_big();
+  if (l.b <= 0) return cur;
+  int64_t m = (FM_MAX_PLAN_BYTES - l.a) / l.b;
+  if (m < 1) too_big();
+  return m < cur ? m : cur;
+}
+
+static int64_t max_batch(Graph *g, const FmMemPlan *mp) {
+  int64_t m = INT64_MAX;
+  for (int i = 0; i < mp->nends; i++) m = lin_max_n(mp->ends[i], m);
+  for (int i = 0; i < g->ninputs; i++) m = lin_max_n(fm_tensor_lin_bytes(g->inputs[i]), m);
+  for (int i = 0; i < g->noutputs; i++) m = lin_max_n(fm_tensor_lin_bytes(g->outputs[i]), m);
+  return m;
 }
 
 size_t fm_memplan_size(const FmMemPlan *mp, int64_t batch) {
   int64_t s = 64;
+  if (batch > mp->max_batch) return 0;
   for (int i = 0; i < mp->nends; i++)
     if (fm_lin_at(mp->ends[i], batch) > s) s = fm_lin_at(mp->ends[i], batch);
   return (size_t)s;

@@ -286,6 +286,8 @@ static void c_entry(FmModule *G) {
   write_io_desc(G, f, "outputs", g->outputs, g->noutputs);
 
   fprintf(f, "\nsize_t %s_workspace_size(int64_t N) {\n  size_t s = 64;\n  if (N < 1) N = 1;\n", nm);
+  if (G->mp->max_batch < INT64_MAX) /* N beyond: sizes would overflow */
+    fprintf(f, "  if (N > %lldLL) return 0;\n", (long long)G->mp->max_batch);
   for (int i = 0; i < G->mp->nends; i++)
     fprintf(f, "  if (%s > s) s = %s;\n", lin_expr(a, G->mp->ends[i]), lin_expr(a, G->mp->ends[i]));
   fprintf(f, "  return s;\n}\n\n");
@@ -306,7 +308,8 @@ static void c_entry(FmModule *G) {
 
   fprintf(f, "FM_GLUE int %s_run(int64_t N, const void *const *in, void *const *out, void *ws) {\n", nm);
   fprintf(f, "  unsigned char *w = (unsigned char *)ws;\n");
-  fprintf(f, "  if (N <= 0 || !w || ((uintptr_t)w & 63)%s%s) return 1;\n",
+  const char *too_big = G->mp->max_batch < INT64_MAX ? fm_sprintf(a, " || N > %lldLL", (long long)G->mp->max_batch) : "";
+  fprintf(f, "  if (N <= 0%s || !w || ((uintptr_t)w & 63)%s%s) return 1;\n", too_big,
           g->ninputs ? " || !in" : "", g->noutputs ? " || !out" : "");
   if (G->file_weights) fprintf(f, "  if (!%s_blob) return 2;\n", nm);
   fprintf(f, "  (void)w, (void)in, (void)out;\n");

@@ -156,10 +156,11 @@ static void write_header(FmModule *G, FILE *f) {
   fprintf(f, "#define %s_WEIGHTS_SIZE %lluu /* 0: weights are in the code */\n\n", up,
           (unsigned long long)(G->file_weights ? G->blob_total : 0));
   fprintf(f, "extern const fm_model_desc %s_desc;\n", nm);
-  fprintf(f, "/* Bytes of workspace for batch N (a multiple of 64). */\n");
+  fprintf(f, "/* Bytes of workspace for batch N (a multiple of 64); 0 for an N so large that the\n"
+             "   sizes would overflow (_run refuses such N too). */\n");
   fprintf(f, "size_t %s_workspace_size(int64_t N);\n", nm);
   fprintf(f, "/* Inputs/outputs in graph order; ws: 64-byte aligned, %s_workspace_size(N) bytes.\n"
-             "   Returns 0, or nonzero for N <= 0, NULL or misaligned ws%s. */\n", nm,
+             "   Returns 0, or nonzero for N <= 0 or too large, NULL or misaligned ws%s. */\n", nm,
           G->file_weights ? ", weights not set" : "");
   fprintf(f, "int %s_run(int64_t N, const void *const *in, void *const *out, void *ws);\n", nm);
   if (G->file_weights)

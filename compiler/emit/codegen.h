@@ -46,14 +46,16 @@ typedef struct FmMemPlan {
   FmLin *ends; int nends; /* workspace size(N) = max over ends, at least 64 */
   int nitems;
   FmLin naive;         /* sum of all sizes: what no reuse would cost */
+  int64_t max_batch;   /* largest N for which every size and offset fits FM_MAX_PLAN_BYTES */
 } FmMemPlan;
+#define FM_MAX_PLAN_BYTES (INT64_MAX / 4) /* headroom for index arithmetic in the kernels */
 
 /* Plans every non-constant intermediate tensor and scratch buffer of p. Graph inputs,
    outputs and constants are not in the workspace. Fails (fm_fail) on a tensor whose
    size is not linear in N (two symbolic dims) or unknown.
    Later: an output may alias an input dying at the same kernel (in-place). */
 FmMemPlan *fm_memplan(KProgram *p);
-size_t fm_memplan_size(const FmMemPlan *mp, int64_t batch);
+size_t fm_memplan_size(const FmMemPlan *mp, int64_t batch); /* 0 when batch > max_batch */
 
 /* Size in bytes of tensor t as a linear function of N; fails if not linear. */
 FmLin fm_tensor_lin_bytes(const Tensor *t);

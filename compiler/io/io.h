@@ -20,13 +20,18 @@ typedef struct FmArray {
   size_t nbytes;
   char *name;             /* .pb only (may be NULL); malloc'ed */
 } FmArray;
+/* Readers check the shape's byte size (at most FM_MAX_TENSOR_BYTES, ir.h) against the
+   data the file holds before allocating it. */
 void fm_npy_read(const char *path, FmArray *a);
+void fm_npy_read_file(FILE *f, const char *path, FmArray *a); /* closes f */
 void fm_npy_write(const char *path, const FmArray *a);
 void fm_pb_read(const char *path, FmArray *a);
+void fm_pb_read_mem(const void *buf, size_t n, const char *path, FmArray *a);
 void fm_pb_write(const char *path, const FmArray *a, const char *name);
 void fm_array_read(const char *path, FmArray *a); /* .npy or .pb by extension */
 void fm_array_free(FmArray *a);
-int64_t fm_array_numel(const FmArray *a);
+int64_t fm_array_numel(const FmArray *a);               /* -1 on a negative dim or overflow */
+int fm_array_nbytes(const FmArray *a, size_t *nbytes);   /* 0 if over FM_MAX_TENSOR_BYTES */
 const char *fm_dims_str(char *buf, size_t n, int rank, const int64_t *dims, const char *batch);
 
 #endif

@@ -16,8 +16,21 @@ static int has_suffix(const char *s, const char *suffix) {
 
 int64_t fm_array_numel(const FmArray *a) {
   int64_t n = 1;
-  for (int i = 0; i < a->rank; i++) n *= a->dims[i];
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i] < 0) return -1;
+    else if (a->dims[i] == 0) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (!fm_mul_ok(n, a->dims[i], &n)) return -1;
   return n;
+}
+
+int fm_array_nbytes(const FmArray *a, size_t *nbytes) {
+  int64_t n = fm_array_numel(a), b;
+  if (n < 0 || !fm_dtype_size(a->dtype) || !fm_mul_ok(n, (int64_t)fm_dtype_size(a->dtype), &b) ||
+      b > FM_MAX_TENSOR_BYTES || (uint64_t)b > SIZE_MAX)
+    return 0;
+  *nbytes = (size_t)b;
+  return 1;
 }
 
 void fm_array_free(FmArray *a) {
@@ -59,6 +72,20 @@ void fm_npy_read(const char *path, FmArray *a) {
   memset(a, 0, sizeof *a);
   FILE *f = fopen(path, "rb");
   if (!f) fm_fail("cannot open '%s': %s", path, strerror(errno));
+  fm_npy_read_file(f, path, a);
+}
+
+/* Bytes from the current position to the end of f, or -1 when f cannot seek. */
+static int64_t bytes_left(FILE *f) {
+  long pos = ftell(f);
+  if (pos < 0 || fseek(f, 0, SEEK_END) != 0) return -1;
+  long end = ftell(f);
+  if (end < 0 || fseek(f, pos, SEEK_SET) != 0) return -1;
+  return end >= pos ? (int64_t)(end - pos) : 0;
+}
+
+void fm_npy_read_file(FILE *f, const char *path, FmArray *a) {
+  memset(a, 0, sizeof *a);
   unsigned char pre[10];
   if (fread(pre, 1, 8, f) != 8 || memcmp(pre, "\x93NUMPY", 6) != 0) {
     fclose(f);
@@ -89,7 +116,8 @@ void fm_npy_read(const char *path, FmArray *a) {
   char err[160] = "";
   const char *d = dict_value(hdr, "descr"), *fo = dict_value(hdr, "fortran_order"),
              *sh = dict_value(hdr, "shape");
-  if (!d || !fo || !sh || *d != '\'') snprintf(err, sizeof err, "malformed .npy header");
+  if (!d || !fo || !sh || *d != '\'' || strnlen(d, 4) < 4) /* d[1..3]: order and code */
+    snprintf(err, sizeof err, "malformed .npy header");
   else if (!strncmp(fo, "True", 4)) snprintf(err, sizeof err, "Fortran-order arrays are not supported");
   else {
     char order = d[1];
@@ -121,7 +149,18 @@ void fm_npy_read(const char *path, FmArray *a) {
     fclose(f);
     fm_fail("'%s': %s", path, err);
   }
-  a->nbytes = (size_t)fm_array_numel(a) * fm_dtype_size(a->dtype);
+  char shape[200];
+  if (!fm_array_nbytes(a, &a->nbytes)) {
+    fclose(f);
+    fm_fail("'%s': shape (%s) is too large (more than 2^40 bytes)", path,
+            fm_dims_str(shape, sizeof shape, a->rank, a->dims, NULL));
+  }
+  int64_t left = bytes_left(f); /* before allocating what the header claims */
+  if (left >= 0 && (uint64_t)left != a->nbytes) {
+    fclose(f);
+    fm_fail("'%s': shape (%s) needs %zu bytes of data, the file has %lld", path,
+            fm_dims_str(shape, sizeof shape, a->rank, a->dims, NULL), a->nbytes, (long long)left);
+  }
   a->data = malloc(a->nbytes ? a->nbytes : 1);
   size_t got = a->data ? fread(a->data, 1, a->nbytes, f) : 0;
   int extra = fgetc(f) != EOF;

@@ -27,10 +27,35 @@ void fm_pb_read(const char *path, FmArray *a) {
   memset(a, 0, sizeof *a);
   size_t n;
   void *buf = read_file(path, &n);
-  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, n, buf);
+  FmTry t;
+  FM_TRY(&t) {
+    fm_pb_read_mem(buf, n, path, a);
+    fm_try_pop(&t);
+  } else {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", fm_errmsg());
+    free(buf);
+    fm_fail("%s", msg);
+  }
   free(buf);
+}
+
+/* Values the typed field for dtype holds (onnx.proto: how each type is packed). */
+static size_t typed_count(const Onnx__TensorProto *tp, int dtype) {
+  switch (dtype) {
+  case FM_F32: return tp->n_float_data;
+  case FM_F64: return tp->n_double_data;
+  case FM_I64: return tp->n_int64_data;
+  case FM_U32: case FM_U64: return tp->n_uint64_data;
+  default: return tp->n_int32_data; /* int32, int16, int8, uint16, uint8, bool, float16 */
+  }
+}
+
+void fm_pb_read_mem(const void *buf, size_t n, const char *path, FmArray *a) {
+  memset(a, 0, sizeof *a);
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, n, buf);
   if (!tp) fm_fail("'%s' is not an ONNX TensorProto file (protobuf parse failed)", path);
-  char err[200] = "";
+  char err[300] = "", shape[200];
   a->dtype = tp->data_type;
   size_t es = fm_dtype_size(a->dtype);
   if (!es || a->dtype == FM_STRING)
@@ -46,31 +71,36 @@ void fm_pb_read(const char *path, FmArray *a) {
       if (tp->dims[i] < 0) snprintf(err, sizeof err, "negative dim %lld", (long long)tp->dims[i]);
     }
   }
-  int64_t numel = err[0] ? 0 : fm_array_numel(a);
+  if (!err[0] && !fm_array_nbytes(a, &a->nbytes))
+    snprintf(err, sizeof err, "shape (%s) is too large (more than 2^40 bytes)",
+             fm_dims_str(shape, sizeof shape, a->rank, a->dims, NULL));
+  size_t numel = err[0] ? 0 : a->nbytes / es;
+  /* the data the message holds, compared with the shape before anything is allocated */
+  size_t have = err[0] ? 0 : tp->has_raw_data ? tp->raw_data.len / es : typed_count(tp, a->dtype);
+  if (!err[0] && (have != numel || (tp->has_raw_data && tp->raw_data.len != a->nbytes)))
+    snprintf(err, sizeof err, "holds %zu values, its shape (%s) needs %zu", have,
+             fm_dims_str(shape, sizeof shape, a->rank, a->dims, NULL), numel);
   if (!err[0]) {
-    a->nbytes = (size_t)numel * es;
     a->data = calloc(1, a->nbytes ? a->nbytes : 1);
     if (tp->name && *tp->name) a->name = strdup(tp->name);
-    size_t have;
+    if (!a->data) snprintf(err, sizeof err, "out of memory (%zu bytes)", a->nbytes);
+  }
+  if (!err[0]) {
     if (tp->has_raw_data) {
-      have = tp->raw_data.len / es;
-      if (tp->raw_data.len == a->nbytes) memcpy(a->data, tp->raw_data.data, a->nbytes);
+      if (a->nbytes) memcpy(a->data, tp->raw_data.data, a->nbytes);
     } else {
-      /* typed fields: how each ONNX type is packed (onnx.proto comments) */
       switch (a->dtype) {
-      case FM_F32: have = tp->n_float_data; if (have == (size_t)numel) memcpy(a->data, tp->float_data, a->nbytes); break;
-      case FM_F64: have = tp->n_double_data; if (have == (size_t)numel) memcpy(a->data, tp->double_data, a->nbytes); break;
-      case FM_I64: have = tp->n_int64_data; if (have == (size_t)numel) memcpy(a->data, tp->int64_data, a->nbytes); break;
+      case FM_F32: if (numel) memcpy(a->data, tp->float_data, a->nbytes); break;
+      case FM_F64: if (numel) memcpy(a->data, tp->double_data, a->nbytes); break;
+      case FM_I64: if (numel) memcpy(a->data, tp->int64_data, a->nbytes); break;
       case FM_U32: case FM_U64:
-        have = tp->n_uint64_data;
-        for (size_t i = 0; i < have && i < (size_t)numel; i++) {
+        for (size_t i = 0; i < numel; i++) {
           if (a->dtype == FM_U64) ((uint64_t *)a->data)[i] = tp->uint64_data[i];
           else ((uint32_t *)a->data)[i] = (uint32_t)tp->uint64_data[i];
         }
         break;
-      default: /* int32, int16, int8, uint16, uint8, bool, float16: in int32_data */
-        have = tp->n_int32_data;
-        for (size_t i = 0; i < have && i < (size_t)numel; i++) {
+      default:
+        for (size_t i = 0; i < numel; i++) {
           int32_t v = tp->int32_data[i];
           switch (es) {
           case 4: ((int32_t *)a->data)[i] = v; break;
@@ -80,8 +110,6 @@ void fm_pb_read(const char *path, FmArray *a) {
         }
       }
     }
-    if (have != (size_t)numel)
-      snprintf(err, sizeof err, "holds %zu values, its shape needs %lld", have, (long long)numel);
   }
   onnx__tensor_proto__free_unpacked(tp, NULL);
   if (err[0]) {

@@ -8,6 +8,11 @@
 struct ArenaBlock { ArenaBlock *next; size_t size, used; _Alignas(16) unsigned char mem[]; };
 
 void *fm_alloc(Arena *a, size_t n) {
+  if (n > SIZE_MAX / 2) { /* a size computed from a model that wrapped: never allocate it */
+    fprintf(stderr, "fewmul: error: out of memory (%zu bytes)\n", n);
+    fm_cleanup_run();
+    exit(1);
+  }
   n = (n + 15) & ~(size_t)15;
   if (!a->head || a->head->used + n > a->head->size) {
     size_t size = n > (1u << 20) ? n : (1u << 20);

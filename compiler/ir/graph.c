@@ -36,19 +36,50 @@ const char *fm_dtype_ctype(FmDType t) {
   }
 }
 
+static const char *tname(const Tensor *t) { return t->name ? t->name : "?"; }
+
 int64_t fm_numel(const Tensor *t) {
   if (t->rank < 0) return -1;
   int64_t n = 1;
   for (int i = 0; i < t->rank; i++) {
     if (t->dims[i] < 0) return -1;
-    n *= t->dims[i];
+    if (t->dims[i] == 0) n = 0; /* an empty tensor, whatever its other dims */
   }
+  for (int i = 0; i < t->rank && n; i++)
+    if (!fm_mul_ok(n, t->dims[i], &n))
+      fm_fail("tensor '%s': element count overflows int64", tname(t));
   return n;
 }
 
 size_t fm_nbytes(const Tensor *t) {
-  int64_t n = fm_numel(t);
-  return n < 0 ? 0 : (size_t)n * fm_dtype_size(t->dtype);
+  int64_t n = fm_numel(t), b;
+  if (n < 0) return 0;
+  if (!fm_mul_ok(n, (int64_t)fm_dtype_size(t->dtype), &b) || (uint64_t)b > SIZE_MAX)
+    fm_fail("tensor '%s': byte size overflows", tname(t));
+  return (size_t)b;
+}
+
+int64_t fm_check_size(const Tensor *t) {
+  if (t->rank < 0) return -1;
+  int64_t n = 1, es = (int64_t)(fm_dtype_size(t->dtype) ? fm_dtype_size(t->dtype) : 1);
+  int zero = 0;
+  for (int i = 0; i < t->rank; i++) {
+    if (t->dims[i] == FM_DIM_UNKNOWN) return -1;
+    zero |= t->dims[i] == 0;
+  }
+  if (zero) return 0;
+  for (int i = 0; i < t->rank; i++) {
+    int64_t d = t->dims[i] < 0 ? -t->dims[i] : t->dims[i]; /* k*N counts k per unit of N */
+    if (!fm_mul_ok(n, d, &n) || n > FM_MAX_TENSOR_BYTES / es) {
+      Arena a = {0};
+      char shape[160];
+      snprintf(shape, sizeof shape, "%s", fm_shape_str(&a, t));
+      fm_arena_free(&a);
+      fm_fail("tensor '%s': shape %s is too large (more than 2^40 bytes%s)", tname(t), shape,
+              fm_has_sym(t) ? " per unit of the batch N" : "");
+    }
+  }
+  return n * es;
 }
 
 int fm_shape_known(const Tensor *t) {

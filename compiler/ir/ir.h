@@ -70,6 +70,20 @@ const char *fm_dtype_ctype(FmDType t); /* "float", "int64_t", "uint8_t" (bool ->
 #define FM_DIM_UNKNOWN INT64_MIN
 static inline int fm_dim_sym(int64_t d) { return d < 0 && d != FM_DIM_UNKNOWN; }
 
+/* ---- checked arithmetic ----
+   Every size, stride and offset the compiler computes from a model goes through these
+   (or is bounded by a tensor size that did): they return 0 when the exact result does
+   not fit int64, and the caller refuses the model with fm_fail naming the node or file.
+     int64_t n;
+     if (!fm_mul_ok(rows, cols, &n)) fm_fail("node '%s' (Tile): size overflows", name);
+   Limits: one tensor holds at most FM_MAX_TENSOR_BYTES bytes (for a tensor with the
+   symbolic batch: per unit of N); the batch-dependent sizes of a compiled model are
+   checked again at run time against the largest N the model supports. */
+#define FM_MAX_TENSOR_BYTES (INT64_C(1) << 40)
+static inline int fm_mul_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+static inline int fm_add_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_add_overflow(a, b, r); }
+static inline int fm_sub_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_sub_overflow(a, b, r); }
+
 /* ---- tensors ---- */
 typedef struct Node Node;
 typedef struct Graph Graph;
@@ -87,8 +101,12 @@ typedef struct Tensor {
   void *aux;              /* per-pass scratch */
 } Tensor;
 
-int64_t fm_numel(const Tensor *t);     /* -1 if any dim unknown or symbolic */
-size_t fm_nbytes(const Tensor *t);     /* numel * dtype size; 0 if unknown */
+int64_t fm_numel(const Tensor *t);     /* -1 if any dim unknown or symbolic; fails on overflow */
+size_t fm_nbytes(const Tensor *t);     /* numel * dtype size; 0 if unknown; fails on overflow */
+/* Fails ("tensor 'NAME': ...") unless t's element count and byte size fit
+   FM_MAX_TENSOR_BYTES (per unit of N for a symbolic batch). Returns the byte count
+   (the per-N coefficient when symbolic; -1 when a dim is unknown). */
+int64_t fm_check_size(const Tensor *t);
 int fm_shape_known(const Tensor *t);   /* rank and every dim known or symbolic */
 int fm_has_sym(const Tensor *t);
 const char *fm_shape_str(Arena *a, const Tensor *t); /* "1x3xNx32", "?" */

@@ -13,7 +13,7 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "raw_data is little endian; so must the host be");
 
-#define MAX_BYTES ((int64_t)1 << 40)
+#define MAX_BYTES FM_MAX_TENSOR_BYTES
 
 static const char *shape_str(Ld *L, const Tensor *t) {
   return fm_sprintf(&L->g->arena, "%s %s", fm_dtype_name(t->dtype), fm_shape_str(&L->g->arena, t));

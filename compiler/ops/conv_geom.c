@@ -8,7 +8,8 @@ static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + 
 
 int64_t fm_win_prod(const int64_t *v, int nsp) {
   int64_t p = 1;
-  for (int j = 0; j < nsp; j++) p *= v[j];
+  for (int j = 0; j < nsp; j++)
+    if (!fm_mul_ok(p, v[j], &p)) fm_fail("window size overflows int64"); /* the shapes pass names the node */
   return p;
 }
 
@@ -27,11 +28,20 @@ static void read_list(Node *n, const char *name, int64_t *out, int want, int64_t
     fm_fail("node '%s' (%s): attribute '%s' has %d values, expected %d (one per spatial dim%s)",
             n->name, n->op_type, name, c, want, want > 1 && !strcmp(name, "pads") ? ", begins then ends" : "");
   for (int j = 0; j < c; j++) {
-    if (tmp[j] < min)
-      fm_fail("node '%s' (%s): attribute '%s' value %lld must be >= %lld", n->name, n->op_type, name,
-              (long long)tmp[j], (long long)min);
+    if (tmp[j] < min || tmp[j] > FM_MAX_TENSOR_BYTES) /* so sizes below cannot overflow */
+      fm_fail("node '%s' (%s): attribute '%s' value %lld must be in [%lld, 2^40]", n->name, n->op_type,
+              name, (long long)tmp[j], (long long)min);
     out[j] = tmp[j];
   }
+}
+
+/* (k - 1) * d + 1: the extent of a dilated window */
+static int64_t dilated(Node *n, const FmWin *w, int j) {
+  int64_t dk;
+  if (!fm_mul_ok(w->k[j] - 1, w->d[j], &dk) || dk >= FM_MAX_TENSOR_BYTES)
+    fm_fail("node '%s' (%s): kernel %lld with dilation %lld is too large", n->name, n->op_type,
+            (long long)w->k[j], (long long)w->d[j]);
+  return dk + 1;
 }
 
 typedef enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } AutoPad;
@@ -57,9 +67,9 @@ static void read_common(Node *n, const Tensor *x, const int64_t *kernel, int nsp
     if (w->in[j] < 0)
       fm_fail("node '%s' (%s): spatial dim %d of input '%s' must be a known size (only the batch "
               "dim may be symbolic)", n->name, n->op_type, j, x->name);
-    if (kernel[j] < 1)
-      fm_fail("node '%s' (%s): kernel size %lld in spatial dim %d must be >= 1", n->name, n->op_type,
-              (long long)kernel[j], j);
+    if (kernel[j] < 1 || kernel[j] > FM_MAX_TENSOR_BYTES)
+      fm_fail("node '%s' (%s): kernel size %lld in spatial dim %d must be in [1, 2^40]", n->name,
+              n->op_type, (long long)kernel[j], j);
     w->k[j] = kernel[j], w->s[j] = 1, w->d[j] = 1;
   }
   read_list(n, "strides", w->s, nsp, 1);
@@ -73,7 +83,7 @@ void fm_win_forward(Node *n, const Tensor *x, const int64_t *kernel, int nsp, in
   read_common(n, x, kernel, nsp, w);
   AutoPad ap = read_auto_pad(n);
   for (int j = 0; j < nsp; j++) {
-    int64_t in = w->in[j], s = w->s[j], dk = (w->k[j] - 1) * w->d[j] + 1;
+    int64_t in = w->in[j], s = w->s[j], dk = dilated(n, w, j);
     switch (ap) {
     case PAD_NOTSET: {
       int64_t span = in + w->pb[j] + w->pe[j] - dk;
@@ -112,12 +122,17 @@ void fm_win_transpose(Node *n, const Tensor *x, const int64_t *kernel, int nsp, 
   if (nos >= 0 && nos != nsp && nos != nsp + 2)
     fm_fail("node '%s' (%s): output_shape has %d values, expected %d", n->name, n->op_type, nos, nsp);
   for (int j = 0; j < nsp; j++) {
-    int64_t in = w->in[j], s = w->s[j], dk = (w->k[j] - 1) * w->d[j] + 1;
-    int64_t full = s * (in - 1) + w->op[j] + dk; /* output size without padding */
+    int64_t in = w->in[j], s = w->s[j], dk = dilated(n, w, j), full;
+    if (!fm_mul_ok(s, in - 1, &full) || !fm_add_ok(full, w->op[j] + dk, &full))
+      fm_fail("node '%s' (%s): output size in spatial dim %d overflows", n->name,
+              n->op_type, j); /* full: output size without padding */
     if (nos >= 0 || ap == PAD_SAME_UPPER || ap == PAD_SAME_LOWER) {
       /* pads follow from the requested size; odd totals put the extra pad at the end
          for SAME_UPPER and at the beginning otherwise (ONNX spec) */
-      w->out[j] = nos >= 0 ? oshape[nos - nsp + j] : in * s;
+      w->out[j] = nos >= 0 ? oshape[nos - nsp + j] : in * s; /* in * s <= full */
+      if (w->out[j] < 1 || w->out[j] > FM_MAX_TENSOR_BYTES)
+        fm_fail("node '%s' (%s): output_shape %lld in spatial dim %d is out of range", n->name, n->op_type,
+                (long long)w->out[j], j);
       int64_t total = full - w->out[j];
       if (ap == PAD_SAME_UPPER) w->pb[j] = floordiv(total, 2), w->pe[j] = total - w->pb[j];
       else w->pe[j] = floordiv(total, 2), w->pb[j] = total - w->pe[j];

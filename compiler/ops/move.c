@@ -389,7 +389,10 @@ static void slice_geom(Graph *g, Node *n, const Tensor *x, SliceGeom *sg) {
     if (e < 0) e += d;
     if (p > 0) s = clampi(s, 0, d), e = clampi(e, 0, d);
     else s = clampi(s, 0, d - 1), e = clampi(e, -1, d - 1);
-    int64_t len = p > 0 ? (e - s + p - 1) / p : (s - e + (-p) - 1) / (-p);
+    /* ceil((e - s) / p) without overflow for any step (|p| may be near 2^63) */
+    uint64_t span = p > 0 ? (e > s ? (uint64_t)(e - s) : 0) : (s > e ? (uint64_t)(s - e) : 0);
+    uint64_t ap = p > 0 ? (uint64_t)p : (uint64_t)0 - (uint64_t)p;
+    int64_t len = span ? (int64_t)((span - 1) / ap + 1) : 0;
     sg->start[a] = s, sg->step[a] = p, sg->dims[a] = len > 0 && d > 0 ? len : 0;
   }
 }
@@ -542,6 +545,9 @@ static PadMode pad_geom(Graph *g, Node *n, const Tensor *x, int64_t *pb, int64_t
   if (np != 2 * na)
     fm_fail("node '%s' (Pad): %lld pads for %d axes of input %s", n->name, (long long)np, na, sstr(g, x));
   for (int d = 0; d < r; d++) pb[d] = pe[d] = 0;
+  for (int i = 0; i < 2 * na; i++)
+    if (pads[i] < -FM_MAX_TENSOR_BYTES || pads[i] > FM_MAX_TENSOR_BYTES)
+      fm_fail("node '%s' (Pad): pad %lld is out of range", n->name, (long long)pads[i]);
   for (int i = 0; i < na; i++) pb[axes[i]] = pads[i], pe[axes[i]] = pads[na + i];
   for (int d = 0; d < r; d++) {
     if ((pb[d] || pe[d]) && x->dims[d] < 0)
@@ -560,7 +566,7 @@ void fm_infer_Pad(Graph *g, Node *n) {
   int64_t pb[FM_MAXRANK], pe[FM_MAXRANK], dims[FM_MAXRANK];
   pad_geom(g, n, x, pb, pe);
   for (int d = 0; d < x->rank; d++) {
-    dims[d] = x->dims[d] < 0 ? x->dims[d] : x->dims[d] + pb[d] + pe[d];
+    dims[d] = x->dims[d] < 0 ? x->dims[d] : x->dims[d] + pb[d] + pe[d]; /* each <= 2^40 */
     if (x->dims[d] >= 0 && dims[d] < 0) fm_fail("node '%s' (Pad): negative output size on axis %d", n->name, d);
   }
   if (n->opset >= 11 && n->nin > 2 && n->in[2] && n->in[2]->dtype != x->dtype)
@@ -664,7 +670,9 @@ void fm_infer_Tile(Graph *g, Node *n) {
   if (cnt != x->rank) fm_fail("node '%s' (Tile): %lld repeats for rank %d", n->name, (long long)cnt, x->rank);
   for (int d = 0; d < x->rank; d++) {
     if (rep[d] < 0) fm_fail("node '%s' (Tile): negative repeat", n->name);
-    dims[d] = x->dims[d] * rep[d]; /* k*N * r stays a multiple of N */
+    if (!fm_mul_ok(x->dims[d], rep[d], &dims[d])) /* k*N * r stays a multiple of N */
+      fm_fail("node '%s' (Tile): axis %d of size %lld repeated %lld times overflows", n->name, d,
+              (long long)x->dims[d], (long long)rep[d]);
   }
   fm_set_shape(y, x->dtype, x->rank, dims);
   int64_t m = fold_size(n, y, 1);
@@ -694,7 +702,8 @@ void fm_lower_Tile(KB *b, Node *n) {
 
 static int64_t block_size(Graph *g, Node *n, const Tensor *x) {
   int64_t bs = fm_attr_i(n, "blocksize", 0);
-  if (bs <= 0) fm_fail("node '%s' (%s): blocksize must be positive", n->name, n->op_type);
+  if (bs <= 0 || bs > (1 << 20))
+    fm_fail("node '%s' (%s): blocksize must be in [1, 2^20]", n->name, n->op_type);
   if (x->rank != 4) fm_fail("node '%s' (%s): input must be 4-D (got %s)", n->name, n->op_type, sstr(g, x));
   for (int d = 1; d < 4; d++)
     if (x->dims[d] < 0)
@@ -709,7 +718,9 @@ void fm_infer_DepthToSpace(Graph *g, Node *n) {
   if (strcmp(mode, "DCR") && strcmp(mode, "CRD")) fm_fail("node '%s' (DepthToSpace): unknown mode '%s'", n->name, mode);
   if (x->dims[1] % (bs * bs))
     fm_fail("node '%s' (DepthToSpace): channels %lld not divisible by blocksize^2", n->name, (long long)x->dims[1]);
-  int64_t dims[4] = {x->dims[0], x->dims[1] / (bs * bs), x->dims[2] * bs, x->dims[3] * bs};
+  int64_t dims[4] = {x->dims[0], x->dims[1] / (bs * bs), 0, 0};
+  if (!fm_mul_ok(x->dims[2], bs, &dims[2]) || !fm_mul_ok(x->dims[3], bs, &dims[3]))
+    fm_fail("node '%s' (DepthToSpace): output size overflows", n->name);
   fm_set_shape(n->out[0], x->dtype, 4, dims);
 }
 
@@ -741,7 +752,9 @@ void fm_infer_SpaceToDepth(Graph *g, Node *n) {
   if (x->dims[2] % bs || x->dims[3] % bs)
     fm_fail("node '%s' (SpaceToDepth): spatial size %s not divisible by blocksize %lld", n->name, sstr(g, x),
             (long long)bs);
-  int64_t dims[4] = {x->dims[0], x->dims[1] * bs * bs, x->dims[2] / bs, x->dims[3] / bs};
+  int64_t dims[4] = {x->dims[0], 0, x->dims[2] / bs, x->dims[3] / bs};
+  if (!fm_mul_ok(x->dims[1], bs * bs, &dims[1]))
+    fm_fail("node '%s' (SpaceToDepth): output channels overflow", n->name);
   fm_set_shape(n->out[0], x->dtype, 4, dims);
 }
 
@@ -799,8 +812,10 @@ void fm_infer_OneHot(Graph *g, Node *n) {
   if (fm_numel(dep) != 1) fm_fail("node '%s' (OneHot): depth must be a scalar", n->name);
   fm_const_data(n, 1, "depth");
   if (fm_numel(val) != 2) fm_fail("node '%s' (OneHot): values must have 2 elements", n->name);
-  int64_t depth = (int64_t)fm_const_f(dep, 0);
-  if (depth <= 0) fm_fail("node '%s' (OneHot): depth must be positive", n->name);
+  double dv = fm_const_f(dep, 0);
+  if (!(dv >= 1 && dv <= (double)FM_MAX_TENSOR_BYTES))
+    fm_fail("node '%s' (OneHot): depth must be positive (and at most 2^40)", n->name);
+  int64_t depth = (int64_t)dv;
   int r = ind->rank + 1;
   if (r > FM_MAXRANK) fm_fail("node '%s' (OneHot): output rank %d exceeds %d", n->name, r, FM_MAXRANK);
   int axis = (int)fm_norm_axis(n, fm_attr_i(n, "axis", -1), r);

@@ -38,6 +38,7 @@ void fm_set_shape(Tensor *t, FmDType dt, int rank, const int64_t *dims) {
   t->dtype = dt;
   t->rank = rank;
   for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+  fm_check_size(t); /* the shapes pass names the node */
 }
 
 void fm_same_shape(Tensor *dst, const Tensor *src) { fm_set_shape(dst, src->dtype, src->rank, src->dims); }

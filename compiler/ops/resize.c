@@ -12,6 +12,14 @@
 #include <math.h>
 #include <string.h>
 
+/* An output size computed in double: refused unless it is a sane dim (the cast to
+   int64 of a huge or NaN double is undefined). */
+static int64_t out_dim(Node *n, double v, int axis) {
+  if (!(v >= 0 && v <= (double)FM_MAX_TENSOR_BYTES))
+    fm_fail("node '%s' (%s): output size %g on axis %d is out of range", n->name, n->op_type, v, axis);
+  return (int64_t)v;
+}
+
 enum { M_NEAREST, M_LINEAR, M_CUBIC };
 enum { C_HALF_PIXEL, C_ASYMMETRIC, C_ALIGN_CORNERS, C_PYTORCH_HALF_PIXEL, C_TF_HALF_NEAREST,
        C_TF_CROP, C_HALF_PIXEL_SYM };
@@ -104,7 +112,7 @@ static void plan(Node *n, Plan *p) {
         if (sv[d] != 1) fm_fail("node '%s' (%s): cannot scale the batch axis %d", n->name, n->op_type, d);
         p->out[d] = p->in[d];
       } else {
-        p->out[d] = (int64_t)floor((double)p->in[d] * sv[d]);
+        p->out[d] = out_dim(n, floor((double)p->in[d] * sv[d]), d);
       }
     }
   } else {
@@ -123,7 +131,7 @@ static void plan(Node *n, Plan *p) {
         double q = (double)p->out[axes[k]] / (double)p->in[axes[k]];
         s = policy == 1 ? fmin(s, q) : fmax(s, q);
       }
-      for (int k = 0; k < na; k++) p->out[axes[k]] = (int64_t)floor(s * (double)p->in[axes[k]] + 0.5);
+      for (int k = 0; k < na; k++) p->out[axes[k]] = out_dim(n, floor(s * (double)p->in[axes[k]] + 0.5), axes[k]);
       for (int d = 0; d < r; d++) p->scale[d] = 1;
       for (int k = 0; k < na; k++) p->scale[axes[k]] = s;
     } else {
@@ -226,6 +234,7 @@ static void axis_taps(Arena *a, const Plan *p, int d, Taps *tp) {
       for (int k = 0; k < t; k++) tp->idx[o * t + k] = 0, tp->w[o * t + k] = 0;
       continue;
     }
+    if (!(xo > -1e15 && xo < 1e15)) xo = xo > 0 ? 1e15 : -1e15; /* NaN too: an int64 exists */
     double fl = floor(xo);
     int isint = xo == fl;
     /* base: the left neighbour, which for an integer coordinate is one below it */

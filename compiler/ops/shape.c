@@ -146,13 +146,15 @@ static Tensor *shaped_in(Node *n, int i) {
 
 typedef struct { int64_t c; int p; } Size; /* c * N^p */
 
-static Size dims_size(const int64_t *d, int n) {
+static Size dims_size(Node *nd, const int64_t *d, int n) {
   Size s = {1, 0};
+  for (int i = 0; i < n; i++)
+    if (d[i] == 0) return (Size){0, 0};
   for (int i = 0; i < n; i++) {
-    s.c *= d[i] >= 0 ? d[i] : -d[i];
+    if (d[i] == FM_DIM_UNKNOWN || !fm_mul_ok(s.c, d[i] >= 0 ? d[i] : -d[i], &s.c))
+      fm_fail("node '%s' (%s): element count overflows int64", nd->name, nd->op_type);
     s.p += d[i] < 0;
   }
-  if (s.c == 0) s.p = 0;
   return s;
 }
 
@@ -218,7 +220,7 @@ void fm_infer_Reshape(Graph *g, Node *n) {
       dims[i] = e;
     }
   }
-  Size in = dims_size(x->dims, x->rank), out = dims_size(dims, r);
+  Size in = dims_size(n, x->dims, x->rank), out = dims_size(n, dims, r);
   if (infer >= 0) {
     if (out.c == 0 || in.c % out.c)
       fm_fail("node '%s' (Reshape): cannot infer the -1 of the target shape: input %s", n->name, sstr(g, x));
@@ -250,8 +252,8 @@ void fm_infer_Flatten(Graph *g, Node *n) {
   if (axis < -x->rank || axis > x->rank)
     fm_fail("node '%s' (Flatten): axis %lld out of range for rank %d", n->name, (long long)axis, x->rank);
   if (axis < 0) axis += x->rank;
-  int64_t dims[2] = {size_dim(n, dims_size(x->dims, (int)axis), "the outer size"),
-                     size_dim(n, dims_size(x->dims + axis, x->rank - (int)axis), "the inner size")};
+  int64_t dims[2] = {size_dim(n, dims_size(n, x->dims, (int)axis), "the outer size"),
+                     size_dim(n, dims_size(n, x->dims + axis, x->rank - (int)axis), "the inner size")};
   fm_set_shape(n->out[0], x->dtype, 2, dims);
   fm_fold_elems(g, n, 0, NULL, NULL);
 }
@@ -339,7 +341,7 @@ void fm_lower_Shape(KB *b, Node *n) {
 void fm_infer_Size(Graph *g, Node *n) {
   Tensor *x = shaped_in(n, 0), *y = n->out[0];
   fm_set_shape(y, FM_I64, 0, NULL);
-  Size s = dims_size(x->dims, x->rank);
+  Size s = dims_size(n, x->dims, x->rank);
   if (s.p <= 1) {
     int64_t v = s.p ? -s.c : s.c;
     fm_set_values(g, y, &v);
@@ -475,11 +477,16 @@ void fm_infer_Range(Graph *g, Node *n) {
     if (d == 0) fm_fail("node '%s' (Range): delta is 0", n->name);
     double c = is_float(dt) ? ceil((l - s) / d) : 0;
     if (!is_float(dt)) { /* exact integer ceil division */
-      int64_t si = fm_const_int(st, 0), lim = fm_const_int(li, 0), di = fm_const_int(de, 0);
-      int64_t num = lim - si, q = num / di;
+      int64_t si = fm_const_int(st, 0), lim = fm_const_int(li, 0), di = fm_const_int(de, 0), num;
+      if (!fm_sub_ok(lim, si, &num) || (di == -1 && num == INT64_MIN))
+        fm_fail("node '%s' (Range): the range from %lld to %lld is too long", n->name, (long long)si,
+                (long long)lim);
+      int64_t q = num / di;
       if (q * di != num && ((num > 0) == (di > 0))) q++;
       c = (double)q;
     }
+    if (c > (double)FM_MAX_TENSOR_BYTES) /* also before the cast: a huge double has no int64 */
+      fm_fail("node '%s' (Range): %g elements is too many", n->name, c);
     len = c > 0 ? (int64_t)c : 0;
   } else {
     /* range(0, k*N, 1): the classic arange(x.size(0)) */
