@@ -27,6 +27,11 @@ double fm_sign(double x);
 int64_t fm_isign(int64_t x);
 int64_t fm_iabs(int64_t x);             /* wraps like C's unsigned negation */
 int64_t fm_ipow(int64_t b, int64_t e);  /* e < 0: 0 unless |b| = 1 */
+/* min/max with glibc's fminf/fmaxf semantics, inline (cpu_addonly.c): KB_MIN/KB_MAX */
+float fm_fminf(float x, float y);
+float fm_fmaxf(float x, float y);
+double fm_fmin(double x, double y);
+double fm_fmax(double x, double y);
 
 /* ---- routines (contracts in cpu.c) ---- */
 void fm_sgemm(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const float *A, int64_t lda,

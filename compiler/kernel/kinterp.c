@@ -8,8 +8,9 @@
  *     versions of <math.h> (expf, ...) for float32;
  *   - integers are int64 wrapped to their dtype after every op (C wrap-around of
  *     the narrow types; uint64 kept as its bit pattern; bool is 0/1);
- *   - KB_MIN/KB_MAX on floats are fminf/fmaxf, KB_MOD is fmod / C %, KU_ROUND is
- *     nearbyint, select and && / || evaluate lazily like C's ?: && ||;
+ *   - KB_MIN/KB_MAX on floats are fm_fmin/fm_fmax (glibc's fminf/fmaxf semantics, the
+ *     C printer's fm_fminf/fm_fmaxf), KB_MOD is fmod / C %, KU_ROUND is nearbyint,
+ *     select and && / || evaluate lazily like C's ?: && ||;
  *   - integer division by zero, loads and stores outside a buffer (its element
  *     count at the given batch) and type errors in the tree return -1 with a message
  *     naming the kernel and the buffer, instead of crashing. That is the point: the
@@ -301,8 +302,8 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
     case KB_MUL: r.f = a.f * b.f; break;
     case KB_DIV: r.f = a.f / b.f; break;
     case KB_MOD: r.f = fmod(a.f, b.f); break;
-    case KB_MIN: r.f = fmin(a.f, b.f); break;
-    case KB_MAX: r.f = fmax(a.f, b.f); break;
+    case KB_MIN: r.f = fm_fmin(a.f, b.f); break; /* the C printer's, cpu_addonly.c */
+    case KB_MAX: r.f = fm_fmax(a.f, b.f); break;
     case KB_POW: r.f = s ? powf((float)a.f, (float)b.f) : pow(a.f, b.f); break;
     case KB_LT: r.i = a.f < b.f; return r;
     case KB_LE: r.i = a.f <= b.f; return r;
