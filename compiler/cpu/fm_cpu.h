@@ -32,6 +32,7 @@ float fm_fminf(float x, float y);
 float fm_fmaxf(float x, float y);
 double fm_fmin(double x, double y);
 double fm_fmax(double x, double y);
+float fm_ldexpf(float x, int n);        /* ldexpf, inline (cpu_addonly.c): KB_LDEXP */
 
 /* ---- routines (contracts in cpu.c) ---- */
 void fm_sgemm(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const float *A, int64_t lda,

@@ -311,7 +311,7 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
     case KB_GE: r.i = a.f >= b.f; return r;
     case KB_EQ: r.i = a.f == b.f; return r;
     case KB_NE: r.i = a.f != b.f; return r;
-    case KB_LDEXP: r.f = s ? ldexpf((float)a.f, (int)b.i) : ldexp(a.f, (int)b.i); break;
+    case KB_LDEXP: r.f = s ? fm_ldexpf((float)a.f, (int)b.i) : ldexp(a.f, (int)b.i); break;
     default: fail(in, "%s on %s", fm_kbin[op].name, fm_dtype_name(t));
     }
     r.f = fround(t, r.f);

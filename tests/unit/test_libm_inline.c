@@ -1,11 +1,14 @@
-/* test_minmax.c - KB_MIN / KB_MAX on floats: glibc's fminf/fmaxf semantics, inline.
+/* test_libm_inline.c - KB_MIN / KB_MAX / KB_LDEXP on floats: libm's semantics, inline.
  *
  * The kernel IR's float min/max print as the CPU library's fm_fminf/fm_fmaxf
  * (compiler/cpu/cpu_addonly.c), not as libm calls, which gcc does not inline without
  * -ffinite-math-only (a Relu/Clip element was a call, and the loop did not vectorise).
  * Checked: the interpreter and the printed, compiled C give glibc's fminf/fmaxf bit for
  * bit on NaNs, signed zeros, infinities and ordinary values (both orders); the printed
- * C calls no libm fminf/fmaxf; and the compiled Relu loop has no call in it.
+ * C calls no libm fminf/fmaxf; and the compiled Relu loop has no call in it. fm_ldexpf
+ * (the pow2 kernels' exponent add) equals ldexpf bit for bit on random floats of every
+ * class and shifts inside and outside the normal range, in the library, the
+ * interpreter and the compiled printed C.
  */
 #include "check.h"
 #include "kernel/kernel.h"
@@ -38,6 +41,38 @@ static KFn *build(Graph *g, KB *b, Tensor *x, Tensor *y, Tensor *o) {
   kb_store(b, O, k_add(o4, k_i(3)), k_cast(FM_F32, k_min(k_cast(FM_F64, a), k_cast(FM_F64, c))));
   kb_end(b);
   return fn;
+}
+
+/* ldexp: xl[i] (floats of every class) by nl[i] (shifts in and out of the normal range) */
+#define NL 4096
+static float xl[NL], yl[NL], zl[NL];
+static int32_t nl[NL];
+static void ldexp_data(void) {
+  uint32_t r = 2463534242u;
+  for (int i = 0; i < NL; i++) {
+    r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+    uint32_t u = r;
+    memcpy(&xl[i], &u, 4);
+    if (i % 7 == 0) xl[i] = vals[i % NV];
+    r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+    nl[i] = i % 3 ? (int32_t)(r % 61) - 30 : (int32_t)(r % 701) - 350;
+  }
+}
+static KFn *build_ldexp(Graph *g, KB *b, Tensor *x, Tensor *n, Tensor *y) {
+  KFn *fn = kb_begin(b, g, NULL, "ldx");
+  KBuf *X = kb_tensor(b, x), *S = kb_tensor(b, n), *Y = kb_tensor(b, y);
+  KVar *i = kb_for(b, "i", k_i(0), k_i(NL), KL_VECTOR);
+  kb_store(b, Y, k_var(i), k_bin(KB_LDEXP, k_load(X, k_var(i)), k_load(S, k_var(i))));
+  kb_end(b);
+  return fn;
+}
+static int check_ldexp(const float *y) {
+  int bad = 0;
+  for (int i = 0; i < NL; i++) {
+    float e = ldexpf(xl[i], nl[i]);
+    bad += !same_bits(y[i], e) && !(isnan(y[i]) && isnan(e));
+  }
+  return bad;
 }
 
 static int check_out(const float *out) {
@@ -76,40 +111,58 @@ int main(void) {
       bad += !same_bits(fm_fminf(x, y), lminf(x, y)) && !(isnan(x) && isnan(y));
     }
   CHECK(bad == 0);
+  ldexp_data();
+  for (int i = 0; i < NL; i++) yl[i] = fm_ldexpf(xl[i], nl[i]);
+  CHECK(check_ldexp(yl) == 0);
 
   KB b;
+  Tensor *lt[3];
+  const char *lnames[3] = {"lx", "ln", "ly"};
+  for (int k = 0; k < 3; k++) {
+    lt[k] = fm_tensor_new(g, lnames[k]);
+    lt[k]->dtype = k == 1 ? FM_I32 : FM_F32, lt[k]->rank = 1, lt[k]->dims[0] = NL;
+  }
+  KFn *lfn = build_ldexp(g, &b, lt[0], lt[1], lt[2]);
+  void *lp[3] = {xl, nl, yl};
+  memset(yl, 0, sizeof yl);
+  char err[256];
+  CHECK(fm_kinterp(lfn, 1, lp, err, sizeof err) == 0);
+  CHECK(check_ldexp(yl) == 0);
   KFn *fn = build(g, &b, t[0], t[1], t[2]);
   void *p[3] = {xs, ys, o1};
-  char err[256];
   CHECK(fm_kinterp(fn, 1, p, err, sizeof err) == 0);
   CHECK(check_out(o1) == 0);
 
   if (system("command -v cc >/dev/null 2>&1") != 0) {
-    printf("test_minmax: cc not found: skipping the printed-C comparison\n");
+    printf("test_libm_inline: cc not found: skipping the printed-C comparison\n");
     fm_graph_free(g);
-    return check_done("test_minmax");
+    return check_done("test_libm_inline");
   }
-  char dir[] = "/tmp/fm_test_minmax_XXXXXX", path[256], cmd[1024];
+  char dir[] = "/tmp/fm_test_libm_XXXXXX", path[256], cmd[1024];
   CHECK(mkdtemp(dir) != NULL);
   snprintf(path, sizeof path, "%s/k.c", dir);
   FILE *f = fopen(path, "w");
   fputs(fm_cpu_text, f);
   long lib_end = ftell(f);
   fm_emit_c_fn(f, fn);
+  fm_emit_c_fn(f, lfn);
   /* a Relu loop as the lowering writes it (Relu is max(x, 0)) */
   fputs("void relu(int64_t n, const float *restrict x, float *restrict y);\n"
         "void relu(int64_t n, const float *restrict x, float *restrict y) {\n"
         "  for (int64_t i = 0; i < n; i++) y[i] = fm_fmaxf(x[i], 0.0f);\n}\n", f);
   fprintf(f, "void run_minmax(void **p);\nvoid run_minmax(void **p) { minmax(1, p[0], p[1], p[2]); }\n");
+  fprintf(f, "void run_ldx(void **p);\nvoid run_ldx(void **p) { ldx(1, p[0], p[1], p[2]); }\n");
   fclose(f);
   /* the printed kernel names no libm min/max */
   f = fopen(path, "r");
   fseek(f, lib_end, SEEK_SET);
   char line[4096];
   int libm = 0;
-  while (fgets(line, sizeof line, f))
+  while (fgets(line, sizeof line, f)) {
     for (const char *s = line; (s = strstr(s, "fm")) != NULL; s++)
       libm += (!strncmp(s, "fmaxf(", 6) || !strncmp(s, "fminf(", 6)) && (s == line || s[-1] != '_');
+    for (const char *s = line; (s = strstr(s, "ldexpf(")) != NULL; s++) libm += s == line || s[-1] != '_';
+  }
   fclose(f);
   CHECK(libm == 0);
 #ifdef __AVX2__
@@ -141,11 +194,19 @@ int main(void) {
         CHECK(memcmp(o1, o2, sizeof o1) == 0);
         CHECK(check_out(o2) == 0);
       }
+      *(void **)&run = dlsym(so, "run_ldx");
+      CHECK(run != NULL);
+      if (run) {
+        memset(zl, 0, sizeof zl);
+        void *q[3] = {xl, nl, zl};
+        run(q);
+        CHECK(check_ldexp(zl) == 0);
+      }
       dlclose(so);
     }
   }
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);
   fm_graph_free(g);
-  return check_done("test_minmax");
+  return check_done("test_libm_inline");
 }
