@@ -139,6 +139,37 @@ static const char *call_fm_ternary_gemm(const FmArg *a, const int64_t *av, char 
   return NULL;
 }
 
+static const char *call_fm_addconv(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t q0 = a[0].i, q1 = a[1].i, ps = a[4].i, pe = a[5].i, ld = a[7].i, nr = a[8].i;
+  const int32_t *plan = a[3].p;
+  const char *e;
+  if (q0 < 0 || ps < 0 || pe > av[3] || nr < 1 || nr > 4 || ld < q1) {
+    snprintf(msg, len, "fm_addconv: bad geometry (q0 %lld, q1 %lld, plan %lld..%lld, ld %lld, nr %lld)",
+             (long long)q0, (long long)q1, (long long)ps, (long long)pe, (long long)ld, (long long)nr);
+    return msg;
+  }
+  if (q1 <= q0) return NULL;
+  int64_t hi = -1, lo = 0;
+  for (int64_t p = ps; p < pe; p += 3 + plan[p + 1] + plan[p + 2]) {
+    if (p + 2 >= pe || plan[p + 1] < 1 || plan[p + 2] < 0 || p + 3 + plan[p + 1] + plan[p + 2] > pe) {
+      snprintf(msg, len, "fm_addconv: bad plan group at %lld", (long long)p);
+      return msg;
+    }
+    for (int32_t i = 0; i < plan[p + 1] + plan[p + 2]; i++) {
+      hi = plan[p + 3 + i] > hi ? plan[p + 3 + i] : hi;
+      lo = plan[p + 3 + i] < lo ? plan[p + 3 + i] : lo;
+    }
+  }
+  if (lo < 0) {
+    snprintf(msg, len, "fm_addconv: negative offset");
+    return msg;
+  }
+  if (hi >= 0 && (e = need(av, 2, hi + q1 - 1, "fm_addconv x", msg, len))) return e;
+  if ((e = need(av, 6, (nr - 1) * ld + q1 - 1, "fm_addconv acc", msg, len))) return e;
+  fm_addconv(q0, q1, a[2].p, plan, ps, pe, a[6].p, ld, nr);
+  return NULL;
+}
+
 /* ---- values and types ---- */
 typedef union { double f; int64_t i; } KVal;
 

@@ -109,6 +109,9 @@ static const ConvCase conv_cases[] = {
   {"5x5 s3 p2 no pad end", 2, 3, 5, 1, {11, 10}, {5, 5}, {3, 3}, {1, 1}, {2, 2}, 0, 0, 0.6},
   {"1-D k3 s2 p1", 1, 4, 6, 1, {13}, {3}, {2}, {1}, {1}, 1, 1, 0.3},
   {"all-zero rows", 2, 3, 4, 1, {5, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, 0, 0.97},
+  /* the shared-partial-sum kernel (fm_addconv): > 64 positions with a tail, tiles 4+4+1 */
+  {"3x3 s1 p1 wide, M 9", 2, 5, 9, 1, {13, 11}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, 1, 0.45},
+  {"grouped 3x3 s2 M 14", 2, 6, 14, 2, {17, 15}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 0, 0, 0.1},
 };
 
 static int64_t conv_out(const ConvCase *c, int j) {
