@@ -62,14 +62,16 @@ FM_API_INLINE float fm_ldexpf(float x, int n) {
 /* 64 positions per pass: four independent add chains per group sum (the add latency,
    not the throughput, bounds two), 4 channels x 4 vectors of sums in 16 registers */
 #define FM_AC_LD(o, v) _mm512_maskz_loadu_ps(k##v, xq + (o) + 16 * v)
+/* acc_r += s under the +1 mask, -= s under the -1 mask: masked, not branched (the
+   patterns of a tile are random, a branch per channel mispredicted about half the time) */
 #define FM_AC_ONE(r, v)                                                                  \
-  if (code >> (2 * r) & 1u) {                                                            \
-    if (code >> (2 * r + 1) & 1u)                                                        \
-      v##0 = _mm512_sub_ps(v##0, s0), v##1 = _mm512_sub_ps(v##1, s1), v##2 = _mm512_sub_ps(v##2, s2), \
-      v##3 = _mm512_sub_ps(v##3, s3);                                                    \
-    else                                                                                 \
-      v##0 = _mm512_add_ps(v##0, s0), v##1 = _mm512_add_ps(v##1, s1), v##2 = _mm512_add_ps(v##2, s2), \
-      v##3 = _mm512_add_ps(v##3, s3);                                                    \
+  {                                                                                      \
+    const __mmask16 kp = (__mmask16)(0u - (code >> (2 * r) & ~(code >> (2 * r + 1)) & 1u)); \
+    const __mmask16 km = (__mmask16)(0u - (code >> (2 * r + 1) & 1u));                   \
+    v##0 = _mm512_mask_add_ps(v##0, kp, v##0, s0), v##1 = _mm512_mask_add_ps(v##1, kp, v##1, s1); \
+    v##2 = _mm512_mask_add_ps(v##2, kp, v##2, s2), v##3 = _mm512_mask_add_ps(v##3, kp, v##3, s3); \
+    v##0 = _mm512_mask_sub_ps(v##0, km, v##0, s0), v##1 = _mm512_mask_sub_ps(v##1, km, v##1, s1); \
+    v##2 = _mm512_mask_sub_ps(v##2, km, v##2, s2), v##3 = _mm512_mask_sub_ps(v##3, km, v##3, s3); \
   }
 #define FM_AC_ST(r, v)                                                                   \
   _mm512_mask_storeu_ps(y + r * ldacc, k0, v##0), _mm512_mask_storeu_ps(y + r * ldacc + 16, k1, v##1), \
