@@ -348,15 +348,20 @@ static void weights_pass(void) {
   n = analysed_conv(w, M, C);
   CHECK(n->op == OP_TernaryConv && n->nin == 3 && alpha_all(n, 1));
   fm_graph_free(G);
-  /* ternary but dense (5% zeros): the dense kernel is faster, the decision is recorded */
+  /* ternary and dense (5% zeros): the shared-partial-sum kernel still beats sgemm */
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.05) * 0.3f;
   n = analysed_conv(w, M, C);
-  CHECK(n->op == OP_Conv && !strcmp(n->op_type, "Conv[ternary]"));
+  CHECK(n->op == OP_TernaryConv);
+  fm_graph_free(G);
+  /* pow2 and dense (5% zeros): the dense kernel is faster, the decision is recorded */
+  for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.05) * ldexpf(1, (int)(frand() * 4) - 3);
+  n = analysed_conv(w, M, C);
+  CHECK(n->op == OP_Conv && !strcmp(n->op_type, "Conv[pow2]"));
   fm_graph_free(G);
   /* ... unless forced */
   specialize = FM_SPECIALIZE_ALL;
   n = analysed_conv(w, M, C);
-  CHECK(n->op == OP_TernaryConv);
+  CHECK(n->op == OP_Pow2Conv);
   fm_graph_free(G);
   specialize = FM_SPECIALIZE_NONE;
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.7) * 0.3f;
