@@ -144,8 +144,8 @@ int main(void) {
   FILE *f = fopen(path, "w");
   fputs(fm_cpu_text, f);
   long lib_end = ftell(f);
-  fm_emit_c_fn(f, fn);
-  fm_emit_c_fn(f, lfn);
+  fm_emit_c_fn(f, fn, 0);
+  fm_emit_c_fn(f, lfn, 0);
   /* a Relu loop as the lowering writes it (Relu is max(x, 0)) */
   fputs("void relu(int64_t n, const float *restrict x, float *restrict y);\n"
         "void relu(int64_t n, const float *restrict x, float *restrict y) {\n"
