@@ -17,8 +17,9 @@
  *   one add per nonzero weight and output, and one multiply per output (ternary, Scale)
  *   or none (unit, pow2); the dense ones one FMA per weight and output, at a much higher
  *   rate (the packed sgemm). The rule, from measurements on this machine (docs/OPS.md):
- *     specialise when   nonzero fraction <= DENSITY_MAX (Conv) / DENSITY_MAX_TERNARY_GEMM
- *                       (ternary Gemm: always) / DENSITY_MAX_GEMM (pow2 Gemm),
+ *     specialise when   nonzero fraction <= DENSITY_MAX (pow2 Conv) / DENSITY_MAX_TERNARY_CONV
+ *                       (ternary Conv: always) / DENSITY_MAX_TERNARY_GEMM (ternary Gemm:
+ *                       always) / DENSITY_MAX_GEMM (pow2 Gemm),
  *                       or the layer has at most SMALL_WEIGHTS weights
  *   A layer whose weights qualify but stays dense is named "Conv[ternary]" (etc.) in its
  *   op_type, so `fewmul cost` shows the decision. `--specialize=none` never specialises,
@@ -30,14 +31,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Measured (docs/OPS.md): ternary resnet20 / mnist_cnn convs at 65-70% nonzero run 10-25%
-   faster than im2col+sgemm. A ternary Gemm runs the prelude's bitmask kernel
+/* Measured (docs/OPS.md): a ternary Conv runs the shared-partial-sum kernel (fm_addconv,
+   ops/fewmul_addconv.c), whose adds per tile of 4 channels fall as the density rises (at
+   most K + 4*40 per position against 4*K dense MACs): ResNet-20 with TWN weights (55%
+   nonzero) 0.85 ms against 0.98 dense, mnist_cnn 0.14 against 0.46 (batch 1, 1 thread),
+   so every ternary Conv is specialised. Pow2 convs keep the tap list, which at 65-70%
+   nonzero runs 10-25% faster than im2col+sgemm. A ternary Gemm runs the prelude's bitmask kernel
    (fm_ternary_gemm: one masked 16-lane add per 16 weights and sample, whatever the
    density): the ternary mlp (784-512-512-10, 65% nonzero, 1 thread) runs 1.35x faster
    than the sgemm at batch 1, 2.4x at batch 8, 1.2x at batch 64, so every ternary Gemm is
    specialised. Pow2Gemm keeps the scalar gather-add (2.5x slower than the sgemm at 65%
    nonzero, batch 1), so it only pays for very sparse weights. */
 #define DENSITY_MAX 0.75              /* Conv: the row-add kernel beats im2col+sgemm below this */
+#define DENSITY_MAX_TERNARY_CONV 1.0  /* ternary Conv: the shared-partial-sum kernel (fm_addconv) */
 #define DENSITY_MAX_TERNARY_GEMM 1.0  /* ternary Gemm/MatMul: the bitmask kernel beats sgemm */
 #define DENSITY_MAX_GEMM 0.20         /* pow2 Gemm/MatMul: the gather-add kernel beats sgemm below this */
 #define SMALL_WEIGHTS 256     /* at most this many weights: speed is moot, drop the multiplies */
@@ -197,7 +203,8 @@ void fm_pass_weights_mode(Graph *g, int specialize) {
       double density = (double)nnz / ((double)w.M * (double)w.R);
       float beta = n->op == OP_Gemm && n->nin > 2 && n->in[2] ? fm_attr_f(n, "beta", 1) : 1;
       int masks = kind == K_TERNARY && (beta == 0 || beta == 1); /* else the gather-add */
-      double max = n->op == OP_Conv ? DENSITY_MAX : masks ? DENSITY_MAX_TERNARY_GEMM : DENSITY_MAX_GEMM;
+      double max = n->op == OP_Conv ? (kind == K_TERNARY ? DENSITY_MAX_TERNARY_CONV : DENSITY_MAX)
+                                    : masks ? DENSITY_MAX_TERNARY_GEMM : DENSITY_MAX_GEMM;
       int pays = density <= max ||
                  (double)w.M * (double)w.R <= SMALL_WEIGHTS;
       if (pays || specialize == FM_SPECIALIZE_ALL) rewrite(g, n, &w, kind, q, sh, alpha, scale);

@@ -27,6 +27,12 @@ double fm_sign(double x);
 int64_t fm_isign(int64_t x);
 int64_t fm_iabs(int64_t x);             /* wraps like C's unsigned negation */
 int64_t fm_ipow(int64_t b, int64_t e);  /* e < 0: 0 unless |b| = 1 */
+/* min/max with glibc's fminf/fmaxf semantics, inline (cpu_addonly.c): KB_MIN/KB_MAX */
+float fm_fminf(float x, float y);
+float fm_fmaxf(float x, float y);
+double fm_fmin(double x, double y);
+double fm_fmax(double x, double y);
+float fm_ldexpf(float x, int n);        /* ldexpf, inline (cpu_addonly.c): KB_LDEXP */
 
 /* ---- routines (contracts in cpu.c) ---- */
 void fm_sgemm(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const float *A, int64_t lda,
@@ -42,6 +48,9 @@ void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t n, int64_t K, const float *A, i
 void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int64_t m1, int64_t K, const float *X, int64_t ldx,
                      const int32_t *msk, int64_t kc, const float *alpha, int64_t hasalpha, const float *bias,
                      int64_t hasbias, int64_t relu, float *Y, int64_t ldy);
+/* Ternary conv by shared partial sums over a tile of <= 4 output channels (cpu_addonly.c) */
+void fm_addconv(int64_t q0, int64_t q1, const float *x, const int32_t *plan, int64_t ps, int64_t pe, float *acc,
+                int64_t ldacc, int64_t nr);
 /* The register tile of this build of the library (rows x columns): callers size
    fm_im2col_pack's panels with the column count (NR divides 64). */
 int fm_cpu_gemm_mr(void);
@@ -66,11 +75,13 @@ int fm_count_sgemm(const FmArg *a, double *muls, double *adds);
 int fm_count_none(const FmArg *a, double *muls, double *adds);
 int fm_count_sgemm_pb(const FmArg *a, double *muls, double *adds);
 int fm_count_ternary_gemm(const FmArg *a, double *muls, double *adds);
+int fm_count_addconv(const FmArg *a, double *muls, double *adds);
 
 /* X(name, kinds, count) */
 #define FM_CPU_ROUTINES(X)                                  \
   X(fm_sgemm, "iiiiiciiciipii", fm_count_sgemm)             \
   X(fm_im2col_pack, "ciiiiiiiiiiiiiip", fm_count_none)      \
   X(fm_sgemm_pb, "iiiicicpicii", fm_count_sgemm_pb)         \
-  X(fm_ternary_gemm, "iiiiiciciciciipi", fm_count_ternary_gemm)
+  X(fm_ternary_gemm, "iiiiiciciciciipi", fm_count_ternary_gemm) \
+  X(fm_addconv, "iicciipii", fm_count_addconv)
 #endif

@@ -9,11 +9,14 @@
 #include <string.h>
 
 static const char help[] =
-  "usage: fewmul cost MODEL.onnx [--batch N] [--shape NAME=DIMS]... [--no-fuse]\n"
+  "usage: fewmul cost MODEL.onnx [--batch N] [--shape NAME=DIMS]... [--no-fuse] [--json]\n"
   "\n"
   "Per kernel: node, op, output shape, dense MACs, multiplications and additions the\n"
   "lowered code performs, weight bytes and activation bytes, then totals. The\n"
-  "lowering flags of `fewmul compile` apply (--target, --conv, --gemm, --specialize).\n";
+  "lowering flags of `fewmul compile` apply (--target, --conv, --gemm, --specialize).\n"
+  "--json prints {\"layers\":[{\"name\",\"op\",\"kind\",\"mul\",\"add\",\"shift\",\"dense_mul\"},...],\n"
+  "\"total\":{\"mul\",\"add\",\"shift\",\"dense_mul\"}} instead (kind: dense, ternary, pow2, sp,\n"
+  "shift or other).\n";
 
 static int64_t dim_at(int64_t d, int64_t batch) { return d < 0 ? -d * batch : d; }
 
@@ -67,7 +70,7 @@ int fm_cmd_cost(int argc, char **argv) {
   Arena ar = {0};
   const char *model = NULL;
   int64_t batch = 1;
-  int nshapes = 0, no_fuse = 0;
+  int nshapes = 0, no_fuse = 0, json = 0;
   FmShapeOverride shapes[16];
   FmBuildFlags bf = {0};
   for (int i = 0; i < argc; i++) {
@@ -75,6 +78,7 @@ int fm_cmd_cost(int argc, char **argv) {
     if ((v = fm_opt(cmd, argc, argv, &i, "--batch"))) batch = fm_parse_int(cmd, "--batch", v, 1, INT32_MAX);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
     else if (fm_flag(argv, i, "--no-fuse")) no_fuse = 1;
+    else if (fm_flag(argv, i, "--json")) json = 1;
     else if (fm_driver_build_flag(cmd, argc, argv, &i, &bf)) continue;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!model) model = argv[i];
@@ -84,7 +88,8 @@ int fm_cmd_cost(int argc, char **argv) {
   Graph *g = fm_driver_load(model, shapes, nshapes);
   KProgram *p = fm_driver_lower(g, NULL, 0, no_fuse, &bf);
 
-  printf("%-28s %-18s %-18s %14s %14s %14s %12s %12s\n", "node", "op", "output", "dense_MACs", "muls",
+  if (json) printf("{\"layers\":[");
+  else printf("%-28s %-18s %-18s %14s %14s %14s %12s %12s\n", "node", "op", "output", "dense_MACs", "muls",
          "adds", "weight_B", "act_B");
   double tmacs = 0, tmuls = 0, tadds = 0, tshifts = 0, tw = 0, tact = 0;
   for (KFn *fn = p->fns; fn; fn = fn->next) {
@@ -106,9 +111,24 @@ int fm_cmd_cost(int argc, char **argv) {
         fm_dims_str(shape, sizeof shape, n->out[0]->rank, d, "N");
       }
     }
-    printf("%-28.28s %-18.18s %-18.18s %14.0f %14.0f %14.0f %12.0f %12.0f\n", n ? n->name : fn->name,
-           n ? n->op_type : "-", shape, macs, c.muls, c.adds, wb, act);
+    if (json) {
+      printf("%s{\"name\":", fn == p->fns ? "" : ",");
+      fm_json_str(stdout, n ? n->name : fn->name);
+      printf(",\"op\":");
+      fm_json_str(stdout, n ? n->op_type : "-");
+      printf(",\"kind\":\"%s\",\"mul\":%.0f,\"add\":%.0f,\"shift\":%.0f,\"dense_mul\":%.0f}", fm_cost_kind(n),
+             c.muls, c.adds, c.shifts, macs);
+    } else
+      printf("%-28.28s %-18.18s %-18.18s %14.0f %14.0f %14.0f %12.0f %12.0f\n", n ? n->name : fn->name,
+             n ? n->op_type : "-", shape, macs, c.muls, c.adds, wb, act);
     tmacs += macs, tmuls += c.muls, tadds += c.adds, tshifts += c.shifts, tw += wb, tact += act;
+  }
+  if (json) {
+    printf("],\"total\":{\"mul\":%.0f,\"add\":%.0f,\"shift\":%.0f,\"dense_mul\":%.0f}}\n", tmuls, tadds, tshifts,
+           tmacs);
+    fm_graph_free(g);
+    fm_arena_free(&ar);
+    return 0;
   }
   printf("%-28s %-18s %-18s %14.0f %14.0f %14.0f %12.0f %12.0f\n", "total", "", "", tmacs, tmuls, tadds, tw, tact);
   printf("batch: %lld  kernels: %d  multiplications: %.0f", (long long)batch, p->nfns, tmuls);

@@ -75,4 +75,8 @@ int fm_cmd_bench(int argc, char **argv);
 int fm_cmd_eval(int argc, char **argv);
 /* train: trainer/train_cmd.h */
 #include "train_cmd.h"
+/* cost_json.c: `fewmul cost --json` */
+const char *fm_cost_kind(const Node *n);
+void fm_json_str(FILE *f, const char *s);
+
 #endif

@@ -8,8 +8,9 @@
  *     versions of <math.h> (expf, ...) for float32;
  *   - integers are int64 wrapped to their dtype after every op (C wrap-around of
  *     the narrow types; uint64 kept as its bit pattern; bool is 0/1);
- *   - KB_MIN/KB_MAX on floats are fminf/fmaxf, KB_MOD is fmod / C %, KU_ROUND is
- *     nearbyint, select and && / || evaluate lazily like C's ?: && ||;
+ *   - KB_MIN/KB_MAX on floats are fm_fmin/fm_fmax (glibc's fminf/fmaxf semantics, the
+ *     C printer's fm_fminf/fm_fmaxf), KB_MOD is fmod / C %, KU_ROUND is nearbyint,
+ *     select and && / || evaluate lazily like C's ?: && ||;
  *   - integer division by zero, loads and stores outside a buffer (its element
  *     count at the given batch) and type errors in the tree return -1 with a message
  *     naming the kernel and the buffer, instead of crashing. That is the point: the
@@ -135,6 +136,37 @@ static const char *call_fm_ternary_gemm(const FmArg *a, const int64_t *av, char 
   if ((e = need(av, 14, (n1 - 1) * ldy + m1 - 1, "fm_ternary_gemm Y", msg, len))) return e;
   fm_ternary_gemm(n0, n1, m0, m1, K, a[5].p, ldx, a[7].p, kc, a[9].p, hasalpha, a[11].p, hasbias, a[13].i, a[14].p,
                   ldy);
+  return NULL;
+}
+
+static const char *call_fm_addconv(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t q0 = a[0].i, q1 = a[1].i, ps = a[4].i, pe = a[5].i, ld = a[7].i, nr = a[8].i;
+  const int32_t *plan = a[3].p;
+  const char *e;
+  if (q0 < 0 || ps < 0 || pe > av[3] || nr < 1 || nr > 4 || ld < q1) {
+    snprintf(msg, len, "fm_addconv: bad geometry (q0 %lld, q1 %lld, plan %lld..%lld, ld %lld, nr %lld)",
+             (long long)q0, (long long)q1, (long long)ps, (long long)pe, (long long)ld, (long long)nr);
+    return msg;
+  }
+  if (q1 <= q0) return NULL;
+  int64_t hi = -1, lo = 0;
+  for (int64_t p = ps; p < pe; p += 3 + plan[p + 1] + plan[p + 2]) {
+    if (p + 2 >= pe || plan[p + 1] < 1 || plan[p + 2] < 0 || p + 3 + plan[p + 1] + plan[p + 2] > pe) {
+      snprintf(msg, len, "fm_addconv: bad plan group at %lld", (long long)p);
+      return msg;
+    }
+    for (int32_t i = 0; i < plan[p + 1] + plan[p + 2]; i++) {
+      hi = plan[p + 3 + i] > hi ? plan[p + 3 + i] : hi;
+      lo = plan[p + 3 + i] < lo ? plan[p + 3 + i] : lo;
+    }
+  }
+  if (lo < 0) {
+    snprintf(msg, len, "fm_addconv: negative offset");
+    return msg;
+  }
+  if (hi >= 0 && (e = need(av, 2, hi + q1 - 1, "fm_addconv x", msg, len))) return e;
+  if ((e = need(av, 6, (nr - 1) * ld + q1 - 1, "fm_addconv acc", msg, len))) return e;
+  fm_addconv(q0, q1, a[2].p, plan, ps, pe, a[6].p, ld, nr);
   return NULL;
 }
 
@@ -301,8 +333,8 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
     case KB_MUL: r.f = a.f * b.f; break;
     case KB_DIV: r.f = a.f / b.f; break;
     case KB_MOD: r.f = fmod(a.f, b.f); break;
-    case KB_MIN: r.f = fmin(a.f, b.f); break;
-    case KB_MAX: r.f = fmax(a.f, b.f); break;
+    case KB_MIN: r.f = fm_fmin(a.f, b.f); break; /* the C printer's, cpu_addonly.c */
+    case KB_MAX: r.f = fm_fmax(a.f, b.f); break;
     case KB_POW: r.f = s ? powf((float)a.f, (float)b.f) : pow(a.f, b.f); break;
     case KB_LT: r.i = a.f < b.f; return r;
     case KB_LE: r.i = a.f <= b.f; return r;
@@ -310,7 +342,7 @@ static KVal binop(Interp *in, int op, FmDType t, KVal a, KVal b) {
     case KB_GE: r.i = a.f >= b.f; return r;
     case KB_EQ: r.i = a.f == b.f; return r;
     case KB_NE: r.i = a.f != b.f; return r;
-    case KB_LDEXP: r.f = s ? ldexpf((float)a.f, (int)b.i) : ldexp(a.f, (int)b.i); break;
+    case KB_LDEXP: r.f = s ? fm_ldexpf((float)a.f, (int)b.i) : ldexp(a.f, (int)b.i); break;
     default: fail(in, "%s on %s", fm_kbin[op].name, fm_dtype_name(t));
     }
     r.f = fround(t, r.f);

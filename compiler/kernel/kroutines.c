@@ -43,3 +43,18 @@ int fm_count_ternary_gemm(const FmArg *a, double *muls, double *adds) {
   *adds = ns * nnz + (a[12].i ? outs : 0);
   return 1;
 }
+
+/* fm_addconv(q0, q1, x, plan, ps, pe, acc, ldacc, nr): (q1-q0) * sum over the groups of
+   plan[ps .. pe) (code, np, nm, np + nm offsets) of (np + nm - 1 + nonzero channels r < nr) adds */
+int fm_count_addconv(const FmArg *a, double *muls, double *adds) {
+  const int32_t *plan = a[3].p;
+  if (!plan) return 0;
+  double per = 0;
+  for (int64_t p = a[4].i; p < a[5].i; p += 3 + plan[p + 1] + plan[p + 2]) {
+    per += plan[p + 1] + plan[p + 2] - 1;
+    for (int64_t r = 0; r < a[8].i && r < 4; r++) per += (uint32_t)plan[p] >> (2 * r) & 1u;
+  }
+  *muls = 0;
+  *adds = span(a[0].i, a[1].i) * per;
+  return 1;
+}

@@ -341,9 +341,6 @@ void fm_tap_conv(KB *b, const FmTapConv *tc) {
   if (c.Cg * SP * PL > INT32_MAX) fm_fail("node '%s' (%s): input too large", n->name, n->op_type);
   Plan p;
   fm_tap_plan(n, b->a, &p, tc->w, tc->shift, c.w->name, c.M, R, R, 1, off);
-  free(off);
-  Tabs t;
-  fm_tap_tabs(b, &p, &t);
   KBuf *X = tc->x, *B = tc->bias, *Y = tc->y, *Al = tc->alpha, *Sc = tc->scale;
   KExpr *N = kb_dim(b, c.x->dims[0]);
   kb_comment(b, "%s: %lld->%lld channels, group %lld, %lld of %lld taps nonzero, %lld shift groups; "
@@ -394,6 +391,12 @@ void fm_tap_conv(KB *b, const FmTapConv *tc) {
     kb_end(b);
     kb_end(b); /* ncp */
   }
+  FmAddconvGeo geo = {.P = P, .off = off, .R = R, .Q = Q, .plane = SP * PL, .OH = OH, .OW = OW, .Wph = Wph};
+  int shared = fm_addconv_rows(b, tc, &geo);
+  free(off);
+  if (shared) return;
+  Tabs t;
+  fm_tap_tabs(b, &p, &t);
   /* rows: items (image, output channel) in at most SLOTS chunks, one accumulator plane each */
   KBuf *acc = kb_scratch(b, "acc", FM_F32, SLOTS * Q);
   KVar *items = kb_let(b, "items", FM_I64, k_mul(N, k_i(c.M)));

@@ -70,6 +70,16 @@ typedef struct FmTapConv {
   int unit_alpha;             /* ternary with every alpha 1: y = conv + bias, no multiply */
 } FmTapConv;
 void fm_tap_conv(KB *b, const FmTapConv *t);
+/* fm_tap_conv's geometry for the shared-partial-sum kernel (fewmul_addconv.c): tap r of
+   R reads P[base + off[r] + q] for the Q = OH*Wph positions q, base = (image, channel
+   of the group's first input) * plane. Returns 0, emitting nothing, where the tap list
+   is the better kernel. */
+typedef struct FmAddconvGeo {
+  KBuf *P;
+  const int64_t *off;
+  int64_t R, Q, plane, OH, OW, Wph;
+} FmAddconvGeo;
+int fm_addconv_rows(KB *b, const FmTapConv *tc, const FmAddconvGeo *geo);
 /* fm_fail unless t has dtype want: "node 'n' (op): what 't' has dtype X, expected Y" */
 void fm_need_dtype(Node *n, const Tensor *t, FmDType want, const char *what);
 

@@ -141,7 +141,7 @@ int main(void) {
   for (int k = 0; k < KU_COUNT; k++) holes += !fm_kun[k].dump || !fm_kun[k].name;
   for (int k = 0; k < KB_COUNT; k++) holes += !fm_kbin[k].dump || !fm_kbin[k].name || !fm_kbin[k].c_prec;
   CHECK(holes == 0);
-  CHECK(!strcmp(fm_kbin[KB_LDEXP].c_float, "ldexpf") && fm_kbin[KB_LDEXP].cost == KC_SHIFT);
+  CHECK(!strcmp(fm_kbin[KB_LDEXP].c_float, "fm_ldexpf") && fm_kbin[KB_LDEXP].cost == KC_SHIFT);
   CHECK(!strcmp(fm_kun[KU_ROUND].c_double, "nearbyint"));
 
   /* the CPU library's routine table: each routine's own operation count */

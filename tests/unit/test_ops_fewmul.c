@@ -109,6 +109,9 @@ static const ConvCase conv_cases[] = {
   {"5x5 s3 p2 no pad end", 2, 3, 5, 1, {11, 10}, {5, 5}, {3, 3}, {1, 1}, {2, 2}, 0, 0, 0.6},
   {"1-D k3 s2 p1", 1, 4, 6, 1, {13}, {3}, {2}, {1}, {1}, 1, 1, 0.3},
   {"all-zero rows", 2, 3, 4, 1, {5, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, 0, 0.97},
+  /* the shared-partial-sum kernel (fm_addconv): > 64 positions with a tail, tiles 4+4+1 */
+  {"3x3 s1 p1 wide, M 9", 2, 5, 9, 1, {13, 11}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, 1, 0.45},
+  {"grouped 3x3 s2 M 14", 2, 6, 14, 2, {17, 15}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 0, 0, 0.1},
 };
 
 static int64_t conv_out(const ConvCase *c, int j) {
@@ -345,15 +348,20 @@ static void weights_pass(void) {
   n = analysed_conv(w, M, C);
   CHECK(n->op == OP_TernaryConv && n->nin == 3 && alpha_all(n, 1));
   fm_graph_free(G);
-  /* ternary but dense (5% zeros): the dense kernel is faster, the decision is recorded */
+  /* ternary and dense (5% zeros): the shared-partial-sum kernel still beats sgemm */
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.05) * 0.3f;
   n = analysed_conv(w, M, C);
-  CHECK(n->op == OP_Conv && !strcmp(n->op_type, "Conv[ternary]"));
+  CHECK(n->op == OP_TernaryConv);
+  fm_graph_free(G);
+  /* pow2 and dense (5% zeros): the dense kernel is faster, the decision is recorded */
+  for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.05) * ldexpf(1, (int)(frand() * 4) - 3);
+  n = analysed_conv(w, M, C);
+  CHECK(n->op == OP_Conv && !strcmp(n->op_type, "Conv[pow2]"));
   fm_graph_free(G);
   /* ... unless forced */
   specialize = FM_SPECIALIZE_ALL;
   n = analysed_conv(w, M, C);
-  CHECK(n->op == OP_TernaryConv);
+  CHECK(n->op == OP_Pow2Conv);
   fm_graph_free(G);
   specialize = FM_SPECIALIZE_NONE;
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.7) * 0.3f;
