@@ -1,5 +1,6 @@
 /* codegen.h - whole-model code generation: the workspace memory plan
- * (passes/memplan.c) and the model.c / model.h / model.so writer (emit/model_c.c).
+ * (passes/memplan.c) and the model writer (emit/codegen.c), which drives a backend
+ * (emit.h: FmBackend, e.g. the C backend of emit/backend_c.c) to <name>.c / .h / .so.
  *
  *   Graph *g = fm_onnx_load("m.onnx", NULL);
  *   fm_run_passes(g, &(FmPassOpts){0});
@@ -19,6 +20,7 @@
 #define FM_CODEGEN_H
 #include "ir/ir.h"
 #include "kernel/kernel.h"
+#include "emit/emit.h"
 
 /* ---- memplan.c ---- */
 typedef struct FmLin { int64_t a, b; } FmLin; /* a + b*N */
@@ -56,8 +58,11 @@ size_t fm_memplan_size(const FmMemPlan *mp, int64_t batch);
 /* Size in bytes of tensor t as a linear function of N; fails if not linear. */
 FmLin fm_tensor_lin_bytes(const Tensor *t);
 
-/* ---- model_c.c ---- */
+/* ---- codegen.c ---- */
 typedef struct FmCodegenOpts {
+  const FmBackend *backend; /* default &fm_backend_c */
+  const char *march;      /* target ISA flag for the generated code's build (-march=VALUE);
+                             default "native" (see fm_target_find, kernel.h) */
   const char *outdir;     /* created if missing */
   const char *name;       /* C identifier prefix and file stem; default "model" */
   const char *source;     /* model path, written into the header comment */
@@ -68,6 +73,28 @@ typedef struct FmCodegenOpts {
 enum { FM_WEIGHTS_AUTO = 0, FM_WEIGHTS_EMBED, FM_WEIGHTS_FILE };
 /* Above this many bytes of weights, FM_WEIGHTS_AUTO writes a weights file. */
 #define FM_EMBED_LIMIT (64u << 20)
+
+/* What a backend's hooks see (emit.h): the program, its memory plan and constants,
+   and the module's open source file. */
+struct FmModule {
+  KProgram *p;
+  Graph *g;
+  const FmCodegenOpts *o;
+  const char *name;           /* C identifier prefix */
+  FmMemPlan *mp;
+  int file_weights;           /* constants live in <name>.weights */
+  Tensor **consts; int nconsts; /* constants in the order they are emitted */
+  int *const_of;              /* by tensor id: index in consts or -1 */
+  uint64_t *blob_off;         /* weights file: section offsets */
+  uint64_t blob_total, checksum;
+  FILE *f;                    /* the module's source (<name><file_ext>) */
+  void *priv;                 /* the backend's own state (arena-allocated) */
+};
+/* Text helpers for backends: "128", "64 * N", "128 + 64 * N"; text safe inside a
+   C comment; "[N, 3, 32, 32]". All allocated in a. */
+const char *fm_lin_text(Arena *a, FmLin l);
+const char *fm_comment_safe(Arena *a, const char *s);
+const char *fm_model_shape_str(Arena *a, const Tensor *t);
 
 /* Writes <outdir>/<name>.{c,h[,weights],so}; fails with fm_fail and leaves no partial
    outputs (temporary names, renamed at the end). */

@@ -1,25 +1,35 @@
-/* emit.h - printers of the kernel IR (backends) and the C prelude's routine table.
+/* emit.h - backends: printers of the kernel IR behind one module-level vtable.
  *
- * A backend prints one KFn (kernel.h) as a function of its target language; the
- * whole-model writer (emit/model_c.c) calls it once per kernel after it wrote the
- * prelude text (fm_prelude_text, compiler/emit/prelude.c) at the top of the file:
+ * fm_codegen (codegen.c) turns a lowered program into a loadable model through a
+ * backend's hooks, in this order (FmModule, codegen.h, carries the program, the memory
+ * plan, the constants and the open output file):
  *
- *   fputs(fm_prelude_text, f);
- *   for (KFn *fn = prog->fns; fn; fn = fn->next) fm_backend_c.emit_fn(f, fn);
- *   ...  fn->name(N, ptr0, ptr1, ...);   // one pointer per KBUF_TENSOR/KBUF_SCRATCH
- *                                        // buffer, in buffer-id order (fm_emit_c_params)
+ *   be->begin_module(m);                        // file header, library code, ...
+ *   for (k = 0; k < m->nconsts; k++) be->emit_const(m, k);   // weights
+ *   for (fn = prog->fns; fn; fn = fn->next) be->emit_fn(m, fn); // one per kernel
+ *   be->emit_entry(m);                          // workspace_size, run(): the kernels
+ *                                               // in order on the memory plan, desc
+ *   if (be->finish) be->finish(m);              // close the module's text
+ *   if (!no_so) be->build(m, tmpdir, src, so);  // <name>.so exporting fewmul_model()
  *
+ * Capabilities: be->caps says what the generated code may rely on, and
+ * be->can_call(routine) whether a kernel may call a CPU kernel library routine
+ * (KS_CALL, compiler/cpu/); the lowering asks it (fm_lower_can_call, kernel.h) and
+ * otherwise lowers to loops, so a GPU backend answers 0 and gets plain loops or
+ * supplies a device version of the routine.
+ *
+ * The C backend (backend_c.c, with the kernel printer emit_c.c) is one implementation.
  * The C printer's contract (emit_c.c):
  *   - every referenced KBUF_CONST buffer becomes
  *       static const <ctype> <fn>_<buf>[n] = {...};   (exact literals)
  *   - the kernel becomes
  *       static void <fn>(int64_t N, <ctype> *restrict <buf>, ...)
  *     with one pointer per KBUF_TENSOR / KBUF_SCRATCH buffer in buffer-id order,
- *     const when the kernel never writes it. Distinct parameters must not alias
- *     (restrict): an in-place plan must not pass one block as two buffers.
+ *     const when the kernel never writes it (fm_kfn_writes). Distinct parameters must
+ *     not alias (restrict): an in-place plan must not pass one block as two buffers.
  *   - float16 buffers are uint16_t in memory; their values compute as float.
  *   - the output compiles warning-free with gcc/clang -Wall -Wextra -Werror, with
- *     or without -fopenmp (pragmas go through the prelude's FM_* macros). For results
+ *     or without -fopenmp (pragmas go through the library's FM_* macros). For results
  *     bit-identical to the interpreter compile with -ffp-contract=off (the default
  *     "fast" lets gcc fuse a*b+c into one FMA where -mfma is on).
  */
@@ -28,21 +38,34 @@
 #include <stdio.h>
 #include "kernel/kernel.h"
 
-/* ---- backends: printers of the kernel IR behind one vtable ---- */
+/* ---- backends ---- */
+typedef struct FmModule FmModule; /* codegen.h */
+typedef struct FmBackendCaps {
+  int cpu_routines;   /* kernels may call CPU kernel library routines (see can_call) */
+  int host_threads;   /* KL_PARALLEL loops run on host threads (OpenMP) */
+  int shared_object;  /* build makes <name>.so exporting fewmul_model() (the runtime's ABI) */
+} FmBackendCaps;
+
 typedef struct FmBackend {
-  const char *name;                    /* "c", later "llvm", "opencl", "cuda" */
-  const char *file_ext;                /* ".c" */
-  void (*emit_fn)(FILE *f, KFn *fn);   /* one kernel (and its constant tables) */
-  const char *prelude;                 /* text written once before the kernels, or NULL */
+  const char *name;                    /* "c"; later "llvm", "opencl", "cuda" */
+  const char *file_ext;                /* the module's source file: ".c" */
+  FmBackendCaps caps;
+  int (*can_call)(const char *routine);            /* 1: the code may call it; 0: lower to loops */
+  void (*begin_module)(FmModule *m);
+  void (*emit_const)(FmModule *m, int k);          /* m->consts[k] (embedded or a blob offset) */
+  void (*emit_fn)(FmModule *m, KFn *fn);
+  void (*emit_entry)(FmModule *m);                 /* runs m->p on the plan m->mp */
+  void (*finish)(FmModule *m);                     /* optional */
+  /* Builds <so_path> from the module written to src_path, in the private directory
+     dir (logs, objects); fm_fail naming the first compiler error. */
+  void (*build)(FmModule *m, const char *dir, const char *src_path, const char *so_path);
 } FmBackend;
 extern const FmBackend fm_backend_c;
 const FmBackend *fm_backend_find(const char *name); /* NULL if unknown */
+const char *fm_backend_names(void);                 /* "c" (for --help and errors) */
 
 /* emit_c.c */
 void fm_emit_c_fn(FILE *f, KFn *fn);
-/* Whether fn writes buffer b (stores to it or passes it as a written pointer to a
-   prelude routine); the C parameter of a buffer it never writes is const. */
-int fm_kfn_writes(const KFn *fn, const KBuf *b);
 
 /* prelude.c, embedded as text by CMake (cmake/embed.cmake) */
 extern const char fm_prelude_text[];

@@ -25,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FORK_WORK 32768 /* operations below which an OpenMP fork costs more than it saves */
-
 typedef struct {
   FILE *f;
   KFn *fn;
@@ -98,20 +96,6 @@ static void use_expr(Em *m, const KExpr *e) {
   use_expr(m, e->a), use_expr(m, e->b), use_expr(m, e->c);
 }
 
-static int batch_used(const KExpr *e) {
-  return e && (e->k == KE_BATCH || batch_used(e->a) || batch_used(e->b) || batch_used(e->c));
-}
-
-static int uses_batch(const KStmt *s) {
-  for (; s; s = s->next) {
-    if (batch_used(s->lo) || batch_used(s->hi) || batch_used(s->e) || batch_used(s->idx)) return 1;
-    for (int i = 0; i < s->nargs; i++)
-      if (batch_used(s->args[i])) return 1;
-    if (uses_batch(s->body) || uses_batch(s->els)) return 1;
-  }
-  return 0;
-}
-
 static void use_stmts(Em *m, const KStmt *s) {
   for (; s; s = s->next) {
     use_expr(m, s->lo), use_expr(m, s->hi), use_expr(m, s->e), use_expr(m, s->idx);
@@ -121,21 +105,6 @@ static void use_stmts(Em *m, const KStmt *s) {
     use_stmts(m, s->body), use_stmts(m, s->els);
   }
 }
-
-static int writes(const KStmt *s, const KBuf *b) {
-  for (; s; s = s->next) {
-    if (s->k == KS_STORE && s->buf == b) return 1;
-    if (s->k == KS_CALL) {
-      const FmRoutine *r = fm_routine_find(s->fn);
-      for (int i = 0; i < s->nargs; i++)
-        if (s->args[i]->k == KE_ADDR && s->args[i]->buf == b && (!r || r->kinds[i] != 'c')) return 1;
-    }
-    if (writes(s->body, b) || writes(s->els, b)) return 1;
-  }
-  return 0;
-}
-
-int fm_kfn_writes(const KFn *fn, const KBuf *b) { return writes(fn->body, b); }
 
 /* ---- literals ---- */
 static void print_float(FILE *f, double v, FmDType t) {
@@ -374,84 +343,6 @@ static void pe_as(Em *m, const KExpr *e, FmDType to, int minprec) {
   pe(m, &c, minprec);
 }
 
-/* ---- work estimate for the parallel decision ---- */
-static int ceval(const KExpr *e, int64_t *out) { /* at N = 1; 0 if not constant */
-  int64_t a, b;
-  if (!e || isf(e->t)) return 0;
-  switch (e->k) {
-  case KE_CONST: *out = e->i; return 1;
-  case KE_BATCH: *out = 1; return 1;
-  case KE_BIN:
-    if (!ceval(e->a, &a) || !ceval(e->b, &b)) return 0;
-    switch (e->op) {
-    case KB_ADD: *out = a + b; return 1;
-    case KB_SUB: *out = a - b; return 1;
-    case KB_MUL: *out = a * b; return 1;
-    case KB_DIV: if (!b) return 0; *out = a / b; return 1;
-    case KB_MIN: *out = a < b ? a : b; return 1;
-    case KB_MAX: *out = a > b ? a : b; return 1;
-    default: return 0;
-    }
-  default: return 0;
-  }
-}
-
-static double ework(const KExpr *e) {
-  if (!e || e->k == KE_CONST || e->k == KE_VAR || e->k == KE_BATCH) return 0;
-  return 1 + ework(e->a) + ework(e->b) + ework(e->c);
-}
-
-static double swork(const KStmt *s) {
-  double w = 0;
-  for (; s; s = s->next) {
-    int64_t lo, hi, v;
-    switch (s->k) {
-    case KS_FOR:
-      w += (ceval(s->lo, &lo) && ceval(s->hi, &hi) ? (double)(hi > lo ? hi - lo : 0) : 16) * swork(s->body);
-      break;
-    case KS_IF: {
-      double a = swork(s->body), b = swork(s->els);
-      w += 1 + ework(s->e) + (a > b ? a : b);
-      break;
-    }
-    case KS_CALL:
-      w += s->muls && ceval(s->muls, &v) ? (double)v : FORK_WORK;
-      break;
-    case KS_COMMENT: break;
-    default: w += 1 + ework(s->e) + ework(s->idx); break;
-    }
-  }
-  return w;
-}
-
-static int refs_var(const KExpr *e, const KVar *v) {
-  return e && ((e->k == KE_VAR && e->var == v) || refs_var(e->a, v) || refs_var(e->b, v) || refs_var(e->c, v));
-}
-
-/* A loop whose body assigns scalars declared outside it carries a reduction
-   (omp simd would race on it); a call may do anything. */
-static void mark_lets(const KStmt *s, uint8_t *inner) {
-  for (; s; s = s->next) {
-    if (s->k == KS_LET) inner[s->var->id] = 1;
-    mark_lets(s->body, inner), mark_lets(s->els, inner);
-  }
-}
-static int sets_other(const KStmt *s, const uint8_t *inner) {
-  for (; s; s = s->next) {
-    if (s->k == KS_CALL || (s->k == KS_SET && !inner[s->var->id])) return 1;
-    if (sets_other(s->body, inner) || sets_other(s->els, inner)) return 1;
-  }
-  return 0;
-}
-static int reduces(Em *m, const KStmt *body) {
-  uint8_t *inner = calloc((size_t)m->fn->nvars + 1, 1);
-  assert(inner);
-  mark_lets(body, inner);
-  int r = sets_other(body, inner);
-  free(inner);
-  return r;
-}
-
 /* ---- statements ---- */
 static void stmts(Em *m, const KStmt *s, int ind);
 
@@ -473,28 +364,18 @@ static void print_for(Em *m, const KStmt *s, int ind) {
   const KStmt *inner = NULL;
   int par = 0;
   if (s->loop == KL_PARALLEL && !m->in_parallel) {
-    const KStmt *b = s->body;
-    if (b && !b->next && b->k == KS_FOR && (b->loop == KL_SERIAL || b->loop == KL_PARALLEL) &&
-        !refs_var(b->lo, s->var) && !refs_var(b->hi, s->var))
-      inner = b;
-    int64_t lo, hi, lo2 = 0, hi2 = 1;
-    double w = swork(inner ? inner->body : s->body);
-    int fixed = ceval(s->lo, &lo) && ceval(s->hi, &hi) && !batch_used(s->lo) && !batch_used(s->hi);
-    if (inner) fixed = fixed && ceval(inner->lo, &lo2) && ceval(inner->hi, &hi2) && !batch_used(inner->lo) && !batch_used(inner->hi);
-    if (w < 1) w = 1;
-    if (fixed) {
-      double n = (double)(hi - lo) * (double)(hi2 - lo2);
-      par = n >= 2 && n * w >= FORK_WORK ? 1 : 0;
-      if (par) fprintf(f, "%*s%s(1)\n", 2 * ind, "", inner ? "FM_PARALLEL_FOR2" : "FM_PARALLEL_FOR");
-    } else {
-      par = 1;
+    KFork fk = fm_kfork(s);
+    inner = fk.inner;
+    par = fk.mode != KFORK_NEVER;
+    if (fk.mode == KFORK_ALWAYS) {
+      fprintf(f, "%*s%s(1)\n", 2 * ind, "", inner ? "FM_PARALLEL_FOR2" : "FM_PARALLEL_FOR");
+    } else if (fk.mode == KFORK_IF) {
       fprintf(f, "%*s%s(", 2 * ind, "", inner ? "FM_PARALLEL_FOR2" : "FM_PARALLEL_FOR");
       trip(m, s);
       if (inner) fputs(" * ", f), trip(m, inner);
-      fprintf(f, " >= %.0f)\n", ceil(FORK_WORK / w));
+      fprintf(f, " >= %.0f)\n", fk.min_trips);
     }
-    if (!par) inner = NULL;
-  } else if (s->loop == KL_VECTOR && !reduces(m, s->body)) {
+  } else if (s->loop == KL_VECTOR && !fm_kloop_reduces(m->fn, s->body)) {
     fprintf(f, "%*sFM_SIMD\n", 2 * ind, "");
   } else if (s->loop == KL_UNROLL) {
     fprintf(f, "%*sFM_UNROLL4\n", 2 * ind, "");
@@ -663,10 +544,10 @@ void fm_emit_c_fn(FILE *f, KFn *fn) {
   for (int i = 0; i < fn->nbufs; i++) {
     KBuf *b = fn->bufs[i];
     if (b->kind == KBUF_CONST) continue;
-    fprintf(f, ", %s%s *restrict %s", writes(fn->body, b) ? "" : "const ", fm_dtype_ctype(b->t), m.bufname[i]);
+    fprintf(f, ", %s%s *restrict %s", fm_kfn_writes(fn, b) ? "" : "const ", fm_dtype_ctype(b->t), m.bufname[i]);
   }
   fputs(") {\n", f);
-  if (!uses_batch(fn->body)) fputs("  (void)N;\n", f);
+  if (!fm_kstmts_use_batch(fn->body)) fputs("  (void)N;\n", f);
   for (int i = 0; i < fn->nbufs; i++)
     if (fn->bufs[i]->kind != KBUF_CONST && !m.bufused[i]) fprintf(f, "  (void)%s;\n", m.bufname[i]);
   stmts(&m, fn->body, 1);
@@ -677,16 +558,12 @@ void fm_emit_c_fn(FILE *f, KFn *fn) {
 }
 
 /* ---- backends ---- */
-const FmBackend fm_backend_c = {
-  .name = "c",
-  .file_ext = ".c",
-  .emit_fn = fm_emit_c_fn,
-  .prelude = fm_prelude_text,
-};
+static const FmBackend *const all_backends[] = {&fm_backend_c};
 
 const FmBackend *fm_backend_find(const char *name) {
-  static const FmBackend *const all[] = {&fm_backend_c};
-  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-    if (!strcmp(all[i]->name, name)) return all[i];
+  for (size_t i = 0; i < sizeof all_backends / sizeof *all_backends; i++)
+    if (!strcmp(all_backends[i]->name, name)) return all_backends[i];
   return NULL;
 }
+
+const char *fm_backend_names(void) { return "c"; }

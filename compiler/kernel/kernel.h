@@ -225,6 +225,27 @@ int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen);
 int fm_kverify(const KFn *fn, char *err, size_t errlen);
 int fm_kverify_at(const KFn *fn, int64_t batch, char *err, size_t errlen); /* one batch only */
 
+/* ---- analyses every printer needs (kanalysis.c) ---- */
+/* Whether fn writes buffer b (stores to it or passes it as a written pointer to a
+   CPU library routine); a printer makes the parameter of a buffer it never writes
+   const (C) or readonly (LLVM). */
+int fm_kfn_writes(const KFn *fn, const KBuf *b);
+int fm_kexpr_uses_batch(const KExpr *e);
+int fm_kstmts_use_batch(const KStmt *s);
+int fm_kexpr_refs(const KExpr *e, const KVar *v);
+int fm_kconst_n1(const KExpr *e, int64_t *out);  /* integer value at N = 1, if constant */
+double fm_kwork(const KStmt *s);                  /* operations, an estimate for forking */
+/* A loop body that assigns scalars declared outside it (or calls a routine): a
+   reduction, so no simd hint. */
+int fm_kloop_reduces(const KFn *fn, const KStmt *body);
+/* Forking a KL_PARALLEL loop s: never (too little work), always, or when its trip
+   count (times inner's) is at least min_trips at run time. inner is the perfectly
+   nested loop to collapse with (only when the loop forks). */
+#define FM_FORK_WORK 32768 /* operations below which a fork costs more than it saves */
+typedef enum { KFORK_NEVER, KFORK_ALWAYS, KFORK_IF } KForkMode;
+typedef struct KFork { KForkMode mode; const KStmt *inner; double min_trips; } KFork;
+KFork fm_kfork(const KStmt *s);
+
 /* Cost (cost.c): multiplications and additions the kernel performs at batch N. */
 typedef struct KCost { double muls, adds, shifts, other; } KCost;
 KCost fm_kcost(KFn *fn, int64_t batch);

@@ -593,10 +593,10 @@ static void test_printer(void) {
   char path[256], cmd[1024];
   snprintf(path, sizeof path, "%s/k.c", dir);
   FILE *f = fopen(path, "w");
-  fputs(fm_backend_c.prelude, f);
+  fputs(fm_prelude_text, f);
   for (int k = 0; k < nprinted; k++) {
     KFn *fn = printed[k];
-    fm_backend_c.emit_fn(f, fn);
+    fm_emit_c_fn(f, fn);
     fprintf(f, "void run_%s(int64_t N, void **p);\nvoid run_%s(int64_t N, void **p) {\n  %s(N", fn->name,
             fn->name, fn->name);
     for (int i = 0; i < fn->nbufs; i++)

@@ -113,8 +113,8 @@ static void check_printed(KFn *fn, Node *n, const Case *c, float *x, const doubl
   FILE *f = fopen(path, "w");
   CHECK(f != NULL);
   if (!f) return;
-  fputs(fm_backend_c.prelude, f);
-  fm_backend_c.emit_fn(f, fn);
+  fputs(fm_prelude_text, f);
+  fm_emit_c_fn(f, fn);
   fprintf(f, "void run_k(int64_t N, void **p);\nvoid run_k(int64_t N, void **p) {\n  %s(N", fn->name);
   for (int i = 0; i < fn->nbufs; i++)
     if (fn->bufs[i]->kind != KBUF_CONST) fprintf(f, ", p[%d]", i);
