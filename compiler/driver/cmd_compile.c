@@ -2,11 +2,14 @@
  * The same load/lower steps serve cost, bench and run (for .onnx arguments). */
 #include "driver.h"
 #include "emit/codegen.h"
+#include "emit/emit.h"
+#include "jit/jit.h"
 #include "passes/passes.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static const char help[] =
   "usage: fewmul compile MODEL.onnx -o DIR [options]\n"
@@ -22,6 +25,8 @@ static const char help[] =
   "  --dump-kernel            print the kernel IR of every node\n"
   "  --no-fuse                skip BN folding and activation fusion\n"
   "  --no-so                  write the C files only (no C compiler run)\n"
+  "  --emit c|llvm            backend: C (default: <name>.c) or LLVM IR built with the\n"
+  "                           LLVM-C API (<name>.ll, <name>.o; the .so is linked by $CC)\n"
   "  -q, --quiet              no summary line\n";
 
 Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes) {
@@ -46,6 +51,7 @@ void fm_driver_compile(const FmCompileArgs *c) {
   KProgram *p = fm_driver_lower(g, c->dump_after, c->dump_kernel, c->no_fuse);
   FmCodegenOpts o = {.outdir = c->outdir, .name = c->name, .source = c->model, .weights = c->weights,
                      .no_so = c->no_so, .quiet = c->quiet};
+  if (c->emit) o.backend = fm_backend_find(c->emit);
   fm_codegen(p, &o);
   if (!c->quiet)
     printf("fewmul: compiled %s -> %s/%s (%d kernels)\n", c->model, c->outdir,
@@ -73,6 +79,20 @@ const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shape
   return dir;
 }
 
+fm_model *fm_driver_jit(const char *onnx, const FmShapeOverride *shapes, int nshapes, int quiet) {
+  if (!fm_has_suffix(onnx, ".onnx")) fm_fail("--jit compiles an .onnx model, got '%s'", onnx);
+  if (!fm_llvm_available()) fm_jit_model(NULL, NULL); /* fails: built without LLVM */
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  Graph *g = fm_driver_load(onnx, shapes, nshapes);
+  fm_model *m = fm_jit_model(fm_driver_lower(g, NULL, 0, 0), "model");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (!quiet)
+    printf("jit-compiled %s in %.0f ms\n", onnx,
+           1e3 * (double)(t1.tv_sec - t0.tv_sec) + 1e-6 * (double)(t1.tv_nsec - t0.tv_nsec));
+  return m; /* the graph stays: the JIT's code and constants live until exit */
+}
+
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v) {
   if (*n >= 16) fm_usage(cmd, "at most 16 --shape options");
   fm_shape_override_parse(a, v, &shapes[(*n)++]);
@@ -95,6 +115,10 @@ int fm_cmd_compile(int argc, char **argv) {
     else if ((v = fm_opt(cmd, argc, argv, &i, "--dump-after"))) c.dump_after = v;
     else if (fm_flag(argv, i, "--dump-kernel")) c.dump_kernel = 1;
     else if (fm_flag(argv, i, "--no-fuse")) c.no_fuse = 1;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--emit"))) {
+      if (!fm_backend_find(v)) fm_usage(cmd, "--emit must be one of %s, got '%s'", fm_backend_names(), v);
+      c.emit = v;
+    }
     else if (fm_flag(argv, i, "--no-so")) c.no_so = 1;
     else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) c.quiet = 1;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);

@@ -30,6 +30,7 @@ typedef struct FmCompileArgs {
   const char *model, *outdir, *name, *dump_after;
   FmShapeOverride shapes[16]; int nshapes;
   int weights, dump_kernel, no_so, no_fuse, quiet;
+  const char *emit;       /* backend name (fm_backend_find); NULL: c */
 } FmCompileArgs;
 Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes);
 KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse);
@@ -39,6 +40,9 @@ void fm_driver_compile(const FmCompileArgs *a);
 /* Parses one --shape value into shapes[*n] (at most 16). */
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v);
 const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes);
+/* `--jit`: the .onnx loaded, lowered and compiled in-process by the LLVM JIT
+   (compiler/jit/jit.h); prints the compile time unless quiet. */
+fm_model *fm_driver_jit(const char *onnx, const FmShapeOverride *shapes, int nshapes, int quiet);
 
 #include "io/io.h"
 

@@ -477,101 +477,7 @@ static void emit_loop(Fn *F, LLVMValueRef var, LLVMValueRef lo, LLVMValueRef hi,
 
 static void body_stmts(Fn *F, const void *arg) { stmts(F, ((const KStmt *)arg)->body); }
 
-/* ---- parallel loops: the fork rule of the C printer (emit_c.c print_for) ---- */
-#define FORK_WORK 32768
-static int ceval(const KExpr *e, int64_t *out) {
-  int64_t a, b;
-  if (!e || isf(e->t)) return 0;
-  switch (e->k) {
-  case KE_CONST: *out = e->i; return 1;
-  case KE_BATCH: *out = 1; return 1;
-  case KE_BIN:
-    if (!ceval(e->a, &a) || !ceval(e->b, &b)) return 0;
-    switch (e->op) {
-    case KB_ADD: *out = a + b; return 1;
-    case KB_SUB: *out = a - b; return 1;
-    case KB_MUL: *out = a * b; return 1;
-    case KB_DIV: if (!b) return 0; *out = a / b; return 1;
-    case KB_MIN: *out = a < b ? a : b; return 1;
-    case KB_MAX: *out = a > b ? a : b; return 1;
-    default: return 0;
-    }
-  default: return 0;
-  }
-}
-static int batch_used(const KExpr *e) {
-  return e && (e->k == KE_BATCH || batch_used(e->a) || batch_used(e->b) || batch_used(e->c));
-}
-static double ework(const KExpr *e) {
-  if (!e || e->k == KE_CONST || e->k == KE_VAR || e->k == KE_BATCH) return 0;
-  return 1 + ework(e->a) + ework(e->b) + ework(e->c);
-}
-static double swork(const KStmt *s) {
-  double w = 0;
-  for (; s; s = s->next) {
-    int64_t lo, hi, v;
-    switch (s->k) {
-    case KS_FOR: w += (ceval(s->lo, &lo) && ceval(s->hi, &hi) ? (double)(hi > lo ? hi - lo : 0) : 16) * swork(s->body); break;
-    case KS_IF: { double a = swork(s->body), b = swork(s->els); w += 1 + ework(s->e) + (a > b ? a : b); break; }
-    case KS_CALL: w += s->muls && ceval(s->muls, &v) ? (double)v : FORK_WORK; break;
-    case KS_COMMENT: break;
-    default: w += 1 + ework(s->e) + ework(s->idx); break;
-    }
-  }
-  return w;
-}
-static int refs_var(const KExpr *e, const KVar *v) {
-  return e && ((e->k == KE_VAR && e->var == v) || refs_var(e->a, v) || refs_var(e->b, v) || refs_var(e->c, v));
-}
-typedef struct { int mode; const KStmt *inner; double min_trips; } Fork; /* 0 never, 1 always, 2 if */
-static Fork fork_rule(const KStmt *s) {
-  Fork k = {0, NULL, 0};
-  const KStmt *b = s->body;
-  if (b && !b->next && b->k == KS_FOR && (b->loop == KL_SERIAL || b->loop == KL_PARALLEL) &&
-      !refs_var(b->lo, s->var) && !refs_var(b->hi, s->var))
-    k.inner = b;
-  int64_t lo, hi, lo2 = 0, hi2 = 1;
-  double w = swork(k.inner ? k.inner->body : s->body);
-  int fixed = ceval(s->lo, &lo) && ceval(s->hi, &hi) && !batch_used(s->lo) && !batch_used(s->hi);
-  if (k.inner)
-    fixed = fixed && ceval(k.inner->lo, &lo2) && ceval(k.inner->hi, &hi2) && !batch_used(k.inner->lo) &&
-            !batch_used(k.inner->hi);
-  if (w < 1) w = 1;
-  if (fixed) {
-    double n = (double)(hi - lo) * (double)(hi2 - lo2);
-    k.mode = n >= 2 && n * w >= FORK_WORK ? 1 : 0;
-  } else {
-    k.mode = 2;
-    k.min_trips = ceil(FORK_WORK / w);
-  }
-  if (!k.mode) k.inner = NULL;
-  return k;
-}
-
-/* A loop body that assigns scalars declared outside it (or calls a routine) carries
-   a reduction: no vectorize hint (emit_c.c reduces()). */
-static void mark_lets(const KStmt *s, uint8_t *inner) {
-  for (; s; s = s->next) {
-    if (s->k == KS_LET) inner[s->var->id] = 1;
-    mark_lets(s->body, inner), mark_lets(s->els, inner);
-  }
-}
-static int sets_other(const KStmt *s, const uint8_t *inner) {
-  for (; s; s = s->next) {
-    if (s->k == KS_CALL || (s->k == KS_SET && !inner[s->var->id])) return 1;
-    if (sets_other(s->body, inner) || sets_other(s->els, inner)) return 1;
-  }
-  return 0;
-}
-static int reduces(const KFn *fn, const KStmt *body) {
-  uint8_t *inner = calloc((size_t)fn->nvars + 1, 1);
-  assert(inner);
-  mark_lets(body, inner);
-  int r = sets_other(body, inner);
-  free(inner);
-  return r;
-}
-
+/* ---- parallel loops (the fork rule and the reduction test are kernel/kanalysis.c's) ---- */
 /* Variables a loop reads that are declared outside it (captured by value). */
 static void declared(const KStmt *s, uint8_t *in) {
   for (; s; s = s->next) {
@@ -687,7 +593,7 @@ static LLVMValueRef outline(Fn *F, Par *P) {
   return fn;
 }
 
-static void par_for(Fn *F, const KStmt *s, Fork fk) {
+static void par_for(Fn *F, const KStmt *s, KFork fk) {
   FmLlvm *L = F->L;
   KFn *kf = F->kf;
   Par P = {.s = s, .inner = fk.inner};
@@ -739,7 +645,7 @@ static void par_for(Fn *F, const KStmt *s, Fork fk) {
   LLVMTypeRef gps[4] = {bodyp, L->t_i8p, L->t_i32, L->t_i32};
   LLVMValueRef gomp = decl(L, "GOMP_parallel", L->t_void, gps, 4);
   LLVMValueRef gargs[4] = {fn, arg, ci(L->t_i32, 0), ci(L->t_i32, 0)};
-  if (fk.mode == 1) {
+  if (fk.mode == KFORK_ALWAYS) {
     call(F, gomp, gargs, 4);
   } else { /* fork only when the trip count pays, else run the body here */
     LLVMValueRef trips = LLVMBuildMul(F->b, LLVMBuildSub(F->b, hi, lo, ""), n2, "");
@@ -789,15 +695,15 @@ static void stmts(Fn *F, const KStmt *s) {
     switch (s->k) {
     case KS_FOR: {
       if (s->loop == KL_PARALLEL && !F->in_parallel) {
-        Fork fk = fork_rule(s);
-        if (fk.mode) {
+        KFork fk = fm_kfork(s);
+        if (fk.mode != KFORK_NEVER) {
           par_for(F, s, fk);
           break;
         }
       }
       LLVMValueRef lo = conv(F, ex(F, s->lo), s->lo->t, FM_I64), hi = conv(F, ex(F, s->hi), s->hi->t, FM_I64);
       KLoop mark = s->loop;
-      if (mark == KL_VECTOR && reduces(F->kf, s->body)) mark = KL_SERIAL;
+      if (mark == KL_VECTOR && fm_kloop_reduces(F->kf, s->body)) mark = KL_SERIAL;
       emit_loop(F, slot(F, s->var), lo, hi, mark, body_stmts, s);
       break;
     }

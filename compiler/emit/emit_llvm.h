@@ -73,7 +73,9 @@ typedef struct FmLlvmEntry {
   const uint64_t *blob_off; uint64_t blob_total, checksum;
   int shared;                  /* also define fewmul_model() (the .so / JIT entry) */
 } FmLlvmEntry;
-void fm_llvm_entry(FmLlvm *L, const FmLlvmEntry *e);
+void fm_llvm_entry(FmLlvm *L, const FmLlvmEntry *e); /* makes missing constants too */
+/* Constant tensor k of model <name> as the private global <name>.w<k>. */
+void fm_llvm_const(FmLlvm *L, const char *name, int k, const Tensor *t);
 
 /* Verifies (fm_fail naming the first problem: an internal error) and runs the new
    pass manager's default<O3> pipeline for the target. */

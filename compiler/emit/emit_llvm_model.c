@@ -209,6 +209,20 @@ static LLVMValueRef tensor_ptr(En *E, Tensor *t, LLVMValueRef N, LLVMValueRef in
   return LLVMBuildInBoundsGEP2(E->b, L->t_i8, ws, &o, 1, "");
 }
 
+/* Constant tensor k as a private 64-byte aligned byte array <name>.w<k>. */
+void fm_llvm_const(FmLlvm *L, const char *name, int k, const Tensor *t) {
+  size_t nb = fm_nbytes(t);
+  char nm[300];
+  snprintf(nm, sizeof nm, "%s.w%d", name, k);
+  LLVMValueRef init = LLVMConstStringInContext(L->ctx, nb ? t->data : "", (unsigned)(nb ? nb : 1), 1);
+  LLVMValueRef g = LLVMAddGlobal(L->mod, LLVMTypeOf(init), nm);
+  LLVMSetInitializer(g, init);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetAlignment(g, 64);
+}
+
+/* The constants' globals (fm_llvm_const made them), or the weights blob pointer. */
 static void weights(En *E) {
   FmLlvm *L = E->L;
   const FmLlvmEntry *e = E->e;
@@ -222,16 +236,10 @@ static void weights(En *E) {
     return;
   }
   for (int k = 0; k < e->nconsts; k++) {
-    Tensor *t = e->consts[k];
-    size_t nb = fm_nbytes(t);
     char nm[300];
     snprintf(nm, sizeof nm, "%s.w%d", e->name, k);
-    LLVMValueRef init = LLVMConstStringInContext(L->ctx, nb ? t->data : "", (unsigned)(nb ? nb : 1), 1);
-    LLVMValueRef g = LLVMAddGlobal(L->mod, LLVMTypeOf(init), nm);
-    LLVMSetInitializer(g, init);
-    LLVMSetGlobalConstant(g, 1);
-    LLVMSetLinkage(g, LLVMPrivateLinkage);
-    LLVMSetAlignment(g, 64);
+    LLVMValueRef g = LLVMGetNamedGlobal(L->mod, nm);
+    if (!g) fm_llvm_const(L, e->name, k, e->consts[k]), g = LLVMGetNamedGlobal(L->mod, nm);
     E->wglob[k] = LLVMConstBitCast(g, L->t_i8p);
   }
 }
