@@ -165,13 +165,13 @@ for r in $ROWS; do
   params=$(sed -n 's/.* \([0-9][0-9]*\) parameters,.*/\1/p' "$log" | head -n1)
   # Two counts: the compiled code as fewmul compiles it by default (a ternary / power-of-two
   # layer too dense for the add kernels to beat sgemm stays a dense Conv[pow2] etc., see
-  # passes/weights.c), and FM_WEIGHTS=all, every qualifying layer on its add/shift kernel:
+  # passes/weights.c), and --specialize=all, every qualifying layer on its add/shift kernel:
   # the multiplications the method needs (the "mults/image" column).
   echo "# $FEWMUL cost $onnx" >>"$log"
   "$FEWMUL" cost "$onnx" >"$OUT/row$r.cost" 2>&1
   crc=$?
-  echo "# FM_WEIGHTS=all $FEWMUL cost $onnx" >>"$OUT/row$r.cost"
-  FM_WEIGHTS=all "$FEWMUL" cost "$onnx" >>"$OUT/row$r.cost" 2>&1 || crc=1
+  echo "# $FEWMUL cost $onnx --specialize=all" >>"$OUT/row$r.cost"
+  "$FEWMUL" cost "$onnx" --specialize=all >>"$OUT/row$r.cost" 2>&1 || crc=1
   cat "$OUT/row$r.cost" >>"$log"
   cost_c=$(grep '^batch: ' "$OUT/row$r.cost" | sed -n 1p)
   cost=$(grep '^batch: ' "$OUT/row$r.cost" | sed -n 2p)
@@ -225,7 +225,7 @@ done
     echo "| $r | $(getv "$res" name) | $(getv "$res" model) | \`$(getv "$res" flags)\` | $(getv "$res" acc) | $muls | $vs | $(getv "$res" muls_compiled) | $(getv "$res" bytes) | $(getv "$res" params) | $(getv "$res" samples_per_s) | $(getv "$res" seconds) |"
   done
   echo
-  echo "mults/image: the \`multiplications:\` total of \`FM_WEIGHTS=all fewmul cost\` (batch 1): every layer whose"
+  echo "mults/image: the \`multiplications:\` total of \`fewmul cost --specialize=all\` (batch 1): every layer whose"
   echo "weights are ternary or powers of two on its add/shift kernel, i.e. the multiplications the method needs;"
   echo "vs dense: that over the dense twin's (row in brackets). \"compiled (default)\": plain \`fewmul cost\`, where"
   echo "such a layer stays on sgemm when it is too dense for the add kernels to be faster (passes/weights.c)."

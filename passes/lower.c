@@ -5,11 +5,12 @@
 #include <ctype.h>
 #include <string.h>
 
-KFn *fm_lower_node(Graph *g, Node *n, const char *name) {
+static KFn *lower_node(Graph *g, Node *n, const char *name, const FmLowerOpts *opts) {
   const FmOpInfo *op = &fm_ops[n->op];
   if (!op->lower) fm_fail("node '%s' (%s): no lowering for this op", n->name, n->op_type);
   KB b;
   KFn *fn = kb_begin(&b, g, n, name);
+  if (opts) b.opts = opts;
   op->lower(&b, n);
   if (b.depth != 0) fm_fail("internal: lowering of %s left %d blocks open", n->op_type, b.depth);
 #ifndef NDEBUG
@@ -18,6 +19,8 @@ KFn *fm_lower_node(Graph *g, Node *n, const char *name) {
 #endif
   return fn;
 }
+
+KFn *fm_lower_node(Graph *g, Node *n, const char *name) { return lower_node(g, n, name, NULL); }
 
 /* A C identifier from the node name: k<index>_<name with [^A-Za-z0-9_] -> _>. */
 static const char *fn_name(Graph *g, Node *n, int k) {
@@ -29,7 +32,9 @@ static const char *fn_name(Graph *g, Node *n, int k) {
   return fm_strdup(&g->arena, buf);
 }
 
-KProgram *fm_lower_graph(Graph *g) {
+KProgram *fm_lower_graph(Graph *g) { return fm_lower_graph_opts(g, NULL); }
+
+KProgram *fm_lower_graph_opts(Graph *g, const FmLowerOpts *opts) {
   KProgram *p = fm_alloc(&g->arena, sizeof *p);
   p->g = g;
   p->last = &p->fns;
@@ -39,7 +44,7 @@ KProgram *fm_lower_graph(Graph *g) {
     int live = 0;
     for (int j = 0; j < n->nout; j++) live |= n->out[j] && !n->out[j]->data;
     if (!live) continue;
-    KFn *fn = fm_lower_node(g, n, fn_name(g, n, p->nfns));
+    KFn *fn = lower_node(g, n, fn_name(g, n, p->nfns), opts);
     *p->last = fn;
     p->last = &fn->next;
     p->nfns++;

@@ -16,7 +16,11 @@ typedef struct FmPassOpts {
   const char *dump_after;   /* pass name, "all", or NULL */
   FILE *dump;               /* default stderr */
   int no_fuse;              /* skip BN folding and activation fusion */
+  int specialize;           /* weights pass: FM_SPECIALIZE_AUTO / _ALL / _NONE */
 } FmPassOpts;
+/* auto: rewrite a Conv/Gemm/MatMul to its add/shift kind where the pass measures it
+   faster; all: wherever the weights qualify; none: never (`--specialize=`). */
+enum { FM_SPECIALIZE_AUTO = 0, FM_SPECIALIZE_ALL, FM_SPECIALIZE_NONE };
 
 void fm_run_passes(Graph *g, const FmPassOpts *o);
 extern const char *const fm_pass_names[]; /* NULL-terminated, in pipeline order */
@@ -29,6 +33,7 @@ void fm_pass_unpack(Graph *g);    /* ai.fewmul weight ops with constant weights 
 void fm_pass_fold_bn(Graph *g);   /* BatchNormalization into a preceding Conv/Gemm */
 void fm_pass_fuse_act(Graph *g);  /* Relu/LeakyRelu/Clip/... into the producing op */
 void fm_pass_weights(Graph *g);   /* ternary / power-of-two Conv/Gemm/MatMul -> ai.fewmul kinds (weights.c) */
+void fm_pass_weights_mode(Graph *g, int specialize); /* FM_SPECIALIZE_*; fm_pass_weights is _AUTO */
 void fm_pass_dce(Graph *g);       /* nodes whose outputs nobody uses */
 
 /* Lowers one node (shapes known) to a KFn named `name`. */

@@ -2,18 +2,21 @@
 #include "passes/passes.h"
 #include <string.h>
 
-typedef struct { const char *name; void (*run)(Graph *); int fusion; } Pass;
+/* A pass is run(g), or run_o(g, opts) when it takes an option. */
+typedef struct { const char *name; void (*run)(Graph *); void (*run_o)(Graph *, const FmPassOpts *); int fusion; } Pass;
+
+static void weights_pass(Graph *g, const FmPassOpts *o) { fm_pass_weights_mode(g, o->specialize); }
 
 static const Pass pipeline[] = {
-  {"check_ops", fm_pass_check_ops, 0},
-  {"shapes", fm_pass_shapes, 0},
-  {"fold", fm_pass_fold, 0},
-  {"noop", fm_pass_noop, 0},
-  {"unpack", fm_pass_unpack, 0},
-  {"fold_bn", fm_pass_fold_bn, 1},
-  {"fuse_act", fm_pass_fuse_act, 1},
-  {"weights", fm_pass_weights, 0},
-  {"dce", fm_pass_dce, 0},
+  {"check_ops", fm_pass_check_ops, NULL, 0},
+  {"shapes", fm_pass_shapes, NULL, 0},
+  {"fold", fm_pass_fold, NULL, 0},
+  {"noop", fm_pass_noop, NULL, 0},
+  {"unpack", fm_pass_unpack, NULL, 0},
+  {"fold_bn", fm_pass_fold_bn, NULL, 1},
+  {"fuse_act", fm_pass_fuse_act, NULL, 1},
+  {"weights", NULL, weights_pass, 0},
+  {"dce", fm_pass_dce, NULL, 0},
 };
 #define NPASS (int)(sizeof pipeline / sizeof *pipeline)
 
@@ -36,7 +39,8 @@ void fm_run_passes(Graph *g, const FmPassOpts *o) {
   }
   for (int i = 0; i < NPASS; i++) {
     if (pipeline[i].fusion && o->no_fuse) continue;
-    pipeline[i].run(g);
+    if (pipeline[i].run_o) pipeline[i].run_o(g, o);
+    else pipeline[i].run(g);
 #ifndef NDEBUG
     fm_graph_verify(g);
 #endif

@@ -21,8 +21,8 @@
  *                       (ternary Gemm: always) / DENSITY_MAX_GEMM (pow2 Gemm),
  *                       or the layer has at most SMALL_WEIGHTS weights
  *   A layer whose weights qualify but stays dense is named "Conv[ternary]" (etc.) in its
- *   op_type, so `fewmul cost` shows the decision. FM_WEIGHTS=dense never specialises,
- *   FM_WEIGHTS=all specialises every layer that qualifies (for measurements and tests).
+ *   op_type, so `fewmul cost` shows the decision. `--specialize=none` never specialises,
+ *   `--specialize=all` specialises every layer that qualifies (for measurements and tests).
  */
 #include "passes/passes.h"
 #include "ops/ops.h"
@@ -152,11 +152,6 @@ static int classify(const Rows *w, int8_t *q, int8_t *sh, float *alpha, float *s
   return unit ? K_TERNARY : pow2 ? K_POW2 : tern ? K_TERNARY : K_POW2S;
 }
 
-static const char *forced(void) {
-  const char *e = getenv("FM_WEIGHTS");
-  return e && (!strcmp(e, "dense") || !strcmp(e, "all")) ? e : NULL;
-}
-
 static void rewrite(Graph *g, Node *n, const Rows *w, int kind, const int8_t *q, const int8_t *sh,
                     const float *alpha, const float *scale) {
   Tensor *wt = n->in[1], *b = n->nin > 2 ? n->in[2] : NULL;
@@ -185,9 +180,10 @@ static void rewrite(Graph *g, Node *n, const Rows *w, int kind, const int8_t *q,
   fm_ops[n->op].infer(g, n); /* checks the new form; the output shape is unchanged */
 }
 
-void fm_pass_weights(Graph *g) {
-  const char *f = forced();
-  if (f && !strcmp(f, "dense")) return;
+void fm_pass_weights(Graph *g) { fm_pass_weights_mode(g, FM_SPECIALIZE_AUTO); }
+
+void fm_pass_weights_mode(Graph *g, int specialize) {
+  if (specialize == FM_SPECIALIZE_NONE) return;
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     Rows w;
@@ -204,7 +200,7 @@ void fm_pass_weights(Graph *g) {
       double max = n->op == OP_Conv ? DENSITY_MAX : masks ? DENSITY_MAX_TERNARY_GEMM : DENSITY_MAX_GEMM;
       int pays = density <= max ||
                  (double)w.M * (double)w.R <= SMALL_WEIGHTS;
-      if (pays || f) rewrite(g, n, &w, kind, q, sh, alpha, scale);
+      if (pays || specialize == FM_SPECIALIZE_ALL) rewrite(g, n, &w, kind, q, sh, alpha, scale);
       else n->op_type = fm_sprintf(&g->arena, "%s[%s]", n->op_type, kind_name[kind]);
     }
     free(q), free(sh), free(alpha), free(scale);

@@ -10,7 +10,7 @@
  *      forward    out_n = W x conv-window(x_n)             output rows of whole vectors
  *      dinp       dinp_n += conv(dout_n, W~)               stride 1, likewise
  *      dweight    dW += dout_n x windows of channels-last x_n   cin % 16, cout % 8
- * 2. The compiler's C prelude (compiler/emit/prelude.c): im2col written straight into
+ * 2. The CPU kernel library (compiler/cpu/, libfm_cpu.a): im2col written straight into
  *    the packed B panels of its GEMM (fm_im2col_pack + fm_sgemm_pb: 8x32 AVX-512 / 6x16
  *    AVX2 tiles), so trained and compiled models share one convolution, for stride-1
  *    geometries the direct kernels do not take (e.g. 8-wide rows) and on AVX2 builds.
@@ -28,7 +28,8 @@
  */
 #include "ops.h"
 #include <omp.h>
-#include "emit/prelude.c"
+#include "cpu/fm_cpu.h"
+#include <string.h>
 
 // multiply-adds below which one thread is faster than a parallel region
 #define FAST_PAR_MIN 100000.0
@@ -47,7 +48,8 @@ static int packable(const FmConvAttr *a, int OW) {
          !getenv("FEWMUL_CONV_IM2COL");
 }
 
-#if defined(FM_HAVE_AVX2) && defined(__AVX512F__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__AVX512F__)
+#include <immintrin.h>
 #define FM_DIRECT 1   // the AVX-512 direct kernels below
 #endif
 
@@ -91,14 +93,14 @@ static int wgrad_direct_ok(const FmConvAttr *a) {
 // direct, else a 32-column register tile full of output channels and 32 or more GEMM rows
 int fm_conv_fast_wgrad_ok(const FmConvAttr *a, int W) {
   return wgrad_direct_ok(a) ||
-         (fm_conv_fast_ok(a, W) && a->cout >= FM_GEMM_NR && a->cin * a->kh * a->kw >= 4 * FM_GEMM_MR);
+         (fm_conv_fast_ok(a, W) && a->cout >= fm_cpu_gemm_nr() && a->cin * a->kh * a->kw >= 4 * fm_cpu_gemm_mr());
 }
 
 // the input gradient is a conv whose output is the input (width W); a GEMM of fewer
 // than 8 rows (input channels) would waste most of each register tile
 int fm_conv_fast_dinp_ok(const FmConvAttr *a, int W) {
   return direct_dinp_ok(a, W) ||
-         (packable(a, W) && a->cin >= FM_GEMM_MR && a->oph == 0 && a->opw == 0 &&
+         (packable(a, W) && a->cin >= fm_cpu_gemm_mr() && a->oph == 0 && a->opw == 0 &&
           a->dh * (a->kh - 1) - a->ph >= 0 && a->dw * (a->kw - 1) - a->pw >= 0);
 }
 

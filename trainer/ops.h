@@ -69,7 +69,7 @@ int fm_convt_out(int in, int k, int s, int p, int d, int op);
 void fm_im2col(float *col, const float *img, int C, int H, int W, const FmConvAttr *a);
 void fm_col2im(float *img, const float *col, int C, int H, int W, const FmConvAttr *a);
 
-// conv_fast.c: conv2d through the compiler prelude's packed-im2col GEMM (no im2col
+// conv_fast.c: conv2d through the CPU kernel library's packed-im2col GEMM (compiler/cpu/) (no im2col
 // matrix). fm_conv2d_forward/backward use it where *_ok says so; the workspace is
 // included in fm_conv2d_workspace.
 // W: the input width; groups 1, stride 1, output rows of whole 16-lane chunks

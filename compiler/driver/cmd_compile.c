@@ -25,9 +25,63 @@ static const char help[] =
   "  --dump-kernel            print the kernel IR of every node\n"
   "  --no-fuse                skip BN folding and activation fusion\n"
   "  --no-so                  write the C files only (no C compiler run)\n"
-  "  --emit c|llvm            backend: C (default: <name>.c) or LLVM IR built with the\n"
-  "                           LLVM-C API (<name>.ll, <name>.o; the .so is linked by $CC)\n"
+  "%s"
   "  -q, --quiet              no summary line\n";
+
+const char fm_driver_build_help[] =
+  "  --target=T               the machine the code is for: native (default: this machine),\n"
+  "                           x86-64-v3 (AVX2+FMA), x86-64-v4 (AVX-512), generic (x86-64);\n"
+  "                           sets -march of the generated code's build and the tile sizes\n"
+  "  --emit=c|llvm            the backend: C source built by $CC (default), or LLVM IR\n"
+  "                           built with the LLVM-C API (<name>.ll, <name>.o; the .so is\n"
+  "                           linked by $CC)\n"
+  "  --conv=auto|direct|gemm  Conv lowering: auto (im2col + GEMM where it pays), the direct\n"
+  "                           loops, or im2col + GEMM wherever it applies\n"
+  "  --gemm=auto|direct       float32 Gemm/MatMul: the CPU library's fm_sgemm, or direct loops\n"
+  "  --specialize=auto|all|none  add/shift kernels for ternary and power-of-two weights:\n"
+  "                           where they pay (default), wherever weights qualify, or never\n"
+  "  --no-specialize          same as --specialize=none\n";
+
+static int choice(const char *cmd, const char *flag, const char *v, const char *const *names, int n) {
+  for (int k = 0; k < n; k++)
+    if (!strcmp(v, names[k])) return k;
+  char all[128] = "";
+  for (int k = 0; k < n; k++) snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", k ? ", " : "", names[k]);
+  fm_usage(cmd, "unknown %s '%s' (one of: %s)", flag, v, all);
+}
+
+int fm_driver_build_flag(const char *cmd, int argc, char **argv, int *i, FmBuildFlags *f) {
+  static const char *const conv[] = {"auto", "direct", "gemm"}, *const gemm[] = {"auto", "direct"};
+  static const char *const spec[] = {"auto", "all", "none"};
+  const char *v;
+  FmTarget t;
+  if ((v = fm_opt(cmd, argc, argv, i, "--target"))) {
+    if (fm_target_get(v, &t)) fm_usage(cmd, "unknown --target '%s' (one of: %s)", v, fm_target_names());
+    f->target = v;
+  } else if ((v = fm_opt(cmd, argc, argv, i, "--emit"))) {
+    if (!fm_backend_find(v)) fm_usage(cmd, "unknown --emit '%s' (this fewmul has: %s)", v, fm_backend_names());
+    f->emit = v;
+  } else if ((v = fm_opt(cmd, argc, argv, i, "--conv"))) {
+    f->conv = choice(cmd, "--conv", v, conv, 3);
+  } else if ((v = fm_opt(cmd, argc, argv, i, "--gemm"))) {
+    f->gemm = choice(cmd, "--gemm", v, gemm, 2);
+  } else if ((v = fm_opt(cmd, argc, argv, i, "--specialize"))) {
+    f->specialize = choice(cmd, "--specialize", v, spec, 3);
+  } else if (fm_flag(argv, *i, "--no-specialize")) {
+    f->specialize = FM_SPECIALIZE_NONE;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+static void lower_opts(const FmBuildFlags *bf, FmLowerOpts *lo) {
+  memset(lo, 0, sizeof *lo);
+  if (fm_target_get(bf->target, &lo->target)) fm_fail("unknown target '%s'", bf->target);
+  lo->conv = (FmLowerChoice)bf->conv;
+  lo->gemm = (FmLowerChoice)bf->gemm;
+  lo->can_call = fm_backend_find(bf->emit ? bf->emit : "c")->can_call;
+}
 
 Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes) {
   struct stat st;
@@ -37,10 +91,14 @@ Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshap
   return fm_onnx_load(path, &lo);
 }
 
-KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse) {
-  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse};
+KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse, const FmBuildFlags *bf) {
+  FmBuildFlags def = {0};
+  if (!bf) bf = &def;
+  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse, .specialize = bf->specialize};
   fm_run_passes(g, &po);
-  KProgram *p = fm_lower_graph(g);
+  FmLowerOpts lo;
+  lower_opts(bf, &lo);
+  KProgram *p = fm_lower_graph_opts(g, &lo);
   if (dump_kernel)
     for (KFn *fn = p->fns; fn; fn = fn->next) fm_kdump(fn, stderr);
   return p;
@@ -48,10 +106,12 @@ KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int
 
 void fm_driver_compile(const FmCompileArgs *c) {
   Graph *g = fm_driver_load(c->model, c->shapes, c->nshapes);
-  KProgram *p = fm_driver_lower(g, c->dump_after, c->dump_kernel, c->no_fuse);
+  KProgram *p = fm_driver_lower(g, c->dump_after, c->dump_kernel, c->no_fuse, &c->build);
+  FmTarget t;
+  if (fm_target_get(c->build.target, &t)) fm_fail("unknown target '%s'", c->build.target);
   FmCodegenOpts o = {.outdir = c->outdir, .name = c->name, .source = c->model, .weights = c->weights,
-                     .no_so = c->no_so, .quiet = c->quiet};
-  if (c->emit) o.backend = fm_backend_find(c->emit);
+                     .no_so = c->no_so, .quiet = c->quiet, .march = t.march,
+                     .backend = fm_backend_find(c->build.emit ? c->build.emit : "c")};
   fm_codegen(p, &o);
   if (!c->quiet)
     printf("fewmul: compiled %s -> %s/%s (%d kernels)\n", c->model, c->outdir,
@@ -85,7 +145,8 @@ fm_model *fm_driver_jit(const char *onnx, const FmShapeOverride *shapes, int nsh
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   Graph *g = fm_driver_load(onnx, shapes, nshapes);
-  fm_model *m = fm_jit_model(fm_driver_lower(g, NULL, 0, 0), "model");
+  FmBuildFlags bf = {.emit = "llvm"};
+  fm_model *m = fm_jit_model(fm_driver_lower(g, NULL, 0, 0, &bf), "model");
   clock_gettime(CLOCK_MONOTONIC, &t1);
   if (!quiet)
     printf("jit-compiled %s in %.0f ms\n", onnx,
@@ -100,7 +161,7 @@ void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int
 
 int fm_cmd_compile(int argc, char **argv) {
   const char *cmd = "compile";
-  if (fm_wants_help(argc, argv)) return fputs(help, stdout), 0;
+  if (fm_wants_help(argc, argv)) return printf(help, fm_driver_build_help), 0;
   Arena a = {0};
   FmCompileArgs c = {0};
   for (int i = 0; i < argc; i++) {
@@ -115,11 +176,8 @@ int fm_cmd_compile(int argc, char **argv) {
     else if ((v = fm_opt(cmd, argc, argv, &i, "--dump-after"))) c.dump_after = v;
     else if (fm_flag(argv, i, "--dump-kernel")) c.dump_kernel = 1;
     else if (fm_flag(argv, i, "--no-fuse")) c.no_fuse = 1;
-    else if ((v = fm_opt(cmd, argc, argv, &i, "--emit"))) {
-      if (!fm_backend_find(v)) fm_usage(cmd, "--emit must be one of %s, got '%s'", fm_backend_names(), v);
-      c.emit = v;
-    }
     else if (fm_flag(argv, i, "--no-so")) c.no_so = 1;
+    else if (fm_driver_build_flag(cmd, argc, argv, &i, &c.build)) continue;
     else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) c.quiet = 1;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!c.model) c.model = argv[i];

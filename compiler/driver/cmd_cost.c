@@ -12,7 +12,8 @@ static const char help[] =
   "usage: fewmul cost MODEL.onnx [--batch N] [--shape NAME=DIMS]... [--no-fuse]\n"
   "\n"
   "Per kernel: node, op, output shape, dense MACs, multiplications and additions the\n"
-  "lowered code performs, weight bytes and activation bytes, then totals.\n";
+  "lowered code performs, weight bytes and activation bytes, then totals. The\n"
+  "lowering flags of `fewmul compile` apply (--target, --conv, --gemm, --specialize).\n";
 
 static int64_t dim_at(int64_t d, int64_t batch) { return d < 0 ? -d * batch : d; }
 
@@ -68,18 +69,20 @@ int fm_cmd_cost(int argc, char **argv) {
   int64_t batch = 1;
   int nshapes = 0, no_fuse = 0;
   FmShapeOverride shapes[16];
+  FmBuildFlags bf = {0};
   for (int i = 0; i < argc; i++) {
     const char *v;
     if ((v = fm_opt(cmd, argc, argv, &i, "--batch"))) batch = fm_parse_int(cmd, "--batch", v, 1, INT32_MAX);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
     else if (fm_flag(argv, i, "--no-fuse")) no_fuse = 1;
+    else if (fm_driver_build_flag(cmd, argc, argv, &i, &bf)) continue;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!model) model = argv[i];
     else fm_usage(cmd, "unexpected argument '%s'", argv[i]);
   }
   if (!model) fm_usage(cmd, "missing MODEL.onnx");
   Graph *g = fm_driver_load(model, shapes, nshapes);
-  KProgram *p = fm_driver_lower(g, NULL, 0, no_fuse);
+  KProgram *p = fm_driver_lower(g, NULL, 0, no_fuse, &bf);
 
   printf("%-28s %-18s %-18s %14s %14s %14s %12s %12s\n", "node", "op", "output", "dense_MACs", "muls",
          "adds", "weight_B", "act_B");

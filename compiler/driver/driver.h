@@ -26,14 +26,27 @@ void fm_make_dir(const char *path);
 void fm_remove_tree(const char *dir);
 
 /* ---- cmd_compile.c: the pipeline shared by compile, cost and bench ---- */
+/* What the code is generated for and how: --target, --emit, --conv, --gemm,
+   --specialize (zero: native, c, auto, auto, auto). */
+typedef struct FmBuildFlags {
+  const char *target, *emit;
+  int conv, gemm;      /* FmLowerChoice (kernel.h) */
+  int specialize;      /* FM_SPECIALIZE_* (passes.h) */
+} FmBuildFlags;
+/* If argv[*i] is one of the flags above, stores it in f (advancing *i past a separate
+   value) and returns 1; a bad value is fm_usage naming the choices. */
+int fm_driver_build_flag(const char *cmd, int argc, char **argv, int *i, FmBuildFlags *f);
+extern const char fm_driver_build_help[]; /* their lines for --help */
+
 typedef struct FmCompileArgs {
   const char *model, *outdir, *name, *dump_after;
   FmShapeOverride shapes[16]; int nshapes;
   int weights, dump_kernel, no_so, no_fuse, quiet;
-  const char *emit;       /* backend name (fm_backend_find); NULL: c */
+  FmBuildFlags build;
 } FmCompileArgs;
 Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes);
-KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse);
+/* Passes and lowering for build flags bf (NULL: defaults). */
+KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse, const FmBuildFlags *bf);
 void fm_driver_compile(const FmCompileArgs *a);
 /* Compiles an .onnx into a fresh temporary directory (registered for cleanup) and
    returns the directory; bench and run accept models this way. */

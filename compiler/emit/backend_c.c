@@ -180,7 +180,7 @@ static void c_begin(FmModule *G) {
   fprintf(f, "#ifdef _OPENMP\n#include <omp.h>\n#endif\n\n");
   fprintf(f, "#pragma GCC diagnostic push\n#pragma GCC diagnostic ignored \"-Wunused-function\"\n");
   fprintf(f, "#pragma GCC diagnostic ignored \"-Wunused-parameter\"\n");
-  fprintf(f, "/* ---- prelude ---- */\n%s\n", fm_prelude_text);
+  fprintf(f, "/* ---- prelude ---- */\n%s\n", fm_cpu_text);
 
   fprintf(f, "/* ---- weights ---- */\n");
   if (G->file_weights) fprintf(f, "static const unsigned char *%s_blob; /* set by %s_set_weights */\n", nm, nm);
@@ -315,7 +315,9 @@ static void c_build(FmModule *G, const char *dir, const char *c_path, const char
   char *ccw = fm_strdup(a, cc);
   for (char *t = strtok(ccw, " \t"); t && argc < 40; t = strtok(NULL, " \t")) argv[argc++] = t;
   if (!argc) fm_fail("CC is empty");
-  static const char *const flags[] = {"-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-DFM_SHARED", "-o"};
+  /* the target's ISA (--target), never fewmul's own build flags */
+  const char *march = fm_sprintf(a, "-march=%s", G->o->march ? G->o->march : "native");
+  const char *const flags[] = {"-O3", march, "-fopenmp", "-shared", "-fPIC", "-DFM_SHARED", "-o"};
   for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) argv[argc++] = flags[i];
   argv[argc++] = so_path, argv[argc++] = c_path, argv[argc++] = "-lm", argv[argc] = NULL;
   fm_cleanup_add(so_path);

@@ -69,24 +69,4 @@ const char *fm_backend_names(void);                 /* "c" (for --help and error
 /* emit_c.c */
 void fm_emit_c_fn(FILE *f, KFn *fn);
 
-/* prelude.c, embedded as text by CMake (cmake/embed.cmake) */
-extern const char fm_prelude_text[];
-
-/* ---- the prelude's routines, callable from kernel IR with kb_call ----
- * The table lives in kinterp.c (the interpreter calls the compiled-in prelude);
- * printers use it for argument kinds. kinds has one letter per argument:
- *   i  integer (any integer KExpr; int64_t in C)
- *   f  float scalar (a float KExpr)
- *   p  pointer the routine writes   (k_addr(buf, idx))
- *   c  pointer the routine only reads (k_addr(buf, idx))
- * call() gets the marshalled arguments and, per pointer, how many elements remain
- * from it to the end of its buffer; it returns NULL or a message (bad extents). */
-typedef union FmArg { int64_t i; double f; void *p; } FmArg;
-typedef struct FmRoutine {
-  const char *name;
-  const char *kinds;
-  const char *(*call)(const FmArg *a, const int64_t *avail, char *msg, size_t msglen);
-} FmRoutine;
-const FmRoutine *fm_routine_find(const char *name); /* NULL if unknown */
-
 #endif

@@ -283,7 +283,7 @@ static LLVMValueRef binop(Fn *F, int op, FmDType t, LLVMValueRef a, LLVMValueRef
   return wrap(F, r, t);
 }
 
-/* fm_ipow of the prelude, as an internal function of the module. */
+/* fm_ipow of the CPU library, as an internal function of the module. */
 static LLVMValueRef ipow_fn(FmLlvm *L) {
   LLVMValueRef fn = LLVMGetNamedFunction(L->mod, "fm.ipow");
   if (fn) return fn;

@@ -6,6 +6,7 @@
  */
 #include "emit/emit_llvm.h"
 #include "emit/emit.h"
+#include "cpu/fm_cpu.h"
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -466,7 +467,7 @@ const char *fm_llvm_glue_text(FmLlvm *L, Arena *a) {
   size_t len;
   FILE *f = open_memstream(&text, &len);
   fputs("/* glue: the CPU library routines under the names the LLVM module calls */\n", f);
-  fputs(fm_prelude_text, f);
+  fputs(fm_cpu_text, f);
   for (LLVMValueRef fn = LLVMGetFirstFunction(L->mod); fn; fn = LLVMGetNextFunction(fn)) {
     size_t n;
     const char *name = LLVMGetValueName2(fn, &n);

@@ -2,13 +2,13 @@
  *
  * The module's external symbols resolve against fewmul's own process: libm and
  * libgomp through a process search generator, and the CPU library routines
- * (fmk_<routine>, emit_llvm.h) as absolute symbols bound to the routines compiled
- * into fewmul. No C compiler, linker or temporary file is involved.
+ * (fmk_<routine>, emit_llvm.h) as absolute symbols bound to the CPU kernel library
+ * (compiler/cpu/, libfm_cpu.a) linked into fewmul. No C compiler, linker or temporary file is involved.
  */
 #include "jit/jit.h"
 #include "jit/jit_llvm.h"
 #include "emit/emit.h"
-#include "emit/prelude.c"
+#include "cpu/fm_cpu.h"
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <omp.h>
@@ -23,12 +23,9 @@ struct FmJit { LLVMOrcLLJITRef jit; };
 int fm_llvm_available(void) { return 1; }
 
 /* The routines kernels may call, by the name kb_call uses. */
-static const struct { const char *name; void (*fn)(void); } routines[] = {
-  {"fm_sgemm", (void (*)(void))fm_sgemm},
-  {"fm_im2col_pack", (void (*)(void))fm_im2col_pack},
-  {"fm_sgemm_pb", (void (*)(void))fm_sgemm_pb},
-  {"fm_ternary_gemm", (void (*)(void))fm_ternary_gemm},
-};
+#define X_ADDR(name, kinds, count) {#name, (void (*)(void))name},
+static const struct { const char *name; void (*fn)(void); } routines[] = {FM_CPU_ROUTINES(X_ADDR)};
+#undef X_ADDR
 /* Threading: bound explicitly, so the JIT does not depend on the process exporting them. */
 static const struct { const char *name; void (*fn)(void); } threading[] = {
   {"GOMP_parallel", (void (*)(void))GOMP_parallel},

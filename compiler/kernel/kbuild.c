@@ -25,6 +25,7 @@ KFn *kb_begin(KB *b, Graph *g, Node *n, const char *name) {
   Arena *a = &g->arena;
   memset(b, 0, sizeof *b);
   b->a = a, b->g = g, b->node = n;
+  b->opts = fm_lower_opts_default();
   karena = a;
   KFn *fn = fm_alloc(a, sizeof *fn);
   fn->name = fm_strdup(a, name);

@@ -3,7 +3,9 @@
  * Counted on the kernel IR, so the report is what the emitted code performs:
  * every statement's operations times the trip counts of its loops at batch N.
  *   muls   multiplications and divisions of data values (float or narrow integer),
- *          the multiply of an fma, `*=` / `/=` accumulations, KS_CALL muls
+ *          the multiply of an fma, `*=` / `/=` accumulations, and the counts a CPU
+ *          library routine states for a call (fm_cpu.h; the lowering's muls/adds
+ *          expressions when the call's arguments are not static)
  *   adds   additions and subtractions of data values, the add of an fma,
  *          `+=` / `-=` accumulations, KS_CALL adds
  *   shifts ldexp (an exponent add), integer << and >> on data
@@ -119,6 +121,8 @@ static int depends(Cost *c, KStmt *s, KVar *v) {
       break;
     case KS_CALL:
       if (refs(c, s->muls, v) || refs(c, s->adds, v)) return 1;
+      for (int i = 0; i < s->nargs; i++) /* what the routine's count reads */
+        if ((s->args[i]->k != KE_ADDR || s->args[i]->buf->kind == KBUF_CONST) && refs(c, s->args[i], v)) return 1;
       break;
     default: break;
     }
@@ -164,6 +168,26 @@ static void eops(KExpr *e, KCost *k) {
 static void kadd(KCost *a, KCost b, double times) {
   a->muls += b.muls * times, a->adds += b.adds * times;
   a->shifts += b.shifts * times, a->other += b.other * times;
+}
+
+/* The routine's own count (fm_cpu.h) when its integer arguments are static; pointers
+   into constant buffers are passed as their data. */
+static int routine_count(Cost *c, KStmt *s, double *muls, double *adds) {
+  const FmRoutine *r = fm_routine_find(s->fn);
+  FmArg a[32];
+  if (!r || !r->count || s->nargs > 32) return 0;
+  for (int i = 0; i < s->nargs; i++) {
+    KExpr *x = s->args[i];
+    a[i].p = NULL;
+    if (x->k == KE_ADDR) {
+      int64_t off;
+      if (x->buf->kind == KBUF_CONST && seval(c, x->a, &off) && off >= 0 && off < x->buf->nelem)
+        a[i].p = (char *)x->buf->data + off * (int64_t)fm_dtype_size(x->buf->t);
+    } else if (r->kinds[i] == 'i' && !seval(c, x, &a[i].i)) {
+      return 0;
+    }
+  }
+  return r->count(a, muls, adds);
 }
 
 static KCost walk(Cost *c, KStmt *s) {
@@ -220,7 +244,12 @@ static KCost walk(Cost *c, KStmt *s) {
       break;
     }
     case KS_CALL: {
-      int64_t v;
+      double m, a;
+      if (routine_count(c, s, &m, &a)) {
+        k.muls += m, k.adds += a;
+        break;
+      }
+      int64_t v; /* arguments not static: the lowering's own estimate */
       if (s->muls && seval(c, s->muls, &v)) k.muls += (double)v;
       if (s->adds && seval(c, s->adds, &v)) k.adds += (double)v;
       break;

@@ -25,6 +25,7 @@
 #ifndef FM_KERNEL_H
 #define FM_KERNEL_H
 #include "ir/ir.h"
+#include "cpu/fm_cpu.h"
 
 typedef struct KVar { int id; const char *name; FmDType t; } KVar;
 
@@ -110,7 +111,7 @@ typedef enum {
   KS_SET,    /* var = e, or var op= e when accop >= 0 (KB_ADD, KB_MAX, ...) */
   KS_STORE,  /* buf[idx] = e, or buf[idx] op= e when accop >= 0 */
   KS_IF,     /* if (e) body else els */
-  KS_CALL,   /* fn(args...): a routine of the C prelude (compiler/emit/prelude.c) */
+  KS_CALL,   /* fn(args...): a routine of the CPU kernel library (compiler/cpu/fm_cpu.h) */
   KS_COMMENT,
 } KStmtKind;
 
@@ -138,8 +139,30 @@ typedef struct KFn {
   struct KFn *next;
 } KFn;
 
+/* ---- what the lowering is for (target.c) ---- */
+typedef struct FmTarget {
+  const char *name;     /* "native", "x86-64-v3", "x86-64-v4", "generic" */
+  const char *march;    /* -march= for building the generated code */
+  int avx2, avx512;     /* ISA the generated code may use (avx2 includes FMA) */
+  int gemm_mr, gemm_nr; /* the CPU library's register tile under that ISA */
+} FmTarget;
+/* 0 and *t filled, or -1 for an unknown name. "native" (or NULL) reads the ISA of
+   the machine running fewmul. */
+int fm_target_get(const char *name, FmTarget *t);
+const char *fm_target_names(void);  /* "native, x86-64-v3, ..." for messages */
+
+typedef enum { FM_LOWER_AUTO, FM_LOWER_DIRECT, FM_LOWER_GEMM } FmLowerChoice;
+typedef struct FmLowerOpts {
+  FmTarget target;
+  FmLowerChoice conv;   /* Conv: auto (im2col + GEMM where it pays), direct loops, or GEMM wherever it applies */
+  FmLowerChoice gemm;   /* Gemm/MatMul float32: auto (fm_sgemm) or direct loops */
+  int (*can_call)(const char *routine); /* the backend's capability (NULL: every routine) */
+} FmLowerOpts;
+const FmLowerOpts *fm_lower_opts_default(void); /* native, auto, every routine */
+
 /* ---- builder ---- */
 typedef struct KB {
+  const FmLowerOpts *opts;    /* never NULL inside a lowering (kb_begin sets the default) */
   Arena *a;
   Graph *g;
   Node *node;
@@ -211,8 +234,11 @@ typedef struct KProgram {
 } KProgram;
 
 /* Lowers every node of g (shapes inferred, constants folded) to kernel IR; fails
-   naming every node whose op has no lowering. */
+   naming every node whose op has no lowering. opts NULL: fm_lower_opts_default(). */
 KProgram *fm_lower_graph(Graph *g);
+KProgram *fm_lower_graph_opts(Graph *g, const FmLowerOpts *opts);
+/* May the lowering call this CPU library routine (the backend's can_call)? */
+int fm_lower_can_call(const KB *b, const char *routine);
 
 /* Interpreter (kinterp.c): runs fn with buffers bound to host memory: ptrs[buf->id]
    for every KBUF_TENSOR / KBUF_SCRATCH buffer (KBUF_CONST use buf->data).
@@ -224,6 +250,19 @@ int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen);
    lowering in builds without NDEBUG (passes/lower.c) and before the interpreter. */
 int fm_kverify(const KFn *fn, char *err, size_t errlen);
 int fm_kverify_at(const KFn *fn, int64_t batch, char *err, size_t errlen); /* one batch only */
+
+/* ---- CPU library routines callable with kb_call (kinterp.c's table) ----
+ * name and argument kinds and the exact operation count (fm_cpu.h's FM_CPU_ROUTINES);
+ * call() is the interpreter's: it gets the marshalled arguments and, per pointer,
+ * how many elements remain from it to the end of its buffer; it returns NULL or a
+ * message (bad extents). */
+typedef struct FmRoutine {
+  const char *name;
+  const char *kinds;
+  FmRoutineCount count;
+  const char *(*call)(const FmArg *a, const int64_t *avail, char *msg, size_t msglen);
+} FmRoutine;
+const FmRoutine *fm_routine_find(const char *name); /* NULL if unknown */
 
 /* ---- analyses every printer needs (kanalysis.c) ---- */
 /* Whether fn writes buffer b (stores to it or passes it as a written pointer to a

@@ -14,12 +14,11 @@
  *     count at the given batch) and type errors in the tree return -1 with a message
  *     naming the kernel and the buffer, instead of crashing. That is the point: the
  *     lowerings are tested on this interpreter.
- * KS_CALL runs the prelude routine of the same name (emit/prelude.c is compiled in
- * here) through the ROUTINES table below.
+ * KS_CALL runs the CPU kernel library routine of the same name (libfm_cpu.a,
+ * cpu/fm_cpu.h) through the table below.
  */
 #include "kernel/kernel.h"
 #include "emit/emit.h"
-#include "emit/prelude.c"
 #include <assert.h>
 #include <math.h>
 #include <setjmp.h>
@@ -27,22 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the prelude routines the interpreter can call ----
- * Adding one: one line here, X(name, kinds, wrapper) with a wrapper that checks the
- * extents it touches (avail[k]: elements from pointer argument k to its buffer end)
- * and calls the routine. */
-static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
-static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len);
-static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len);
-static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
-#define ROUTINES(X)                                       \
-  X(fm_sgemm, "iiiiiciiciipii", call_sgemm)               \
-  X(fm_im2col_pack, "ciiiiiiiiiiiiiip", call_im2col_pack) \
-  X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)           \
-  X(fm_ternary_gemm, "iiiiiciciciciipi", call_ternary_gemm)
-
-#define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
-static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
+/* ---- the CPU library routines the interpreter can call ----
+ * Adding one: a line in fm_cpu.h's FM_CPU_ROUTINES and here a wrapper call_<name>
+ * that checks the extents it touches (avail[k]: elements from pointer argument k to
+ * its buffer end) and calls the routine. */
+#define X_DECL(name, kinds, count) \
+  static const char *call_##name(const FmArg *a, const int64_t *av, char *msg, size_t len);
+FM_CPU_ROUTINES(X_DECL)
+#undef X_DECL
+#define X_ENTRY(name, kinds, count) {#name, kinds, count, call_##name},
+static const FmRoutine routines[] = {FM_CPU_ROUTINES(X_ENTRY)};
 #undef X_ENTRY
 
 const FmRoutine *fm_routine_find(const char *name) {
@@ -60,7 +53,7 @@ static const char *need(const int64_t *av, int k, int64_t last, const char *what
   return msg;
 }
 
-static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_sgemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t m0 = a[0].i, m1 = a[1].i, n0 = a[2].i, n1 = a[3].i, K = a[4].i;
   int64_t lda = a[6].i, tA = a[7].i, ldb = a[9].i, tB = a[10].i, ldc = a[12].i;
   const char *e;
@@ -83,9 +76,12 @@ static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size
 }
 
 /* floats of a packed B operand of n columns and K rows (fm_im2col_pack) */
-static int64_t packed_b_size(int64_t n, int64_t K) { return (n + FM_GEMM_NR - 1) / FM_GEMM_NR * K * FM_GEMM_NR; }
+static int64_t packed_b_size(int64_t n, int64_t K) {
+  int64_t nr = fm_cpu_gemm_nr();
+  return (n + nr - 1) / nr * K * nr;
+}
 
-static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t v[14];
   for (int k = 0; k < 14; k++) v[k] = a[1 + k].i;
   int64_t C = v[0], IH = v[1], IW = v[2], KH = v[3], KW = v[4], OW = v[11], p0 = v[12], p1 = v[13];
@@ -102,7 +98,7 @@ static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg
   return NULL;
 }
 
-static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t m0 = a[0].i, m1 = a[1].i, n = a[2].i, K = a[3].i, lda = a[5].i, ldc = a[8].i, hasbias = a[10].i;
   const char *e;
   if (m0 < 0 || K < 0) {
@@ -121,7 +117,7 @@ static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, s
   return NULL;
 }
 
-static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+static const char *call_fm_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
   int64_t n0 = a[0].i, n1 = a[1].i, m0 = a[2].i, m1 = a[3].i, K = a[4].i, ldx = a[6].i, kc = a[8].i;
   int64_t hasalpha = a[10].i, hasbias = a[12].i, ldy = a[15].i;
   const char *e;

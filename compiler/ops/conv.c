@@ -2,7 +2,7 @@
  *
  * Conv 2-D float32 goes through im2col + fm_sgemm (conv_gemm.c) where it fits;
  * everything else - depthwise, grouped, 1-D/3-D, dilated, float64 - uses the direct
- * kernel below, which also stays available as the reference (FM_CONV=direct).
+ * kernel below, which also stays available as the reference (--conv=direct).
  *
  *   X [N, C, in...], W [M, C/G, k...], B [M]  ->  Y [N, M, out...]
  */
@@ -185,7 +185,7 @@ static void lower_direct(KB *b, Node *n, const FmConv *c) {
 void fm_lower_Conv(KB *b, Node *n) {
   FmConv c;
   fm_conv_setup(n, &c);
-  if (!fm_direct_forced("FM_CONV") && fm_conv_lower_gemm(b, n, &c)) return;
+  if (!fm_conv_direct(b) && fm_conv_lower_gemm(b, n, &c)) return;
   lower_direct(b, n, &c);
 }
 

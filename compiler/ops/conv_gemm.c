@@ -1,4 +1,4 @@
-/* conv_gemm.c - float32 1-D/2-D Conv as im2col + fm_sgemm (the prelude's packed GEMM).
+/* conv_gemm.c - float32 1-D/2-D Conv as im2col + fm_sgemm (the CPU library's packed GEMM).
  *
  * Per image n and group g the convolution is a matrix product
  *   Y[n, g] (Mg x OH*OW) = W[g] (Mg x K) * col (K x OH*OW),  K = Cg*KH*KW,
@@ -17,15 +17,6 @@
 #define SLOTS 8          /* chunks of work items = im2col slots (>= threads used) */
 #define COLS_TARGET 256  /* output positions per item: the GEMM's N block */
 #define ITEMS_MIN 4      /* split output channels when an image has fewer items */
-/* The prelude's row tile (FM_GEMM_MR) on the machine this compiler is built for,
-   which is the machine the model is compiled for (both -march=native): channel
-   blocks are multiples of it. Only a blocking choice - any value is correct. */
-#ifdef __AVX512F__
-#define TILE_M 8
-#else
-#define TILE_M 6
-#endif
-
 typedef struct Geo2 { int64_t IH, IW, OH, OW, KH, KW, SH, SW, DH, DW, PH, PW; } Geo2;
 
 static void geo2(const FmWin *w, Geo2 *q) {
@@ -40,7 +31,12 @@ static void geo2(const FmWin *w, Geo2 *q) {
 int fm_conv_lower_gemm(KB *b, Node *n, const FmConv *c) {
   const FmWin *w = &c->win;
   /* depthwise (one input channel per group) has K = KH*KW: the direct kernel wins */
-  if (c->y->dtype != FM_F32 || w->nsp > 2 || c->Cg == 1) return 0;
+  if (c->y->dtype != FM_F32 || w->nsp > 2 || (c->Cg == 1 && b->opts->conv != FM_LOWER_GEMM)) return 0;
+  if (!fm_lower_can_call(b, "fm_im2col_pack") || !fm_lower_can_call(b, "fm_sgemm_pb")) return 0;
+  /* channel blocks are multiples of the CPU library's row tile (FM_GEMM_MR) under the
+     target's ISA (--target), not the ISA fewmul was built with: only a blocking
+     choice, any value is correct */
+  int64_t tile_m = b->opts->target.gemm_mr;
   Geo2 q;
   geo2(w, &q);
   int64_t K = c->Cg * q.KH * q.KW, HW = q.OH * q.OW, XS = q.IH * q.IW;
@@ -56,7 +52,7 @@ int fm_conv_lower_gemm(KB *b, Node *n, const FmConv *c) {
     int64_t want = (ITEMS_MIN + per_img - 1) / per_img;
     if (want > c->Mg / 12) want = c->Mg / 12;
     mb = (c->Mg + want - 1) / want;
-    mb = (mb + TILE_M - 1) / TILE_M * TILE_M;
+    mb = (mb + tile_m - 1) / tile_m * tile_m;
     nbr = (c->Mg + mb - 1) / mb;
   }
   int relu = n->fused_act == OP_Relu, other_act = n->fused_act && !relu;

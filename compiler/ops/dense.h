@@ -77,6 +77,9 @@ int fm_matmul_lower_sgemm(KB *b, Node *n, const FmMatMul *mm);
    call unless -ffinite-math-only. */
 void fm_dense_store(KB *b, Node *n, KBuf *buf, KExpr *idx, KExpr *v);
 
-/* getenv(var) == "direct": tests force the direct loops (FM_CONV, FM_GEMM). */
-int fm_direct_forced(const char *var);
+/* --conv=direct / --gemm=direct (FmLowerOpts): the direct loops, not the CPU library. */
+static inline int fm_conv_direct(const KB *b) { return b->opts->conv == FM_LOWER_DIRECT; }
+static inline int fm_gemm_direct(const KB *b) {
+  return b->opts->gemm == FM_LOWER_DIRECT || !fm_lower_can_call(b, "fm_sgemm");
+}
 #endif

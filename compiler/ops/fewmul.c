@@ -28,7 +28,7 @@
  * per row are computed and dropped. 1xK-free convs without padding or stride read X as is.
  * Gemm: acc is a scalar per (row, output), a gather-add over X's row (Pow2Gemm, and
  * TernaryGemm with a Gemm alpha != 1 or beta other than 0/1). TernaryGemm otherwise runs
- * the prelude's fm_ternary_gemm over bitmasks of W (lower_gemm_masks): vector masked adds,
+ * the CPU library's fm_ternary_gemm over bitmasks of W (lower_gemm_masks): vector masked adds,
  * the same one multiplication per output (none with Alpha all 1).
  */
 #include "ops/fewmul_internal.h"
@@ -457,7 +457,7 @@ static void gemm_shift(KB *b, Acc *a, KExpr *d) {
   kb_set(b, a->var, k_bin(KB_LDEXP, k_var(a->var), d));
 }
 
-/* TernaryGemm through the prelude's fm_ternary_gemm: W as two bitmasks per output and
+/* TernaryGemm through the CPU library's fm_ternary_gemm: W as two bitmasks per output and
    16-column chunk (one int32: bits 0-15 where w != 0, 16-31 where w = -1), blocks of
    MBLK outputs in a parallel loop. Y = Alpha[m] * acc + B[m] (Y = acc + B[m] when every
    Alpha is 1: hasalpha = 0, no multiply), the order of the tap-loop lowering; a fused
@@ -466,6 +466,7 @@ static void gemm_shift(KB *b, Acc *a, KExpr *d) {
 
 static int lower_gemm_masks(KB *b, Node *n, const GemmGeo *q) {
   if (is_pow2(n) || q->alpha != 1 || (bias_of(n) && q->beta != 1 && q->beta != 0)) return 0;
+  if (!fm_lower_can_call(b, "fm_ternary_gemm")) return 0;
   const int8_t *w = fm_in(n, 1)->data;
   if (!w) fm_fail("node '%s' (%s): the integer weights must be constants (initialisers)", n->name, n->op_type);
   int64_t M = q->M, K = q->K, kc = (K + 15) / 16, nnz = 0;

@@ -5,8 +5,8 @@
  *   MatMul: numpy matmul: 1-D operands get a unit dim (removed from the result),
  *           batch dims broadcast.
  *
- * float32 goes through the prelude's fm_sgemm (gemm_sgemm.c); other dtypes and
- * FM_GEMM=direct use the direct loops here.
+ * float32 goes through the CPU library's fm_sgemm (gemm_sgemm.c); other dtypes,
+ * `--gemm=direct` and backends that cannot call fm_sgemm use the direct loops here.
  */
 #include "ops/dense.h"
 #include <stdlib.h>
@@ -26,11 +26,6 @@ static void check_dtype(Node *n, const Tensor *t, FmDType want) {
 }
 
 static int same_dim(int64_t a, int64_t b) { return a == b; }
-
-int fm_direct_forced(const char *var) {
-  const char *e = getenv(var);
-  return e && !strcmp(e, "direct");
-}
 
 /* ---- Gemm ---- */
 
@@ -113,7 +108,7 @@ static void gemm_direct(KB *b, Node *n, const FmGemm *G) {
 void fm_lower_Gemm(KB *b, Node *n) {
   FmGemm G;
   fm_gemm_setup(n, &G);
-  if (!fm_direct_forced("FM_GEMM") && fm_gemm_lower_sgemm(b, n, &G)) return;
+  if (!fm_gemm_direct(b) && fm_gemm_lower_sgemm(b, n, &G)) return;
   gemm_direct(b, n, &G);
 }
 
@@ -206,6 +201,6 @@ static void matmul_direct(KB *b, Node *n, const FmMatMul *mm) {
 void fm_lower_MatMul(KB *b, Node *n) {
   FmMatMul mm;
   fm_matmul_setup(n, &mm);
-  if (!fm_direct_forced("FM_GEMM") && fm_matmul_lower_sgemm(b, n, &mm)) return;
+  if (!fm_gemm_direct(b) && fm_matmul_lower_sgemm(b, n, &mm)) return;
   matmul_direct(b, n, &mm);
 }

@@ -1,4 +1,4 @@
-/* gemm_sgemm.c - float32 Gemm and MatMul through the prelude's fm_sgemm.
+/* gemm_sgemm.c - float32 Gemm and MatMul through the CPU library's fm_sgemm.
  *
  * The output is cut into blocks of MB rows x NB columns (MB a multiple of the 6-row
  * GEMM tile); one KL_PARALLEL loop runs over (matrix, row block, column block)

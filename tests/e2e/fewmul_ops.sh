@@ -1,8 +1,8 @@
 #!/bin/bash
 # fewmul_ops.sh - the ai.fewmul weight ops end to end: train ternary and DeepShift models a
 # few steps, export, check that the loader keeps TernaryConv/Pow2Conv/... native, compile
-# them with the add/shift kernels (FM_WEIGHTS=all) and with the dense ones
-# (FM_WEIGHTS=dense), run both: same logits, and the trainer's test accuracy; ONNX Runtime
+# them with the add/shift kernels (--specialize=all) and with the dense ones
+# (--specialize=none), run both: same logits, and the trainer's test accuracy; ONNX Runtime
 # too when installed. `fewmul cost` must show far fewer multiplications than dense MACs.
 # Usage: bash fewmul_ops.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 . "$(dirname "$0")/lib/common.sh"
@@ -29,12 +29,12 @@ model() { # NAME OP ARGS...: train, export, compile two ways, run, compare, cost
   if grep -q "$op" "$name.dump" && ! grep -q "Pow2\b\|Pow(" "$name.dump"; then ok "$name: $op loaded native"
   else bad "$name: $op not native after load: $(grep -m3 -i "conv\|gemm" "$name.dump")"; fi
   # after the passes: specialised kernels (forced) and dense ones
-  if ! FM_WEIGHTS=all "$FEWMUL" compile "$name.onnx" -o "$name.fm" --dump-after=weights -q >"$name.w" 2>&1; then
+  if ! "$FEWMUL" compile "$name.onnx" -o "$name.fm" --specialize=all --dump-after=weights -q >"$name.w" 2>&1; then
     bad "$name: compile (add/shift kernels): $(tail -c 400 "$name.w")"
     return
   fi
   if grep -q "$op" "$name.w"; then ok "$name: $op after the weights pass"; else bad "$name: no $op after the weights pass"; fi
-  if ! FM_WEIGHTS=dense "$FEWMUL" compile "$name.onnx" -o "$name.dense" -q >"$name.d" 2>&1; then
+  if ! "$FEWMUL" compile "$name.onnx" -o "$name.dense" --specialize=none -q >"$name.d" 2>&1; then
     bad "$name: compile (dense): $(tail -c 400 "$name.d")"
     return
   fi
@@ -59,7 +59,7 @@ model() { # NAME OP ARGS...: train, export, compile two ways, run, compare, cost
     echo "skip $name: ONNX Runtime comparison (node or tools/ort missing)"
   fi
   # cost: the specialised layers multiply once per output (ternary) or never (pow2)
-  FM_WEIGHTS=all "$FEWMUL" cost "$name.onnx" >"$name.cost" 2>&1 || { bad "$name: cost: $(tail -c 300 "$name.cost")"; return; }
+  "$FEWMUL" cost "$name.onnx" --specialize=all >"$name.cost" 2>&1 || { bad "$name: cost: $(tail -c 300 "$name.cost")"; return; }
   local line
   line=$(grep "^batch:" "$name.cost")
   local muls macs

@@ -105,9 +105,11 @@ static inline void oc_dims_at(const Tensor *t, int64_t batch, int64_t *d) {
 
 /* Lowers n and runs it at batch (binding as at the top; host may be NULL); cost, if
    given, receives fm_kcost of the kernel. Returns fm_kinterp's code, 0 on success. */
+static const FmLowerOpts *oc_lower_opts; /* NULL: the defaults (e.g. --conv=direct otherwise) */
 static inline int oc_run_ex(Node *n, int64_t batch, void *const *host, KCost *cost) {
   KB b;
   kb_begin(&b, oc_g, n, "k");
+  if (oc_lower_opts) b.opts = oc_lower_opts;
   fm_ops[n->op].lower(&b, n);
   CHECK(b.depth == 0);
   KFn *fn = b.fn;

@@ -4,7 +4,7 @@
  * Each case builds X -> SPConv|SPGemm -> Y with random ternary WB, WC, random A, ZB and
  * bias, writes it as ONNX with the exporter's function body, loads it twice - natively
  * and with the body inlined (standard Conv / Mul / Add / ConvTranspose, kept dense with
- * FM_WEIGHTS=dense) - runs the pass pipeline and every kernel on the interpreter at a
+ * --specialize=none) - runs the pass pipeline and every kernel on the interpreter at a
  * symbolic batch N = 2, and compares: |native - body| <= 1e-4 * (1 + |body|) per element
  * (float32; the two sum in different orders). The cost model must count exactly r
  * multiplications per hidden position (= per output patch) for the native op, and
@@ -134,7 +134,7 @@ static int run_model(const void *buf, size_t len, int inl, int64_t N, float *x, 
   FmTry t;
   FM_TRY(&t) {
     g = fm_onnx_load_mem(buf, len, "sp.onnx", &lo);
-    FmPassOpts po = {0};
+    FmPassOpts po = {.specialize = FM_SPECIALIZE_NONE}; /* the inlined body stays standard dense ops */
     fm_run_passes(g, &po);
     p = fm_lower_graph(g);
     fm_try_pop(&t);
@@ -312,7 +312,6 @@ static void test_errors(void) {
 }
 
 int main(void) {
-  setenv("FM_WEIGHTS", "dense", 1); /* the inlined body stays standard dense ops */
   test_conv_cases();
   test_gemm_cases();
   test_errors();

@@ -9,7 +9,7 @@
 #include "check.h"
 #include "kernel/kernel.h"
 #include "emit/emit.h"
-#include "emit/prelude.c"
+#include "cpu/fm_cpu.h"
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -593,7 +593,7 @@ static void test_printer(void) {
   char path[256], cmd[1024];
   snprintf(path, sizeof path, "%s/k.c", dir);
   FILE *f = fopen(path, "w");
-  fputs(fm_prelude_text, f);
+  fputs(fm_cpu_text, f);
   for (int k = 0; k < nprinted; k++) {
     KFn *fn = printed[k];
     fm_emit_c_fn(f, fn);

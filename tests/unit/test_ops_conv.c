@@ -1,6 +1,6 @@
 /* test_ops_conv.c - Conv and ConvTranspose (compiler/ops/conv*.c) against a
  * straightforward reference computed here: every case runs through the default
- * lowering (im2col + fm_sgemm where it applies) and the direct one (FM_CONV=direct),
+ * lowering (im2col + fm_sgemm where it applies) and the direct one (--conv=direct),
  * with a symbolic batch at N = 2 and 3 and a fixed batch of 1, on the kernel
  * interpreter. The cost model must count exactly the multiplications done. */
 #include "opcheck.h"
@@ -112,8 +112,9 @@ static void conv_case(const ConvCase *c) {
       void *host[64] = {0};
       host[x->id] = oc_to_buf(xv, xn, c->dt);
       for (int mode = 0; mode < 2; mode++) {
-        if (mode) setenv("FM_CONV", "direct", 1);
-        else unsetenv("FM_CONV");
+        FmLowerOpts direct = *fm_lower_opts_default();
+        direct.conv = FM_LOWER_DIRECT; /* --conv=direct */
+        oc_lower_opts = mode ? &direct : NULL;
         host[y->id] = calloc((size_t)yn, fm_dtype_size(c->dt));
         KCost k;
         CHECK(oc_run_ex(n, N, host, &k) == 0);
@@ -129,7 +130,7 @@ static void conv_case(const ConvCase *c) {
         CHECK(k.adds == (double)(macs + (c->bias && !mode && c->gemm ? yn : 0)));
         free(host[y->id]);
       }
-      unsetenv("FM_CONV");
+      oc_lower_opts = NULL;
       free(host[x->id]), free(xv), free(want);
     }
   }

@@ -227,6 +227,7 @@ static void gemm_case(int64_t K, int64_t M, int tb, int kind, int bias, double z
 /* ---- the weight-analysis passes ---- */
 
 /* A graph X -> Conv(W = values) -> Y; returns the conv node after shapes + weights. */
+static int specialize = FM_SPECIALIZE_AUTO; /* --specialize= */
 static Node *analysed_conv(const float *w, int64_t M, int64_t C) {
   G = fm_graph_new();
   int64_t xd[4] = {-1, C, 6, 6}, wd[4] = {M, C, 3, 3};
@@ -240,7 +241,7 @@ static Node *analysed_conv(const float *w, int64_t M, int64_t C) {
   n->out[0]->is_output = 1;
   G->outputs = fm_alloc(&G->arena, sizeof(Tensor *)), G->outputs[0] = n->out[0], G->noutputs = 1;
   fm_pass_shapes(G);
-  fm_pass_weights(G);
+  fm_pass_weights_mode(G, specialize);
   return n;
 }
 
@@ -350,16 +351,16 @@ static void weights_pass(void) {
   CHECK(n->op == OP_Conv && !strcmp(n->op_type, "Conv[ternary]"));
   fm_graph_free(G);
   /* ... unless forced */
-  setenv("FM_WEIGHTS", "all", 1);
+  specialize = FM_SPECIALIZE_ALL;
   n = analysed_conv(w, M, C);
   CHECK(n->op == OP_TernaryConv);
   fm_graph_free(G);
-  setenv("FM_WEIGHTS", "dense", 1);
+  specialize = FM_SPECIALIZE_NONE;
   for (int i = 0; i < WN; i++) w[i] = (float)ternary(0.7) * 0.3f;
   n = analysed_conv(w, M, C);
   CHECK(n->op == OP_Conv && !strcmp(n->op_type, "Conv"));
   fm_graph_free(G);
-  unsetenv("FM_WEIGHTS");
+  specialize = FM_SPECIALIZE_AUTO;
   /* an ordinary float conv is left alone */
   for (int i = 0; i < WN; i++) w[i] = (float)frand();
   n = analysed_conv(w, M, C);

@@ -1,5 +1,5 @@
 /* test_ops_gemm.c - Gemm and MatMul (compiler/ops/gemm*.c) against references computed
- * here, through fm_sgemm (default) and the direct loops (FM_GEMM=direct), with
+ * here, through fm_sgemm (default) and the direct loops (--gemm=direct), with
  * symbolic batch dims run at N = 2 and 3, on the kernel interpreter; the cost model
  * must count exactly the multiplications and additions done. */
 #include "opcheck.h"
@@ -19,7 +19,9 @@ static double *rand_vals(int64_t n, FmDType t) {
    non-constant inputs, vals[i] their values per N (filled by the caller's ref). */
 typedef void (*RefFn)(const void *ctx, int64_t N, double **in, double *want, int64_t *muls, int64_t *adds);
 
-static void run_both(const char *name, Node *n, int nin, const void *ctx, RefFn ref, const char *env) {
+static void run_both(const char *name, Node *n, int nin, const void *ctx, RefFn ref) {
+  FmLowerOpts direct = *fm_lower_opts_default();
+  direct.gemm = FM_LOWER_DIRECT; /* --gemm=direct */
   Tensor *y = n->out[0];
   FmDType t = y->dtype;
   for (int64_t N = 2; N <= 3; N++) {
@@ -41,8 +43,7 @@ static void run_both(const char *name, Node *n, int nin, const void *ctx, RefFn 
     double *want = malloc(sizeof(double) * (size_t)(yn + 1));
     ref(ctx, N, vals, want, &muls, &adds);
     for (int mode = 0; mode < 2; mode++) {
-      if (mode) setenv(env, "direct", 1);
-      else unsetenv(env);
+      oc_lower_opts = mode ? &direct : NULL;
       host[y->id] = calloc((size_t)yn + 1, fm_dtype_size(t));
       KCost k;
       CHECK(oc_run_ex(n, N, host, &k) == 0);
@@ -57,7 +58,7 @@ static void run_both(const char *name, Node *n, int nin, const void *ctx, RefFn 
       CHECK(k.muls == (double)muls && k.adds == (double)adds);
       free(host[y->id]);
     }
-    unsetenv(env);
+    oc_lower_opts = NULL;
     for (int i = 0; i < nin; i++) {
       free(vals[i]);
       if (n->in[i]) free(host[n->in[i]->id]);
@@ -119,7 +120,7 @@ static void gemm_case(const GemmCase *c) {
   fm_infer_Gemm(oc_g, n);
   Tensor *y = n->out[0];
   CHECK(y->rank == 2 && y->dims[0] == c->M && y->dims[1] == c->N && y->dtype == c->dt);
-  run_both(c->name, n, n->nin, c, gemm_ref, "FM_GEMM");
+  run_both(c->name, n, n->nin, c, gemm_ref);
   oc_graph_free();
 }
 
@@ -196,7 +197,7 @@ static void mm_case(const MMCase *c) {
   Tensor *y = n->out[0];
   CHECK(y->rank == c->ry && y->dtype == c->dt);
   for (int d = 0; d < c->ry && d < y->rank; d++) CHECK(y->dims[d] == c->yd[d]);
-  run_both(c->name, n, 2, c, mm_ref, "FM_GEMM");
+  run_both(c->name, n, 2, c, mm_ref);
   oc_graph_free();
 }
 

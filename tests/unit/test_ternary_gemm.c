@@ -113,7 +113,7 @@ static void check_printed(KFn *fn, Node *n, const Case *c, float *x, const doubl
   FILE *f = fopen(path, "w");
   CHECK(f != NULL);
   if (!f) return;
-  fputs(fm_prelude_text, f);
+  fputs(fm_cpu_text, f);
   fm_emit_c_fn(f, fn);
   fprintf(f, "void run_k(int64_t N, void **p);\nvoid run_k(int64_t N, void **p) {\n  %s(N", fn->name);
   for (int i = 0; i < fn->nbufs; i++)

@@ -1,20 +1,35 @@
-/* prelude.c - the C prelude: routines and macros that generated code uses.
+/* cpu.c - the CPU kernel library: routines and macros that generated code uses.
  *
- * This whole file is embedded as text at the top of every generated model.c
- * (fm_prelude_text) AND compiled into the compiler, where the kernel interpreter
- * (compiler/kernel/kinterp.c) includes it and calls the same routines, so folding
- * at compile time and the emitted code run one implementation. Hence the rules:
- * plain C11, every function FM_INLINE (unused static inline) or
- * `__attribute__((unused)) static`,
- * only <stdint.h> <string.h> <math.h> (and <immintrin.h> with AVX2), no malloc, no
+ * This text (with the other .c files of compiler/cpu/, in name order) is
+ *   - compiled ONCE into the static library libfm_cpu.a with -DFM_CPU_LIB (CMake:
+ *     gen/fm_cpu_all.c), whose API is declared in compiler/cpu/fm_cpu.h; the kernel
+ *     interpreter (compiler/kernel/kinterp.c) and the trainer (trainer/conv_fast.c)
+ *     call it there, built for the machine that builds fewmul;
+ *   - embedded as text (fm_cpu_text) at the top of every generated model.c, where
+ *     its routines are static and its #if __AVX2__ / __AVX512F__ paths follow the
+ *     generated code's own flags (-march of `fewmul compile --target`), not fewmul's.
+ * So folding at compile time and the emitted code run one implementation. Rules:
+ * plain C11; API functions FM_API / FM_API_INLINE (declared in fm_cpu.h), internal
+ * ones FM_INLINE (unused static inline) or `__attribute__((unused)) static`; only
+ * <stdint.h> <string.h> <math.h> (and <immintrin.h> with AVX2), no malloc, no
  * globals, and every identifier starts with fm_ / FM_.
+ *
+ * Operation counts (the cost model's; each routine's comment below repeats its own):
+ *   fm_sgemm        muls = adds = (m1-m0)*(n1-n0)*K
+ *   fm_im2col_pack  none (data movement)
+ *   fm_sgemm_pb     muls = (m1-m0)*n*K, adds = (m1-m0)*n*K + hasbias*(m1-m0)*n
+ *   fm_ternary_gemm muls = hasalpha*(n1-n0)*(m1-m0),
+ *                   adds = (n1-n0)*(nonzeros of rows m0..m1-1 of W) + hasbias*(n1-n0)*(m1-m0)
+ * fm_cpu.h's FM_CPU_ROUTINES table lists them with their argument kinds, and the
+ * cost model (kernel/kcost.c) evaluates these counts from the call's arguments.
  *
  * ---- calling a routine from kernel IR ----
  * A routine is a KS_CALL statement: kb_call(b, name, muls, adds, nargs, args...).
  * muls/adds are FM_I64 expressions of the work it does (the cost report counts
  * them); args are KExpr*: integers as FM_I64 expressions (k_i, k_var, kb_dim ...),
  * pointers as k_addr(buf, first_element_index). A routine must also be listed in
- * the interpreter's table (ROUTINES in kinterp.c: one line) with its argument kinds.
+ * fm_cpu.h's FM_CPU_ROUTINES table (one line: kinds and operation counts) and get
+ * an extent-checking wrapper in the interpreter (kinterp.c).
  *
  * fm_sgemm - C = op(A) * op(B), or C += when accumulate, row-major, single thread:
  *
@@ -58,8 +73,8 @@
  *   FM_PARALLEL_FOR(cond), FM_PARALLEL_FOR2(cond), FM_SIMD, FM_UNROLL4   loop pragmas
  *   that vanish (or degrade) without OpenMP, so no -Wunknown-pragmas.
  */
-#ifndef FM_PRELUDE_C
-#define FM_PRELUDE_C
+#ifndef FM_CPU_C
+#define FM_CPU_C
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
@@ -70,6 +85,18 @@
 
 /* clang warns about unused static inline functions in a .c file: mark them. */
 #define FM_INLINE __attribute__((unused)) static inline
+/* The library's API (declared in fm_cpu.h): external functions when this text is
+   compiled into libfm_cpu.a (FM_CPU_LIB), private to the model when it is embedded
+   in generated code. */
+#ifdef FM_CPU_LIB
+#define FM_LINKAGE
+#define FM_API
+#define FM_API_INLINE
+#else
+#define FM_LINKAGE static
+#define FM_API __attribute__((unused)) static
+#define FM_API_INLINE __attribute__((unused)) static inline
+#endif
 /* a*b + c: fused where the target has FMA, so the result does not depend on the
    compiler's -ffp-contract setting (the interpreter and model.c agree). */
 #ifdef __FMA__
@@ -101,7 +128,7 @@
 #endif
 
 /* ---- scalar helpers ---- */
-FM_INLINE float fm_h2f(uint16_t h) {
+FM_API_INLINE float fm_h2f(uint16_t h) {
   uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u, u;
   if (e == 31) u = s | 0x7f800000u | (m << 13);
   else if (e) u = s | ((e + 112) << 23) | (m << 13);
@@ -117,7 +144,7 @@ FM_INLINE float fm_h2f(uint16_t h) {
 }
 
 /* Round to nearest even (F. Giesen's float_to_half_fast3_rtne). */
-FM_INLINE uint16_t fm_f2h(float x) {
+FM_API_INLINE uint16_t fm_f2h(float x) {
   uint32_t f, sign, o;
   const uint32_t infty = 255u << 23, f16max = (127u + 16) << 23, magic = 126u << 23;
   memcpy(&f, &x, 4);
@@ -139,16 +166,16 @@ FM_INLINE uint16_t fm_f2h(float x) {
   return (uint16_t)(o | (sign >> 16));
 }
 
-FM_INLINE float fm_signf(float x) { return x > 0 ? 1.0f : x < 0 ? -1.0f : x; }
-FM_INLINE double fm_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x; }
-FM_INLINE int64_t fm_isign(int64_t x) { return (x > 0) - (x < 0); }
+FM_API_INLINE float fm_signf(float x) { return x > 0 ? 1.0f : x < 0 ? -1.0f : x; }
+FM_API_INLINE double fm_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x; }
+FM_API_INLINE int64_t fm_isign(int64_t x) { return (x > 0) - (x < 0); }
 FM_INLINE int64_t fm_imin(int64_t a, int64_t b) { return a < b ? a : b; }
 FM_INLINE int64_t fm_imax(int64_t a, int64_t b) { return a > b ? a : b; }
 FM_INLINE uint64_t fm_umin(uint64_t a, uint64_t b) { return a < b ? a : b; }
 FM_INLINE uint64_t fm_umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
-FM_INLINE int64_t fm_iabs(int64_t x) { return x < 0 ? (int64_t)(0 - (uint64_t)x) : x; }
+FM_API_INLINE int64_t fm_iabs(int64_t x) { return x < 0 ? (int64_t)(0 - (uint64_t)x) : x; }
 /* Integer power with C-division semantics for negative exponents, wrapping. */
-FM_INLINE int64_t fm_ipow(int64_t b, int64_t e) {
+FM_API_INLINE int64_t fm_ipow(int64_t b, int64_t e) {
   if (e < 0) return b == 1 ? 1 : b == -1 ? ((e & 1) ? -1 : 1) : 0;
   uint64_t r = 1, x = (uint64_t)b;
   for (; e; e >>= 1, x *= x)
@@ -194,7 +221,7 @@ FM_INLINE void fm_sgemm_pack_a(int64_t mc, int64_t kc, const float *A, int64_t l
 }
 
 /* Packs op(B)[p0 .. p0+kc) x [j0 .. j0+nc) as NR-column slivers, k-major, zero padded. */
-FM_INLINE void fm_sgemm_pack_b(int64_t kc, int64_t nc, const float *B, int64_t ldb,
+FM_API_INLINE void fm_sgemm_pack_b(int64_t kc, int64_t nc, const float *B, int64_t ldb,
                                    int64_t transB, int64_t p0, int64_t j0, float *bp) {
   for (int64_t jr = 0; jr < nc; jr += FM_GEMM_NR, bp += FM_GEMM_NR * kc) {
     int64_t nr = nc - jr < FM_GEMM_NR ? nc - jr : FM_GEMM_NR;
@@ -362,7 +389,7 @@ FM_INLINE void fm_sgemm_rows(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int
   }
 }
 
-__attribute__((unused)) static void fm_sgemm(int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+FM_API void fm_sgemm(int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                                              int64_t K, const float *A, int64_t lda,
                                              int64_t transA, const float *B, int64_t ldb,
                                              int64_t transB, float *C, int64_t ldc,
@@ -421,7 +448,7 @@ __attribute__((unused)) static void fm_sgemm(int64_t m0, int64_t m1, int64_t n0,
  *
  *   C[i*ldc + j] = A[i, :] . B[:, j] (+ bias[i] when hasbias) (max 0 when relu) for
  *   rows [m0, m1), columns [0, n), B packed as above. */
-__attribute__((unused)) static void fm_im2col_pack(const float *x, int64_t C, int64_t IH, int64_t IW,
+FM_API void fm_im2col_pack(const float *x, int64_t C, int64_t IH, int64_t IW,
                                                    int64_t KH, int64_t KW, int64_t SH, int64_t SW,
                                                    int64_t PH, int64_t PW, int64_t DH, int64_t DW,
                                                    int64_t OW, int64_t p0, int64_t p1, float *bp) {
@@ -508,7 +535,7 @@ __attribute__((unused)) static void fm_im2col_pack(const float *x, int64_t C, in
   }
 }
 
-__attribute__((unused)) static void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t n, int64_t K,
+FM_API void fm_sgemm_pb(int64_t m0, int64_t m1, int64_t n, int64_t K,
                                                 const float *A, int64_t lda, const float *bp,
                                                 float *C, int64_t ldc, const float *bias,
                                                 int64_t hasbias, int64_t relu) {
@@ -750,7 +777,7 @@ FM_INLINE void fm_tg_out(int ns, int nr, int64_t n, int64_t m, const float *s, c
 #else
 #define FM_TG_NOIPA __attribute__((unused, noinline))
 #endif
-FM_TG_NOIPA static void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int64_t m1, int64_t K,
+FM_TG_NOIPA FM_LINKAGE void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int64_t m1, int64_t K,
                                                     const float *X, int64_t ldx, const int32_t *msk,
                                                     int64_t kc, const float *alpha, int64_t hasalpha,
                                                     const float *bias, int64_t hasbias, int64_t relu, float *Y,
@@ -791,4 +818,9 @@ FM_TG_NOIPA static void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int6
   }
 }
 
-#endif /* FM_PRELUDE_C */
+#ifdef FM_CPU_LIB
+/* the tile of this build, for callers that size buffers for fm_im2col_pack */
+int fm_cpu_gemm_mr(void) { return FM_GEMM_MR; }
+int fm_cpu_gemm_nr(void) { return FM_GEMM_NR; }
+#endif
+#endif /* FM_CPU_C */
