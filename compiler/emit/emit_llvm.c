@@ -8,7 +8,7 @@
  * nsw like C's int64_t. && || and ?: whose right side may trap (a load or an
  * integer division) branch, like C; otherwise they are selects.
  */
-#include "emit/emit_llvm.h"
+#include "emit/emit_llvm_fn.h"
 #include "emit/emit.h"
 #include <llvm-c/DebugInfo.h>
 #include <assert.h>
@@ -16,23 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct Fn {
-  FmLlvm *L;
-  LLVMBuilderRef b;
-  KFn *kf;
-  LLVMValueRef f;          /* the LLVM function being filled */
-  LLVMValueRef N;          /* i64 batch */
-  LLVMValueRef *buf;       /* by buffer id: typed element pointer */
-  LLVMValueRef *slot;      /* by var id: alloca in this function */
-  LLVMBasicBlockRef allocas;
-  int in_parallel;
-} Fn;
 
 static int isf(FmDType t) { return t == FM_F32 || t == FM_F64 || t == FM_F16; }
 static int isuns(FmDType t) { return t == FM_U8 || t == FM_U16 || t == FM_U32 || t == FM_U64 || t == FM_BOOL; }
 
 /* Register type of a dtype (float16 computes as float, bool is i1). */
-static LLVMTypeRef vt(FmLlvm *L, FmDType t) {
+LLVMTypeRef fl_vt(FmLlvm *L, FmDType t) {
   switch (t) {
   case FM_F32: case FM_F16: return L->t_f32;
   case FM_F64: return L->t_f64;
@@ -44,24 +33,24 @@ static LLVMTypeRef vt(FmLlvm *L, FmDType t) {
   }
 }
 /* Memory type (float16 as its bits, bool as a byte). */
-static LLVMTypeRef mt(FmLlvm *L, FmDType t) {
+LLVMTypeRef fl_mt(FmLlvm *L, FmDType t) {
   if (t == FM_F16) return L->t_i16;
   if (t == FM_BOOL) return L->t_i8;
-  return vt(L, t);
+  return fl_vt(L, t);
 }
 
 /* ---- helpers ---- */
-static LLVMValueRef ci(LLVMTypeRef t, int64_t v) { return LLVMConstInt(t, (unsigned long long)v, 1); }
-static LLVMValueRef i64c(Fn *F, int64_t v) { return ci(F->L->t_i64, v); }
+LLVMValueRef fl_ci(LLVMTypeRef t, int64_t v) { return LLVMConstInt(t, (unsigned long long)v, 1); }
+LLVMValueRef fl_i64(Fn *F, int64_t v) { return fl_ci(F->L->t_i64, v); }
 
 /* A function of the module by name, declared with the given type if missing. */
-static LLVMValueRef decl(FmLlvm *L, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n) {
+LLVMValueRef fl_decl(FmLlvm *L, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n) {
   LLVMValueRef fn = LLVMGetNamedFunction(L->mod, name);
   if (!fn) fn = LLVMAddFunction(L->mod, name, LLVMFunctionType(ret, params, (unsigned)n, 0));
   return fn;
 }
 
-static LLVMValueRef call(Fn *F, LLVMValueRef fn, LLVMValueRef *args, int n) {
+LLVMValueRef fl_call(Fn *F, LLVMValueRef fn, LLVMValueRef *args, int n) {
   LLVMTypeRef ft = LLVMGlobalGetValueType(fn);
   return LLVMBuildCall2(F->b, ft, fn, args, (unsigned)n, "");
 }
@@ -69,7 +58,7 @@ static LLVMValueRef call(Fn *F, LLVMValueRef fn, LLVMValueRef *args, int n) {
 /* A math function of libm or an LLVM intrinsic, over values of type t. */
 static LLVMValueRef mathcall(Fn *F, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n) {
   LLVMTypeRef ps[3] = {t, t, t};
-  return call(F, decl(F->L, name, t, ps, n), args, n);
+  return fl_call(F, fl_decl(F->L, name, t, ps, n), args, n);
 }
 
 static const char *intr(char *buf, size_t n, const char *base, FmDType t) {
@@ -84,15 +73,15 @@ static LLVMValueRef ext64(Fn *F, LLVMValueRef v, FmDType t) {
 
 static LLVMValueRef wrap(Fn *F, LLVMValueRef v64, FmDType t) {
   if (t == FM_I64 || t == FM_U64) return v64;
-  if (t == FM_BOOL) return LLVMBuildICmp(F->b, LLVMIntNE, v64, i64c(F, 0), "");
-  return LLVMBuildTrunc(F->b, v64, vt(F->L, t), "");
+  if (t == FM_BOOL) return LLVMBuildICmp(F->b, LLVMIntNE, v64, fl_i64(F, 0), "");
+  return LLVMBuildTrunc(F->b, v64, fl_vt(F->L, t), "");
 }
 
 /* C truthiness of a value of dtype t, as i1. */
 static LLVMValueRef truth(Fn *F, LLVMValueRef v, FmDType t) {
   if (t == FM_BOOL) return v;
-  if (isf(t)) return LLVMBuildFCmp(F->b, LLVMRealUNE, v, LLVMConstReal(vt(F->L, t), 0), "");
-  return LLVMBuildICmp(F->b, LLVMIntNE, v, ci(vt(F->L, t), 0), "");
+  if (isf(t)) return LLVMBuildFCmp(F->b, LLVMRealUNE, v, LLVMConstReal(fl_vt(F->L, t), 0), "");
+  return LLVMBuildICmp(F->b, LLVMIntNE, v, fl_ci(fl_vt(F->L, t), 0), "");
 }
 
 /* float -> float16 -> float (the rounding of a float16 store or cast). */
@@ -101,8 +90,8 @@ static LLVMValueRef round_half(Fn *F, LLVMValueRef v) {
   return LLVMBuildFPExt(F->b, h, F->L->t_f32, "");
 }
 
-/* The interpreter's conversion conv(v, from, to). */
-static LLVMValueRef conv(Fn *F, LLVMValueRef v, FmDType from, FmDType to) {
+/* The interpreter's conversion fl_conv(v, from, to). */
+LLVMValueRef fl_conv(Fn *F, LLVMValueRef v, FmDType from, FmDType to) {
   FmLlvm *L = F->L;
   LLVMBuilderRef b = F->b;
   if (from == to) return v;
@@ -135,11 +124,11 @@ static LLVMValueRef ipow_fn(FmLlvm *L);
 static LLVMValueRef unop(Fn *F, int op, FmDType t, LLVMValueRef a) {
   FmLlvm *L = F->L;
   LLVMBuilderRef b = F->b;
-  LLVMTypeRef ty = vt(L, t);
+  LLVMTypeRef ty = fl_vt(L, t);
   char nm[64];
   if (op == KU_NOT) return LLVMBuildNot(b, truth(F, a, t), "");
   if (op == KU_ISNAN || op == KU_ISINF) {
-    if (!isf(t)) return ci(L->t_i1, 0);
+    if (!isf(t)) return fl_ci(L->t_i1, 0);
     if (op == KU_ISNAN) return LLVMBuildFCmp(b, LLVMRealUNO, a, a, "");
     LLVMValueRef ab = mathcall(F, intr(nm, sizeof nm, "fabs", t), ty, &a, 1);
     return LLVMBuildFCmp(b, LLVMRealOEQ, ab, LLVMConstReal(ty, INFINITY), "");
@@ -168,19 +157,19 @@ static LLVMValueRef unop(Fn *F, int op, FmDType t, LLVMValueRef a) {
   }
   switch (op) {
   case KU_FLOOR: case KU_CEIL: case KU_ROUND: return a;
-  case KU_NEG: return wrap(F, LLVMBuildSub(b, i64c(F, 0), ext64(F, a, t), ""), t);
-  case KU_BITNOT: return wrap(F, LLVMBuildXor(b, ext64(F, a, t), i64c(F, -1), ""), t);
+  case KU_NEG: return wrap(F, LLVMBuildSub(b, fl_i64(F, 0), ext64(F, a, t), ""), t);
+  case KU_BITNOT: return wrap(F, LLVMBuildXor(b, ext64(F, a, t), fl_i64(F, -1), ""), t);
   case KU_ABS: {
     if (isuns(t)) return a;
     LLVMValueRef x = ext64(F, a, t);
-    LLVMValueRef neg = LLVMBuildICmp(b, LLVMIntSLT, x, i64c(F, 0), "");
-    return wrap(F, LLVMBuildSelect(b, neg, LLVMBuildSub(b, i64c(F, 0), x, ""), x, ""), t);
+    LLVMValueRef neg = LLVMBuildICmp(b, LLVMIntSLT, x, fl_i64(F, 0), "");
+    return wrap(F, LLVMBuildSelect(b, neg, LLVMBuildSub(b, fl_i64(F, 0), x, ""), x, ""), t);
   }
   case KU_SIGN: {
     LLVMValueRef x = ext64(F, a, t);
-    LLVMValueRef pos = LLVMBuildZExt(b, LLVMBuildICmp(b, t == FM_U64 ? LLVMIntNE : LLVMIntSGT, x, i64c(F, 0), ""), L->t_i64, "");
-    LLVMValueRef neg = t == FM_U64 ? i64c(F, 0)
-                                   : LLVMBuildZExt(b, LLVMBuildICmp(b, LLVMIntSLT, x, i64c(F, 0), ""), L->t_i64, "");
+    LLVMValueRef pos = LLVMBuildZExt(b, LLVMBuildICmp(b, t == FM_U64 ? LLVMIntNE : LLVMIntSGT, x, fl_i64(F, 0), ""), L->t_i64, "");
+    LLVMValueRef neg = t == FM_U64 ? fl_i64(F, 0)
+                                   : LLVMBuildZExt(b, LLVMBuildICmp(b, LLVMIntSLT, x, fl_i64(F, 0), ""), L->t_i64, "");
     return wrap(F, LLVMBuildSub(b, pos, neg, ""), t);
   }
   default: assert(0 && "unary op on an integer"); return a;
@@ -205,7 +194,7 @@ static LLVMValueRef icmp(Fn *F, int op, FmDType t, LLVMValueRef a, LLVMValueRef 
 static LLVMValueRef binop(Fn *F, int op, FmDType t, LLVMValueRef a, LLVMValueRef bv, FmDType bt) {
   FmLlvm *L = F->L;
   LLVMBuilderRef b = F->b;
-  LLVMTypeRef ty = vt(L, t);
+  LLVMTypeRef ty = fl_vt(L, t);
   char nm[64];
   if (op == KB_AND) return LLVMBuildAnd(b, truth(F, a, t), truth(F, bv, bt), "");
   if (op == KB_OR) return LLVMBuildOr(b, truth(F, a, t), truth(F, bv, bt), "");
@@ -231,7 +220,7 @@ static LLVMValueRef binop(Fn *F, int op, FmDType t, LLVMValueRef a, LLVMValueRef
       LLVMValueRef e = LLVMBuildTrunc(b, ext64(F, bv, bt), L->t_i32, "");
       LLVMTypeRef ps[2] = {ty, L->t_i32};
       LLVMValueRef xs[2] = {a, e};
-      return call(F, decl(L, t == FM_F64 ? "ldexp" : "ldexpf", ty, ps, 2), xs, 2);
+      return fl_call(F, fl_decl(L, t == FM_F64 ? "ldexp" : "ldexpf", ty, ps, 2), xs, 2);
     }
     default: assert(0 && "integer operator on floats"); return a;
     }
@@ -257,10 +246,10 @@ static LLVMValueRef binop(Fn *F, int op, FmDType t, LLVMValueRef a, LLVMValueRef
     }
     if (t == FM_I64 && !(LLVMIsAConstantInt(y) && LLVMConstIntGetSExtValue(y) != -1)) {
       /* INT64_MIN / -1 is undefined in LLVM; the interpreter gives INT64_MIN and 0 */
-      LLVMValueRef m1 = LLVMBuildICmp(b, LLVMIntEQ, y, i64c(F, -1), "");
-      LLVMValueRef safe = LLVMBuildSelect(b, m1, i64c(F, 1), y, "");
+      LLVMValueRef m1 = LLVMBuildICmp(b, LLVMIntEQ, y, fl_i64(F, -1), "");
+      LLVMValueRef safe = LLVMBuildSelect(b, m1, fl_i64(F, 1), y, "");
       LLVMValueRef q = div ? LLVMBuildSDiv(b, x, safe, "") : LLVMBuildSRem(b, x, safe, "");
-      LLVMValueRef alt = div ? LLVMBuildSub(b, i64c(F, 0), x, "") : i64c(F, 0);
+      LLVMValueRef alt = div ? LLVMBuildSub(b, fl_i64(F, 0), x, "") : fl_i64(F, 0);
       r = LLVMBuildSelect(b, m1, alt, q, "");
     } else {
       r = div ? LLVMBuildSDiv(b, x, y, "") : LLVMBuildSRem(b, x, y, "");
@@ -269,11 +258,11 @@ static LLVMValueRef binop(Fn *F, int op, FmDType t, LLVMValueRef a, LLVMValueRef
   }
   case KB_POW: {
     LLVMValueRef xs[2] = {x, y};
-    r = call(F, ipow_fn(L), xs, 2);
+    r = fl_call(F, ipow_fn(L), xs, 2);
     break;
   }
   case KB_SHL: case KB_SHR: {
-    LLVMValueRef s = LLVMBuildAnd(b, y, i64c(F, 63), "");
+    LLVMValueRef s = LLVMBuildAnd(b, y, fl_i64(F, 63), "");
     if (op == KB_SHL) r = LLVMBuildShl(b, x, s, "");
     else r = isuns(t) ? LLVMBuildLShr(b, x, s, "") : LLVMBuildAShr(b, x, s, "");
     break;
@@ -296,7 +285,7 @@ static LLVMValueRef ipow_fn(FmLlvm *L) {
   LLVMBasicBlockRef negb = LLVMAppendBasicBlockInContext(L->ctx, fn, "neg");
   LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(L->ctx, fn, "loop");
   LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(L->ctx, fn, "done");
-  LLVMValueRef zero = ci(L->t_i64, 0), one = ci(L->t_i64, 1), mone = ci(L->t_i64, -1);
+  LLVMValueRef zero = fl_ci(L->t_i64, 0), one = fl_ci(L->t_i64, 1), mone = fl_ci(L->t_i64, -1);
   LLVMPositionBuilderAtEnd(b, entry);
   LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, e, zero, ""), negb, loop);
   /* e < 0: 1 for base 1, +-1 for base -1, else 0 */
@@ -329,7 +318,6 @@ static LLVMValueRef ipow_fn(FmLlvm *L) {
 }
 
 /* ---- expressions ---- */
-static LLVMValueRef ex(Fn *F, const KExpr *e);
 
 /* Whether evaluating e may fault (a load, an integer division): C evaluates such
    operands of && || ?: only when needed, so they branch. */
@@ -341,15 +329,15 @@ static int may_trap(const KExpr *e) {
 }
 
 static LLVMValueRef gep(Fn *F, KBuf *buf, const KExpr *idx) {
-  LLVMValueRef i = conv(F, ex(F, idx), idx->t, FM_I64);
-  return LLVMBuildInBoundsGEP2(F->b, mt(F->L, buf->t), F->buf[buf->id], &i, 1, "");
+  LLVMValueRef i = fl_conv(F, fl_ex(F, idx), idx->t, FM_I64);
+  return LLVMBuildInBoundsGEP2(F->b, fl_mt(F->L, buf->t), F->buf[buf->id], &i, 1, "");
 }
 
 static LLVMValueRef load_at(Fn *F, KBuf *buf, LLVMValueRef p) {
   FmLlvm *L = F->L;
-  LLVMValueRef v = LLVMBuildLoad2(F->b, mt(L, buf->t), p, "");
+  LLVMValueRef v = LLVMBuildLoad2(F->b, fl_mt(L, buf->t), p, "");
   if (buf->t == FM_F16) return LLVMBuildFPExt(F->b, LLVMBuildBitCast(F->b, v, L->t_f16, ""), L->t_f32, "");
-  if (buf->t == FM_BOOL) return LLVMBuildICmp(F->b, LLVMIntNE, v, ci(L->t_i8, 0), "");
+  if (buf->t == FM_BOOL) return LLVMBuildICmp(F->b, LLVMIntNE, v, fl_ci(L->t_i8, 0), "");
   return v;
 }
 
@@ -368,69 +356,68 @@ static LLVMValueRef lazy(Fn *F, LLVMValueRef c, const KExpr *x, LLVMValueRef xv,
   LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(F->L->ctx, F->f, "sel.j");
   LLVMBuildCondBr(F->b, c, bx, by);
   LLVMPositionBuilderAtEnd(F->b, bx);
-  if (x) xv = ex(F, x), xv = t == FM_BOOL && x->t != FM_BOOL ? truth(F, xv, x->t) : xv;
+  if (x) xv = fl_ex(F, x), xv = t == FM_BOOL && x->t != FM_BOOL ? truth(F, xv, x->t) : xv;
   LLVMBasicBlockRef ex_x = LLVMGetInsertBlock(F->b);
   LLVMBuildBr(F->b, bj);
   LLVMPositionBuilderAtEnd(F->b, by);
-  if (y) yv = ex(F, y), yv = t == FM_BOOL && y->t != FM_BOOL ? truth(F, yv, y->t) : yv;
+  if (y) yv = fl_ex(F, y), yv = t == FM_BOOL && y->t != FM_BOOL ? truth(F, yv, y->t) : yv;
   LLVMBasicBlockRef ex_y = LLVMGetInsertBlock(F->b);
   LLVMBuildBr(F->b, bj);
   LLVMPositionBuilderAtEnd(F->b, bj);
-  LLVMValueRef phi = LLVMBuildPhi(F->b, vt(F->L, t), "");
+  LLVMValueRef phi = LLVMBuildPhi(F->b, fl_vt(F->L, t), "");
   LLVMValueRef vs[2] = {xv, yv};
   LLVMBasicBlockRef bs[2] = {ex_x, ex_y};
   LLVMAddIncoming(phi, vs, bs, 2);
   return phi;
 }
 
-static LLVMValueRef ex(Fn *F, const KExpr *e) {
+LLVMValueRef fl_ex(Fn *F, const KExpr *e) {
   FmLlvm *L = F->L;
   LLVMBuilderRef b = F->b;
   switch (e->k) {
   case KE_CONST:
-    if (isf(e->t)) return LLVMConstReal(vt(L, e->t), e->t == FM_F64 ? e->f : (double)(float)e->f);
-    return ci(vt(L, e->t), fm_kwrap(e->t, e->i));
-  case KE_VAR: return LLVMBuildLoad2(b, vt(L, e->var->t), F->slot[e->var->id], "");
+    if (isf(e->t)) return LLVMConstReal(fl_vt(L, e->t), e->t == FM_F64 ? e->f : (double)(float)e->f);
+    return fl_ci(fl_vt(L, e->t), fm_kwrap(e->t, e->i));
+  case KE_VAR: return LLVMBuildLoad2(b, fl_vt(L, e->var->t), F->slot[e->var->id], "");
   case KE_BATCH: return F->N;
   case KE_LOAD: return load_at(F, e->buf, gep(F, e->buf, e->a));
   case KE_ADDR: return LLVMBuildBitCast(b, gep(F, e->buf, e->a), L->t_i8p, "");
-  case KE_UN: return unop(F, e->op, e->a->t, ex(F, e->a));
+  case KE_UN: return unop(F, e->op, e->a->t, fl_ex(F, e->a));
   case KE_BIN:
     if ((e->op == KB_AND || e->op == KB_OR) && may_trap(e->b)) {
-      LLVMValueRef c = truth(F, ex(F, e->a), e->a->t);
-      if (e->op == KB_AND) return lazy(F, c, e->b, NULL, NULL, ci(L->t_i1, 0), FM_BOOL);
-      return lazy(F, c, NULL, ci(L->t_i1, 1), e->b, NULL, FM_BOOL);
+      LLVMValueRef c = truth(F, fl_ex(F, e->a), e->a->t);
+      if (e->op == KB_AND) return lazy(F, c, e->b, NULL, NULL, fl_ci(L->t_i1, 0), FM_BOOL);
+      return lazy(F, c, NULL, fl_ci(L->t_i1, 1), e->b, NULL, FM_BOOL);
     }
-    return binop(F, e->op, e->a->t, ex(F, e->a), ex(F, e->b), e->b->t);
+    return binop(F, e->op, e->a->t, fl_ex(F, e->a), fl_ex(F, e->b), e->b->t);
   case KE_FMA: {
-    LLVMValueRef a = ex(F, e->a), x = ex(F, e->b), c = ex(F, e->c);
+    LLVMValueRef a = fl_ex(F, e->a), x = fl_ex(F, e->b), c = fl_ex(F, e->c);
     if (isf(e->t)) {
       char nm[32];
       LLVMValueRef args[3] = {a, x, c};
-      return mathcall(F, intr(nm, sizeof nm, "fma", e->t), vt(L, e->t), args, 3);
+      return mathcall(F, intr(nm, sizeof nm, "fma", e->t), fl_vt(L, e->t), args, 3);
     }
     LLVMValueRef r = LLVMBuildAdd(b, LLVMBuildMul(b, ext64(F, a, e->t), ext64(F, x, e->t), ""), ext64(F, c, e->t), "");
     return wrap(F, r, e->t);
   }
   case KE_SELECT: {
-    LLVMValueRef c = truth(F, ex(F, e->a), e->a->t);
+    LLVMValueRef c = truth(F, fl_ex(F, e->a), e->a->t);
     if (may_trap(e->b) || may_trap(e->c)) return lazy(F, c, e->b, NULL, e->c, NULL, e->t);
-    return LLVMBuildSelect(b, c, ex(F, e->b), ex(F, e->c), "");
+    return LLVMBuildSelect(b, c, fl_ex(F, e->b), fl_ex(F, e->c), "");
   }
-  case KE_CAST: return conv(F, ex(F, e->a), e->a->t, e->t);
+  case KE_CAST: return fl_conv(F, fl_ex(F, e->a), e->a->t, e->t);
   }
   assert(0 && "bad expression");
   return NULL;
 }
 
 /* ---- loops ---- */
-static void stmts(Fn *F, const KStmt *s);
 
-static LLVMValueRef slot(Fn *F, KVar *v) {
+LLVMValueRef fl_slot(Fn *F, KVar *v) {
   if (!F->slot[v->id]) {
     LLVMBuilderRef ab = LLVMCreateBuilderInContext(F->L->ctx);
     LLVMPositionBuilderBefore(ab, LLVMGetBasicBlockTerminator(F->allocas));
-    F->slot[v->id] = LLVMBuildAlloca(ab, vt(F->L, v->t), v->name);
+    F->slot[v->id] = LLVMBuildAlloca(ab, fl_vt(F->L, v->t), v->name);
     LLVMDisposeBuilder(ab);
   }
   return F->slot[v->id];
@@ -441,10 +428,10 @@ static void loop_md(FmLlvm *L, LLVMValueRef br, KLoop mark) {
   LLVMMetadataRef opt[2];
   if (mark == KL_VECTOR) {
     opt[0] = LLVMMDStringInContext2(L->ctx, "llvm.loop.vectorize.enable", 26);
-    opt[1] = LLVMValueAsMetadata(ci(L->t_i1, 1));
+    opt[1] = LLVMValueAsMetadata(fl_ci(L->t_i1, 1));
   } else {
     opt[0] = LLVMMDStringInContext2(L->ctx, "llvm.loop.unroll.count", 22);
-    opt[1] = LLVMValueAsMetadata(ci(L->t_i32, 4));
+    opt[1] = LLVMValueAsMetadata(fl_ci(L->t_i32, 4));
   }
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(L->ctx, NULL, 0);
   LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(L->ctx, opt, 2)};
@@ -454,8 +441,7 @@ static void loop_md(FmLlvm *L, LLVMValueRef br, KLoop mark) {
 }
 
 /* for (var = lo; var < hi; var++) body(), with an optional loop mark. */
-typedef void (*BodyFn)(Fn *F, const void *arg);
-static void emit_loop(Fn *F, LLVMValueRef var, LLVMValueRef lo, LLVMValueRef hi, KLoop mark, BodyFn body,
+void fl_loop(Fn *F, LLVMValueRef var, LLVMValueRef lo, LLVMValueRef hi, KLoop mark, BodyFn body,
                       const void *arg) {
   FmLlvm *L = F->L;
   LLVMBasicBlockRef cond = LLVMAppendBasicBlockInContext(L->ctx, F->f, "for.cond");
@@ -469,208 +455,21 @@ static void emit_loop(Fn *F, LLVMValueRef var, LLVMValueRef lo, LLVMValueRef hi,
   LLVMPositionBuilderAtEnd(F->b, bb);
   body(F, arg);
   i = LLVMBuildLoad2(F->b, L->t_i64, var, "");
-  LLVMBuildStore(F->b, LLVMBuildNSWAdd(F->b, i, i64c(F, 1), ""), var);
+  LLVMBuildStore(F->b, LLVMBuildNSWAdd(F->b, i, fl_i64(F, 1), ""), var);
   LLVMValueRef br = LLVMBuildBr(F->b, cond);
   if (mark == KL_VECTOR || mark == KL_UNROLL) loop_md(L, br, mark);
   LLVMPositionBuilderAtEnd(F->b, done);
 }
 
-static void body_stmts(Fn *F, const void *arg) { stmts(F, ((const KStmt *)arg)->body); }
-
-/* ---- parallel loops (the fork rule and the reduction test are kernel/kanalysis.c's) ---- */
-/* Variables a loop reads that are declared outside it (captured by value). */
-static void declared(const KStmt *s, uint8_t *in) {
-  for (; s; s = s->next) {
-    if (s->k == KS_FOR || s->k == KS_LET) in[s->var->id] = 1;
-    declared(s->body, in), declared(s->els, in);
-  }
-}
-static void reads_e(const KExpr *e, uint8_t *r) {
-  if (!e) return;
-  if (e->k == KE_VAR) r[e->var->id] = 1;
-  reads_e(e->a, r), reads_e(e->b, r), reads_e(e->c, r);
-}
-static void reads(const KStmt *s, uint8_t *r) {
-  for (; s; s = s->next) {
-    reads_e(s->lo, r), reads_e(s->hi, r), reads_e(s->e, r), reads_e(s->idx, r);
-    if (s->k == KS_SET) r[s->var->id] = 1;
-    for (int i = 0; i < s->nargs; i++) reads_e(s->args[i], r);
-    reads(s->body, r), reads(s->els, r);
-  }
-}
-
-/* The outlined body's context: N, lo, hi, lo2, n2, total, then the buffers, then
-   the captured variables. */
-enum { C_N, C_LO, C_HI, C_LO2, C_N2, C_FIXED };
-
-typedef struct Par { const KStmt *s, *inner; int *cap; int ncap; LLVMTypeRef ctx_t; } Par;
-
-static LLVMTypeRef ctx_type(Fn *F, Par *P) {
-  FmLlvm *L = F->L;
-  int n = C_FIXED + F->kf->nbufs + P->ncap;
-  LLVMTypeRef *ts = calloc((size_t)n, sizeof *ts);
-  for (int i = 0; i < C_FIXED; i++) ts[i] = L->t_i64;
-  for (int i = 0; i < F->kf->nbufs; i++) ts[C_FIXED + i] = LLVMPointerType(mt(L, F->kf->bufs[i]->t), 0);
-  for (int i = 0; i < P->ncap; i++) ts[C_FIXED + F->kf->nbufs + i] = vt(L, F->kf->vars[P->cap[i]]->t);
-  LLVMTypeRef t = LLVMStructTypeInContext(L->ctx, ts, (unsigned)n, 0);
-  free(ts);
-  return t;
-}
-
-static void inner_body(Fn *F, const void *arg) { stmts(F, ((const KStmt *)arg)->body); }
-
-/* The outlined function: this thread's block [t0, t1) of the iteration space
-   total = (hi - lo) * n2, walked row by row (one division per row). */
-static LLVMValueRef outline(Fn *F, Par *P) {
-  FmLlvm *L = F->L;
-  KFn *kf = F->kf;
-  char name[300];
-  snprintf(name, sizeof name, "%s.par%d", kf->name, L->nouter++);
-  LLVMTypeRef vp = L->t_i8p;
-  LLVMValueRef fn = LLVMAddFunction(L->mod, name, LLVMFunctionType(L->t_void, &vp, 1, 0));
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
-  fm_llvm_fn_attrs(L, fn);
-  Fn G = {.L = L, .kf = kf, .f = fn, .in_parallel = 1};
-  G.b = LLVMCreateBuilderInContext(L->ctx);
-  G.buf = calloc((size_t)kf->nbufs + 1, sizeof *G.buf);
-  G.slot = calloc((size_t)kf->nvars + 1, sizeof *G.slot);
-  G.allocas = LLVMAppendBasicBlockInContext(L->ctx, fn, "allocas");
-  LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(L->ctx, fn, "start");
-  LLVMPositionBuilderAtEnd(G.b, G.allocas);
-  LLVMBuildBr(G.b, start);
-  LLVMPositionBuilderAtEnd(G.b, start);
-  LLVMValueRef ctx = LLVMBuildBitCast(G.b, LLVMGetParam(fn, 0), LLVMPointerType(P->ctx_t, 0), "ctx");
-#define FIELD(i) LLVMBuildLoad2(G.b, LLVMStructGetTypeAtIndex(P->ctx_t, (unsigned)(i)), \
-                                LLVMBuildStructGEP2(G.b, P->ctx_t, ctx, (unsigned)(i), ""), "")
-  G.N = FIELD(C_N);
-  LLVMValueRef lo = FIELD(C_LO), hi = FIELD(C_HI), lo2 = FIELD(C_LO2), n2 = FIELD(C_N2);
-  for (int i = 0; i < kf->nbufs; i++) G.buf[i] = FIELD(C_FIXED + i);
-  for (int i = 0; i < P->ncap; i++) {
-    KVar *v = kf->vars[P->cap[i]];
-    LLVMBuildStore(G.b, FIELD(C_FIXED + kf->nbufs + i), slot(&G, v));
-  }
-#undef FIELD
-  /* block of this thread */
-  LLVMValueRef nth = LLVMBuildSExt(G.b, call(&G, decl(L, "omp_get_num_threads", L->t_i32, NULL, 0), NULL, 0), L->t_i64, "");
-  LLVMValueRef tid = LLVMBuildSExt(G.b, call(&G, decl(L, "omp_get_thread_num", L->t_i32, NULL, 0), NULL, 0), L->t_i64, "");
-  LLVMValueRef total = LLVMBuildNSWMul(G.b, LLVMBuildNSWSub(G.b, hi, lo, ""), n2, "");
-  LLVMValueRef q = LLVMBuildSDiv(G.b, total, nth, ""), r = LLVMBuildSRem(G.b, total, nth, "");
-  /* the first r threads take q + 1 (libgomp's static schedule) */
-  LLVMValueRef lt = LLVMBuildICmp(G.b, LLVMIntSLT, tid, r, "");
-  LLVMValueRef cnt = LLVMBuildSelect(G.b, lt, LLVMBuildAdd(G.b, q, i64c(&G, 1), ""), q, "");
-  LLVMValueRef t0 = LLVMBuildAdd(G.b, LLVMBuildMul(G.b, tid, cnt, ""), LLVMBuildSelect(G.b, lt, i64c(&G, 0), r, ""), "");
-  LLVMValueRef t1 = LLVMBuildAdd(G.b, t0, cnt, "");
-  if (!P->inner) {
-    LLVMValueRef a = LLVMBuildAdd(G.b, lo, t0, ""), z = LLVMBuildAdd(G.b, lo, t1, "");
-    emit_loop(&G, slot(&G, P->s->var), a, z, KL_SERIAL, body_stmts, P->s);
-  } else {
-    /* while (t < t1) { i = lo + t / n2; j0 = t % n2; j1 = min(n2, j0 + t1 - t);
-                        for (j = lo2 + j0; j < lo2 + j1; j++) body; t += j1 - j0; } */
-    LLVMValueRef tv = LLVMBuildAlloca(G.b, L->t_i64, "t");
-    LLVMBuildStore(G.b, t0, tv);
-    LLVMBasicBlockRef cond = LLVMAppendBasicBlockInContext(L->ctx, fn, "row.cond");
-    LLVMBasicBlockRef row = LLVMAppendBasicBlockInContext(L->ctx, fn, "row");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(L->ctx, fn, "row.end");
-    LLVMBuildBr(G.b, cond);
-    LLVMPositionBuilderAtEnd(G.b, cond);
-    LLVMValueRef t = LLVMBuildLoad2(G.b, L->t_i64, tv, "");
-    LLVMBuildCondBr(G.b, LLVMBuildICmp(G.b, LLVMIntSLT, t, t1, ""), row, done);
-    LLVMPositionBuilderAtEnd(G.b, row);
-    LLVMValueRef i = LLVMBuildAdd(G.b, lo, LLVMBuildSDiv(G.b, t, n2, ""), "");
-    LLVMValueRef j0 = LLVMBuildSRem(G.b, t, n2, "");
-    LLVMValueRef j1 = LLVMBuildAdd(G.b, j0, LLVMBuildSub(G.b, t1, t, ""), "");
-    j1 = LLVMBuildSelect(G.b, LLVMBuildICmp(G.b, LLVMIntSLT, j1, n2, ""), j1, n2, "");
-    LLVMBuildStore(G.b, i, slot(&G, P->s->var));
-    emit_loop(&G, slot(&G, P->inner->var), LLVMBuildAdd(G.b, lo2, j0, ""), LLVMBuildAdd(G.b, lo2, j1, ""),
-              KL_SERIAL, inner_body, P->inner);
-    LLVMBuildStore(G.b, LLVMBuildAdd(G.b, t, LLVMBuildSub(G.b, j1, j0, ""), ""), tv);
-    LLVMBuildBr(G.b, cond);
-    LLVMPositionBuilderAtEnd(G.b, done);
-  }
-  LLVMBuildRetVoid(G.b);
-  LLVMDisposeBuilder(G.b);
-  free(G.buf), free(G.slot);
-  return fn;
-}
-
-static void par_for(Fn *F, const KStmt *s, KFork fk) {
-  FmLlvm *L = F->L;
-  KFn *kf = F->kf;
-  Par P = {.s = s, .inner = fk.inner};
-  uint8_t *in = calloc((size_t)kf->nvars + 1, 1), *rd = calloc((size_t)kf->nvars + 1, 1);
-  P.cap = calloc((size_t)kf->nvars + 1, sizeof(int));
-  in[s->var->id] = 1;
-  declared(s->body, in);
-  reads(s->body, rd);
-  reads_e(s->lo, rd), reads_e(s->hi, rd);
-  for (int v = 0; v < kf->nvars; v++)
-    if (rd[v] && !in[v]) P.cap[P.ncap++] = v;
-  P.ctx_t = ctx_type(F, &P);
-  LLVMValueRef fn = outline(F, &P);
-  /* fill the context */
-  LLVMValueRef lo = conv(F, ex(F, s->lo), s->lo->t, FM_I64), hi = conv(F, ex(F, s->hi), s->hi->t, FM_I64);
-  LLVMValueRef lo2 = i64c(F, 0), n2 = i64c(F, 1);
-  if (fk.inner) {
-    lo2 = conv(F, ex(F, fk.inner->lo), fk.inner->lo->t, FM_I64);
-    LLVMValueRef hi2 = conv(F, ex(F, fk.inner->hi), fk.inner->hi->t, FM_I64);
-    n2 = LLVMBuildSub(F->b, hi2, lo2, "");
-  }
-  /* empty ranges: nothing to do (and no division by a zero row length) */
-  LLVMValueRef nonempty = LLVMBuildAnd(F->b, LLVMBuildICmp(F->b, LLVMIntSLT, lo, hi, ""),
-                                       LLVMBuildICmp(F->b, LLVMIntSGT, n2, i64c(F, 0), ""), "");
-  LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(L->ctx, F->f, "par.run");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(L->ctx, F->f, "par.end");
-  LLVMBuildCondBr(F->b, nonempty, run, done);
-  LLVMPositionBuilderAtEnd(F->b, run);
-  LLVMValueRef ctx;
-  {
-    LLVMBuilderRef ab = LLVMCreateBuilderInContext(L->ctx);
-    LLVMPositionBuilderBefore(ab, LLVMGetBasicBlockTerminator(F->allocas));
-    ctx = LLVMBuildAlloca(ab, P.ctx_t, "par.ctx");
-    LLVMDisposeBuilder(ab);
-  }
-  LLVMValueRef vals[C_FIXED] = {F->N, lo, hi, lo2, n2};
-  for (int i = 0; i < C_FIXED; i++) LLVMBuildStore(F->b, vals[i], LLVMBuildStructGEP2(F->b, P.ctx_t, ctx, (unsigned)i, ""));
-  for (int i = 0; i < kf->nbufs; i++) {
-    LLVMValueRef p = F->buf[i] ? F->buf[i] : LLVMConstNull(LLVMPointerType(mt(L, kf->bufs[i]->t), 0));
-    LLVMBuildStore(F->b, p, LLVMBuildStructGEP2(F->b, P.ctx_t, ctx, (unsigned)(C_FIXED + i), ""));
-  }
-  for (int i = 0; i < P.ncap; i++) {
-    KVar *v = kf->vars[P.cap[i]];
-    LLVMValueRef x = F->slot[v->id] ? LLVMBuildLoad2(F->b, vt(L, v->t), F->slot[v->id], "") : LLVMGetUndef(vt(L, v->t));
-    LLVMBuildStore(F->b, x, LLVMBuildStructGEP2(F->b, P.ctx_t, ctx, (unsigned)(C_FIXED + kf->nbufs + i), ""));
-  }
-  LLVMValueRef arg = LLVMBuildBitCast(F->b, ctx, L->t_i8p, "");
-  LLVMTypeRef bodyp = LLVMPointerType(LLVMGlobalGetValueType(fn), 0);
-  LLVMTypeRef gps[4] = {bodyp, L->t_i8p, L->t_i32, L->t_i32};
-  LLVMValueRef gomp = decl(L, "GOMP_parallel", L->t_void, gps, 4);
-  LLVMValueRef gargs[4] = {fn, arg, ci(L->t_i32, 0), ci(L->t_i32, 0)};
-  if (fk.mode == KFORK_ALWAYS) {
-    call(F, gomp, gargs, 4);
-  } else { /* fork only when the trip count pays, else run the body here */
-    LLVMValueRef trips = LLVMBuildMul(F->b, LLVMBuildSub(F->b, hi, lo, ""), n2, "");
-    LLVMValueRef pays = LLVMBuildICmp(F->b, LLVMIntSGE, trips, i64c(F, (int64_t)fk.min_trips), "");
-    LLVMBasicBlockRef fork = LLVMAppendBasicBlockInContext(L->ctx, F->f, "par.fork");
-    LLVMBasicBlockRef here = LLVMAppendBasicBlockInContext(L->ctx, F->f, "par.serial");
-    LLVMBuildCondBr(F->b, pays, fork, here);
-    LLVMPositionBuilderAtEnd(F->b, fork);
-    call(F, gomp, gargs, 4);
-    LLVMBuildBr(F->b, done);
-    LLVMPositionBuilderAtEnd(F->b, here);
-    call(F, fn, &arg, 1); /* outside a team: thread 0 of 1, the whole range */
-  }
-  LLVMBuildBr(F->b, done);
-  LLVMPositionBuilderAtEnd(F->b, done);
-  free(in), free(rd), free(P.cap);
-}
+void fl_body_stmts(Fn *F, const void *arg) { fl_stmts(F, ((const KStmt *)arg)->body); }
 
 /* ---- statements ---- */
 static void store_stmt(Fn *F, const KStmt *s) {
   LLVMValueRef p = gep(F, s->buf, s->idx);
-  LLVMValueRef x = conv(F, ex(F, s->e), s->e->t, s->buf->t);
+  LLVMValueRef x = fl_conv(F, fl_ex(F, s->e), s->e->t, s->buf->t);
   if (s->accop >= 0) {
     x = binop(F, s->accop, s->buf->t, load_at(F, s->buf, p), x, s->buf->t);
-    if (s->accop >= KB_LT && s->accop <= KB_XOR) x = conv(F, x, FM_BOOL, s->buf->t);
+    if (s->accop >= KB_LT && s->accop <= KB_XOR) x = fl_conv(F, x, FM_BOOL, s->buf->t);
   }
   store_at(F, s->buf, p, x);
 }
@@ -681,15 +480,15 @@ static void call_stmt(Fn *F, const KStmt *s) {
   LLVMValueRef args[32];
   for (int i = 0; i < s->nargs; i++) {
     const KExpr *a = s->args[i];
-    LLVMValueRef v = ex(F, a);
+    LLVMValueRef v = fl_ex(F, a);
     if (a->k == KE_ADDR) args[i] = v;
-    else if (r->kinds[i] == 'f') args[i] = conv(F, v, a->t, FM_F32);
-    else args[i] = conv(F, v, a->t, FM_I64);
+    else if (r->kinds[i] == 'f') args[i] = fl_conv(F, v, a->t, FM_F32);
+    else args[i] = fl_conv(F, v, a->t, FM_I64);
   }
-  call(F, fm_llvm_routine(F->L, s->fn), args, s->nargs);
+  fl_call(F, fm_llvm_routine(F->L, s->fn), args, s->nargs);
 }
 
-static void stmts(Fn *F, const KStmt *s) {
+void fl_stmts(Fn *F, const KStmt *s) {
   FmLlvm *L = F->L;
   for (; s; s = s->next) {
     switch (s->k) {
@@ -697,38 +496,38 @@ static void stmts(Fn *F, const KStmt *s) {
       if (s->loop == KL_PARALLEL && !F->in_parallel) {
         KFork fk = fm_kfork(s);
         if (fk.mode != KFORK_NEVER) {
-          par_for(F, s, fk);
+          fl_par_for(F, s, fk);
           break;
         }
       }
-      LLVMValueRef lo = conv(F, ex(F, s->lo), s->lo->t, FM_I64), hi = conv(F, ex(F, s->hi), s->hi->t, FM_I64);
+      LLVMValueRef lo = fl_conv(F, fl_ex(F, s->lo), s->lo->t, FM_I64), hi = fl_conv(F, fl_ex(F, s->hi), s->hi->t, FM_I64);
       KLoop mark = s->loop;
       if (mark == KL_VECTOR && fm_kloop_reduces(F->kf, s->body)) mark = KL_SERIAL;
-      emit_loop(F, slot(F, s->var), lo, hi, mark, body_stmts, s);
+      fl_loop(F, fl_slot(F, s->var), lo, hi, mark, fl_body_stmts, s);
       break;
     }
-    case KS_LET: LLVMBuildStore(F->b, conv(F, ex(F, s->e), s->e->t, s->var->t), slot(F, s->var)); break;
+    case KS_LET: LLVMBuildStore(F->b, fl_conv(F, fl_ex(F, s->e), s->e->t, s->var->t), fl_slot(F, s->var)); break;
     case KS_SET: {
-      LLVMValueRef x = conv(F, ex(F, s->e), s->e->t, s->var->t), p = slot(F, s->var);
+      LLVMValueRef x = fl_conv(F, fl_ex(F, s->e), s->e->t, s->var->t), p = fl_slot(F, s->var);
       if (s->accop >= 0) {
-        x = binop(F, s->accop, s->var->t, LLVMBuildLoad2(F->b, vt(L, s->var->t), p, ""), x, s->var->t);
-        if (s->accop >= KB_LT && s->accop <= KB_XOR) x = conv(F, x, FM_BOOL, s->var->t);
+        x = binop(F, s->accop, s->var->t, LLVMBuildLoad2(F->b, fl_vt(L, s->var->t), p, ""), x, s->var->t);
+        if (s->accop >= KB_LT && s->accop <= KB_XOR) x = fl_conv(F, x, FM_BOOL, s->var->t);
       }
       LLVMBuildStore(F->b, x, p);
       break;
     }
     case KS_STORE: store_stmt(F, s); break;
     case KS_IF: {
-      LLVMValueRef c = truth(F, ex(F, s->e), s->e->t);
+      LLVMValueRef c = truth(F, fl_ex(F, s->e), s->e->t);
       LLVMBasicBlockRef bt = LLVMAppendBasicBlockInContext(L->ctx, F->f, "if.then");
       LLVMBasicBlockRef be = LLVMAppendBasicBlockInContext(L->ctx, F->f, "if.else");
       LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(L->ctx, F->f, "if.end");
       LLVMBuildCondBr(F->b, c, bt, be);
       LLVMPositionBuilderAtEnd(F->b, bt);
-      stmts(F, s->body);
+      fl_stmts(F, s->body);
       LLVMBuildBr(F->b, bj);
       LLVMPositionBuilderAtEnd(F->b, be);
-      stmts(F, s->els);
+      fl_stmts(F, s->els);
       LLVMBuildBr(F->b, bj);
       LLVMPositionBuilderAtEnd(F->b, bj);
       break;
@@ -779,7 +578,7 @@ LLVMValueRef fm_llvm_kernel(FmLlvm *L, KFn *kf, int exported) {
     if (kf->bufs[i]->kind == KBUF_CONST) continue;
     if (np > 256) fm_fail("kernel '%s': more than 256 buffers", kf->name);
     pidx[i] = np;
-    ps[np++] = LLVMPointerType(mt(L, kf->bufs[i]->t), 0);
+    ps[np++] = LLVMPointerType(fl_mt(L, kf->bufs[i]->t), 0);
   }
   LLVMValueRef fn = LLVMAddFunction(L->mod, kf->name, LLVMFunctionType(L->t_void, ps, (unsigned)np, 0));
   if (!exported) LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -805,7 +604,7 @@ LLVMValueRef fm_llvm_kernel(FmLlvm *L, KFn *kf, int exported) {
       LLVMSetLinkage(gv, LLVMPrivateLinkage);
       LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
       LLVMSetAlignment(gv, 64);
-      F.buf[i] = LLVMConstBitCast(gv, LLVMPointerType(mt(L, bf->t), 0));
+      F.buf[i] = LLVMConstBitCast(gv, LLVMPointerType(fl_mt(L, bf->t), 0));
       continue;
     }
     LLVMValueRef p = LLVMGetParam(fn, (unsigned)pidx[i]);
@@ -819,7 +618,7 @@ LLVMValueRef fm_llvm_kernel(FmLlvm *L, KFn *kf, int exported) {
   LLVMPositionBuilderAtEnd(F.b, F.allocas);
   LLVMBuildBr(F.b, start);
   LLVMPositionBuilderAtEnd(F.b, start);
-  stmts(&F, kf->body);
+  fl_stmts(&F, kf->body);
   LLVMBuildRetVoid(F.b);
   free(F.buf), free(F.slot), free(pidx);
   return fn;
@@ -841,7 +640,7 @@ LLVMValueRef fm_llvm_thunk(FmLlvm *L, KFn *kf, LLVMValueRef k) {
   args[na++] = LLVMGetParam(fn, 0);
   for (int i = 0; i < kf->nbufs; i++) {
     if (kf->bufs[i]->kind == KBUF_CONST) continue;
-    LLVMValueRef idx = ci(L->t_i64, i);
+    LLVMValueRef idx = fl_ci(L->t_i64, i);
     LLVMValueRef p = LLVMBuildLoad2(b, L->t_i8p, LLVMBuildInBoundsGEP2(b, L->t_i8p, LLVMGetParam(fn, 1), &idx, 1, ""), "");
     args[na] = LLVMBuildBitCast(b, p, LLVMTypeOf(LLVMGetParam(k, (unsigned)na)), "");
     na++;
