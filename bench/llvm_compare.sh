@@ -50,7 +50,7 @@ timed() { # prints "wall cpu" seconds of the command
   t0=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
   t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" '{printf "%.2f %.2f", b - a, $1 + $2}' "$work/time"
+  awk -v a="$t0" -v b="$t1" '{printf "%.2f %.2f\n", b - a, $1 + $2}' "$work/time"
 }
 val() { grep "^$1:" | tail -1 | awk '{print $2}'; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -66,7 +66,7 @@ for m in resnet20 ternary_resnet20 fmnist_cnn; do
   read -r jw jc < <(timed env PATH=/nonexistent "$fewmul" run --jit "$onnx" --input "$work/$m.npy" -o "$work/r_$m" -q)
   first=1
   for b in $batches; do
-    iters=50; [ "$b" -ge 32 ] && iters=10
+    iters=20; [ "$b" -ge 32 ] && iters=5
     c=""; l=""; j=""
     for r in $(seq "$rounds"); do
       c="$c $("$fewmul" bench "$work/c_$m" --batch "$b" --threads "$threads" --iters $iters --warmup 3 | val median_ms)"
