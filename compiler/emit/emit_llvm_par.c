@@ -50,17 +50,29 @@ static LLVMTypeRef ctx_type(Fn *F, Par *P) {
 
 static void inner_body(Fn *F, const void *arg) { fl_stmts(F, ((const KStmt *)arg)->body); }
 
-/* The outlined function: this thread's block [t0, t1) of the iteration space
-   total = (hi - lo) * n2, walked row by row (one division per row). */
-static LLVMValueRef outline(Fn *F, Par *P) {
+/* The outlined body: the block [t0, t1) of the iteration space total = (hi - lo) * n2,
+   walked row by row (one division per row). Its buffers are noalias parameters, so
+   the kernel's aliasing facts survive outlining (inlined into the trampoline, they
+   become scoped noalias metadata). Parameters: N, t0, t1, lo, lo2, n2, the buffers,
+   the captured variables. */
+enum { B_N, B_T0, B_T1, B_LO, B_LO2, B_N2, B_FIXED };
+
+static LLVMValueRef outline_body(Fn *F, Par *P, const char *name) {
   FmLlvm *L = F->L;
   KFn *kf = F->kf;
-  char name[300];
-  snprintf(name, sizeof name, "%s.par%d", kf->name, L->nouter++);
-  LLVMTypeRef vp = L->t_i8p;
-  LLVMValueRef fn = LLVMAddFunction(L->mod, name, LLVMFunctionType(L->t_void, &vp, 1, 0));
+  int np = B_FIXED + kf->nbufs + P->ncap;
+  LLVMTypeRef *ps = calloc((size_t)np, sizeof *ps);
+  for (int i = 0; i < B_FIXED; i++) ps[i] = L->t_i64;
+  for (int i = 0; i < kf->nbufs; i++) ps[B_FIXED + i] = LLVMPointerType(fl_mt(L, kf->bufs[i]->t), 0);
+  for (int i = 0; i < P->ncap; i++) ps[B_FIXED + kf->nbufs + i] = fl_vt(L, kf->vars[P->cap[i]]->t);
+  LLVMValueRef fn = LLVMAddFunction(L->mod, name, LLVMFunctionType(L->t_void, ps, (unsigned)np, 0));
+  free(ps);
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   fm_llvm_fn_attrs(L, fn);
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  for (int i = 0; i < kf->nbufs; i++)
+    if (kf->bufs[i]->kind != KBUF_CONST)
+      LLVMAddAttributeAtIndex(fn, (unsigned)(B_FIXED + i + 1), LLVMCreateEnumAttribute(L->ctx, noalias, 0));
   Fn G = {.L = L, .kf = kf, .f = fn, .in_parallel = 1};
   G.b = LLVMCreateBuilderInContext(L->ctx);
   G.buf = calloc((size_t)kf->nbufs + 1, sizeof *G.buf);
@@ -70,34 +82,19 @@ static LLVMValueRef outline(Fn *F, Par *P) {
   LLVMPositionBuilderAtEnd(G.b, G.allocas);
   LLVMBuildBr(G.b, start);
   LLVMPositionBuilderAtEnd(G.b, start);
-  LLVMValueRef ctx = LLVMBuildBitCast(G.b, LLVMGetParam(fn, 0), LLVMPointerType(P->ctx_t, 0), "ctx");
-#define FIELD(i) LLVMBuildLoad2(G.b, LLVMStructGetTypeAtIndex(P->ctx_t, (unsigned)(i)), \
-                                LLVMBuildStructGEP2(G.b, P->ctx_t, ctx, (unsigned)(i), ""), "")
-  G.N = FIELD(C_N);
-  LLVMValueRef lo = FIELD(C_LO), hi = FIELD(C_HI), lo2 = FIELD(C_LO2), n2 = FIELD(C_N2);
-  for (int i = 0; i < kf->nbufs; i++) G.buf[i] = FIELD(C_FIXED + i);
-  for (int i = 0; i < P->ncap; i++) {
-    KVar *v = kf->vars[P->cap[i]];
-    LLVMBuildStore(G.b, FIELD(C_FIXED + kf->nbufs + i), fl_slot(&G, v));
-  }
-#undef FIELD
-  /* block of this thread */
-  LLVMValueRef nth = LLVMBuildSExt(G.b, fl_call(&G, fl_decl(L, "omp_get_num_threads", L->t_i32, NULL, 0), NULL, 0), L->t_i64, "");
-  LLVMValueRef tid = LLVMBuildSExt(G.b, fl_call(&G, fl_decl(L, "omp_get_thread_num", L->t_i32, NULL, 0), NULL, 0), L->t_i64, "");
-  LLVMValueRef total = LLVMBuildNSWMul(G.b, LLVMBuildNSWSub(G.b, hi, lo, ""), n2, "");
-  LLVMValueRef q = LLVMBuildSDiv(G.b, total, nth, ""), r = LLVMBuildSRem(G.b, total, nth, "");
-  /* the first r threads take q + 1 (libgomp's static schedule) */
-  LLVMValueRef lt = LLVMBuildICmp(G.b, LLVMIntSLT, tid, r, "");
-  LLVMValueRef cnt = LLVMBuildSelect(G.b, lt, LLVMBuildAdd(G.b, q, fl_i64(&G, 1), ""), q, "");
-  LLVMValueRef t0 = LLVMBuildAdd(G.b, LLVMBuildMul(G.b, tid, cnt, ""), LLVMBuildSelect(G.b, lt, fl_i64(&G, 0), r, ""), "");
-  LLVMValueRef t1 = LLVMBuildAdd(G.b, t0, cnt, "");
+  G.N = LLVMGetParam(fn, B_N);
+  LLVMValueRef t0 = LLVMGetParam(fn, B_T0), t1 = LLVMGetParam(fn, B_T1), lo = LLVMGetParam(fn, B_LO);
+  LLVMValueRef lo2 = LLVMGetParam(fn, B_LO2), n2 = LLVMGetParam(fn, B_N2);
+  for (int i = 0; i < kf->nbufs; i++) G.buf[i] = LLVMGetParam(fn, (unsigned)(B_FIXED + i));
+  for (int i = 0; i < P->ncap; i++)
+    LLVMBuildStore(G.b, LLVMGetParam(fn, (unsigned)(B_FIXED + kf->nbufs + i)), fl_slot(&G, kf->vars[P->cap[i]]));
   if (!P->inner) {
     LLVMValueRef a = LLVMBuildAdd(G.b, lo, t0, ""), z = LLVMBuildAdd(G.b, lo, t1, "");
     fl_loop(&G, fl_slot(&G, P->s->var), a, z, KL_SERIAL, fl_body_stmts, P->s);
   } else {
     /* while (t < t1) { i = lo + t / n2; j0 = t % n2; j1 = min(n2, j0 + t1 - t);
                         for (j = lo2 + j0; j < lo2 + j1; j++) body; t += j1 - j0; } */
-    LLVMValueRef tv = LLVMBuildAlloca(G.b, L->t_i64, "t");
+    LLVMValueRef tv = fl_slot(&G, &(KVar){.id = kf->nvars, .name = "t", .t = FM_I64});
     LLVMBuildStore(G.b, t0, tv);
     LLVMBasicBlockRef cond = LLVMAppendBasicBlockInContext(L->ctx, fn, "row.cond");
     LLVMBasicBlockRef row = LLVMAppendBasicBlockInContext(L->ctx, fn, "row");
@@ -113,7 +110,7 @@ static LLVMValueRef outline(Fn *F, Par *P) {
     j1 = LLVMBuildSelect(G.b, LLVMBuildICmp(G.b, LLVMIntSLT, j1, n2, ""), j1, n2, "");
     LLVMBuildStore(G.b, i, fl_slot(&G, P->s->var));
     fl_loop(&G, fl_slot(&G, P->inner->var), LLVMBuildAdd(G.b, lo2, j0, ""), LLVMBuildAdd(G.b, lo2, j1, ""),
-              KL_SERIAL, inner_body, P->inner);
+            KL_SERIAL, inner_body, P->inner);
     LLVMBuildStore(G.b, LLVMBuildAdd(G.b, t, LLVMBuildSub(G.b, j1, j0, ""), ""), tv);
     LLVMBuildBr(G.b, cond);
     LLVMPositionBuilderAtEnd(G.b, done);
@@ -121,6 +118,48 @@ static LLVMValueRef outline(Fn *F, Par *P) {
   LLVMBuildRetVoid(G.b);
   LLVMDisposeBuilder(G.b);
   free(G.buf), free(G.slot);
+  return fn;
+}
+
+/* The function GOMP_parallel runs on every thread: <fn>.parK(i8 *ctx) computes this
+   thread's block and calls the body. */
+static LLVMValueRef outline(Fn *F, Par *P) {
+  FmLlvm *L = F->L;
+  KFn *kf = F->kf;
+  char name[300];
+  int k = L->nouter++;
+  snprintf(name, sizeof name, "%s.par%d.body", kf->name, k);
+  LLVMValueRef body = outline_body(F, P, name);
+  snprintf(name, sizeof name, "%s.par%d", kf->name, k);
+  LLVMTypeRef vp = L->t_i8p;
+  LLVMValueRef fn = LLVMAddFunction(L->mod, name, LLVMFunctionType(L->t_void, &vp, 1, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  fm_llvm_fn_attrs(L, fn);
+  Fn G = {.L = L, .kf = kf, .f = fn, .in_parallel = 1};
+  G.b = LLVMCreateBuilderInContext(L->ctx);
+  LLVMPositionBuilderAtEnd(G.b, LLVMAppendBasicBlockInContext(L->ctx, fn, "entry"));
+  LLVMValueRef ctx = LLVMBuildBitCast(G.b, LLVMGetParam(fn, 0), LLVMPointerType(P->ctx_t, 0), "ctx");
+#define FIELD(i) LLVMBuildLoad2(G.b, LLVMStructGetTypeAtIndex(P->ctx_t, (unsigned)(i)), \
+                                LLVMBuildStructGEP2(G.b, P->ctx_t, ctx, (unsigned)(i), ""), "")
+  int na = B_FIXED + kf->nbufs + P->ncap;
+  LLVMValueRef *args = calloc((size_t)na, sizeof *args);
+  LLVMValueRef lo = FIELD(C_LO), hi = FIELD(C_HI), n2 = FIELD(C_N2);
+  args[B_N] = FIELD(C_N), args[B_LO] = lo, args[B_LO2] = FIELD(C_LO2), args[B_N2] = n2;
+  for (int i = 0; i < kf->nbufs + P->ncap; i++) args[B_FIXED + i] = FIELD(C_FIXED + i);
+#undef FIELD
+  /* block of this thread: the first r threads take q + 1 (libgomp's static schedule) */
+  LLVMValueRef nth = LLVMBuildSExt(G.b, fl_call(&G, fl_decl(L, "omp_get_num_threads", L->t_i32, NULL, 0), NULL, 0), L->t_i64, "");
+  LLVMValueRef tid = LLVMBuildSExt(G.b, fl_call(&G, fl_decl(L, "omp_get_thread_num", L->t_i32, NULL, 0), NULL, 0), L->t_i64, "");
+  LLVMValueRef total = LLVMBuildNSWMul(G.b, LLVMBuildNSWSub(G.b, hi, lo, ""), n2, "");
+  LLVMValueRef q = LLVMBuildSDiv(G.b, total, nth, ""), r = LLVMBuildSRem(G.b, total, nth, "");
+  LLVMValueRef lt = LLVMBuildICmp(G.b, LLVMIntSLT, tid, r, "");
+  LLVMValueRef cnt = LLVMBuildSelect(G.b, lt, LLVMBuildAdd(G.b, q, fl_i64(&G, 1), ""), q, "");
+  LLVMValueRef t0 = LLVMBuildAdd(G.b, LLVMBuildMul(G.b, tid, cnt, ""), LLVMBuildSelect(G.b, lt, fl_i64(&G, 0), r, ""), "");
+  args[B_T0] = t0, args[B_T1] = LLVMBuildAdd(G.b, t0, cnt, "");
+  fl_call(&G, body, args, na);
+  LLVMBuildRetVoid(G.b);
+  LLVMDisposeBuilder(G.b);
+  free(args);
   return fn;
 }
 
