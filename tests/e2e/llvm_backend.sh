@@ -12,6 +12,7 @@
 #   - LLVM vs C with gcc's default contraction: within 1e-4 * |C| + 1e-5 and the same
 #     argmax (the fused roundings differ layer after layer; the maximum is printed);
 #   - JIT vs --emit llvm: bit-identical (the same module, optimised the same way),
+#   - --emit llvm --weights=file: the same outputs, and a corrupted weights file refused,
 #   - an unknown --emit and a JIT of a missing file: one error line, nonzero exit.
 # Usage: bash llvm_backend.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 set -u
@@ -77,6 +78,18 @@ while read -r name batch; do
   check "$name" "$SRC/tests/e2e/pytorch/$name.onnx" "$SRC/tests/e2e/pytorch/${name}_input.npy"
 done <"$SRC/tests/e2e/pytorch/models.txt"
 check fmnist_cnn "$SRC/models/fmnist_cnn.onnx" "$SRC/models/fmnist_test1000.npy"
+
+# --weights=file: the LLVM entry's set_weights, through the runtime; a corrupted file is refused
+S=$SRC/tests/e2e/pytorch
+if "$FEWMUL" compile "$S/lenet.onnx" -o wf --emit llvm --weights=file -q >wf.log 2>&1 && [ -s wf/model.weights ] &&
+   "$FEWMUL" run wf --input "$S/lenet_input.npy" -o rwf -q >rwf.log 2>&1 && cmp -s rwf/output.npy rl_lenet/output.npy; then
+  pass=$((pass + 1))
+else
+  bad "--emit llvm --weights=file: $(head -c 300 wf.log rwf.log)"
+fi
+printf 'X' | dd of=wf/model.weights bs=1 seek=100 conv=notrunc 2>/dev/null
+if "$FEWMUL" run wf --input "$S/lenet_input.npy" -q >rwf2.log 2>&1; then bad "a corrupted weights file was accepted"
+elif grep -q "corrupt" rwf2.log; then pass=$((pass + 1)); else bad "corrupted weights file: $(cat rwf2.log)"; fi
 
 # errors: one line, nonzero exit
 "$FEWMUL" compile "$SRC/tests/e2e/pytorch/mlp.onnx" -o bad --emit fortran >e1.log 2>&1
