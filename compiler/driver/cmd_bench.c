@@ -16,7 +16,8 @@ static const char help[] =
   "  --threads T     OpenMP threads (default: OpenMP's choice; at most 4 per CPU)\n"
   "  --warmup K      untimed runs first (default 10)\n"
   "  --iters K       timed runs (default 50)\n"
-  "  --shape NAME=DIMS   input shape when compiling an .onnx\n";
+  "  --shape NAME=DIMS   input shape when compiling an .onnx\n"
+  "  --jit           compile the .onnx in-process with the LLVM JIT (no C compiler)\n";
 
 static double now_ms(void) {
   struct timespec ts;
@@ -59,7 +60,7 @@ int fm_cmd_bench(int argc, char **argv) {
   Arena ar = {0};
   const char *model = NULL;
   int64_t batch = 1, warmup = 10, iters = 50, threads = 0;
-  int nshapes = 0;
+  int nshapes = 0, jit = 0;
   FmShapeOverride shapes[16];
   for (int i = 0; i < argc; i++) {
     const char *v;
@@ -68,19 +69,23 @@ int fm_cmd_bench(int argc, char **argv) {
     else if ((v = fm_opt(cmd, argc, argv, &i, "--warmup"))) warmup = fm_parse_int(cmd, "--warmup", v, 0, 1000000);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--iters"))) iters = fm_parse_int(cmd, "--iters", v, 1, 1000000);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
+    else if (fm_flag(argv, i, "--jit")) jit = 1;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!model) model = argv[i];
     else fm_usage(cmd, "unexpected argument '%s'", argv[i]);
   }
   if (!model) fm_usage(cmd, "missing the model (compiled directory or .onnx)");
   const char *dir = model;
-  if (fm_has_suffix(model, ".onnx")) {
-    double t0 = now_ms();
-    dir = fm_driver_compile_tmp(model, shapes, nshapes);
-    printf("compiled %s in %.0f ms\n", model, now_ms() - t0);
-  }
   fm_model *m;
-  if (fm_load(dir, &m) != FM_OK) fm_fail("%s", fm_last_error());
+  if (jit) m = fm_driver_jit(model, shapes, nshapes, 0);
+  else {
+    if (fm_has_suffix(model, ".onnx")) {
+      double t0 = now_ms();
+      dir = fm_driver_compile_tmp(model, shapes, nshapes);
+      printf("compiled %s in %.0f ms\n", model, now_ms() - t0);
+    }
+    if (fm_load(dir, &m) != FM_OK) fm_fail("%s", fm_last_error());
+  }
   if (threads) fm_driver_threads(m, threads);
   int nin = fm_num_inputs(m), nout = fm_num_outputs(m);
   const void **in = calloc((size_t)nin + 1, sizeof *in);

@@ -2,12 +2,15 @@
  * The same load/lower steps serve cost, bench and run (for .onnx arguments). */
 #include "driver.h"
 #include "emit/codegen.h"
+#include "emit/emit.h"
+#include "jit/jit.h"
 #include "passes/passes.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <time.h>
 
 static const char help[] =
   "usage: fewmul compile MODEL.onnx -o DIR [options]\n"
@@ -30,7 +33,9 @@ const char fm_driver_build_help[] =
   "  --target=T               the machine the code is for: native (default: this machine),\n"
   "                           x86-64-v3 (AVX2+FMA), x86-64-v4 (AVX-512), generic (x86-64);\n"
   "                           sets -march of the generated code's build and the tile sizes\n"
-  "  --emit=c                 the backend (only c in this build)\n"
+  "  --emit=c|llvm            the backend: C source built by $CC (default), or LLVM IR\n"
+  "                           built with the LLVM-C API (<name>.ll, <name>.o; the .so is\n"
+  "                           linked by $CC)\n"
   "  --conv=auto|direct|gemm  Conv lowering: auto (im2col + GEMM where it pays), the direct\n"
   "                           loops, or im2col + GEMM wherever it applies\n"
   "  --gemm=auto|direct       float32 Gemm/MatMul: the CPU library's fm_sgemm, or direct loops\n"
@@ -139,6 +144,28 @@ const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shape
 void fm_driver_tmp_done(const char *dir) {
   fm_remove_tree(dir);
   fm_cleanup_forget(dir);
+}
+
+static double ms_of(clockid_t c) {
+  struct timespec t;
+  clock_gettime(c, &t);
+  return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
+
+fm_model *fm_driver_jit(const char *onnx, const FmShapeOverride *shapes, int nshapes, int quiet) {
+  if (!fm_has_suffix(onnx, ".onnx")) fm_fail("--jit compiles an .onnx model, got '%s'", onnx);
+  if (!fm_llvm_available()) fm_jit_model(NULL, NULL); /* fails: built without LLVM */
+  double w0 = ms_of(CLOCK_MONOTONIC), c0 = ms_of(CLOCK_PROCESS_CPUTIME_ID);
+  Graph *g = fm_driver_load(onnx, shapes, nshapes);
+  FmBuildFlags bf = {.emit = "llvm"};
+  KProgram *p = fm_driver_lower(g, NULL, 0, 0, &bf);
+  double w1 = ms_of(CLOCK_MONOTONIC), c1 = ms_of(CLOCK_PROCESS_CPUTIME_ID);
+  fm_model *m = fm_jit_model(p, "model");
+  double w2 = ms_of(CLOCK_MONOTONIC), c2 = ms_of(CLOCK_PROCESS_CPUTIME_ID);
+  if (!quiet)
+    printf("jit-compiled %s in %.0f ms (load, passes, lowering %.0f ms; LLVM %.0f ms; CPU time %.0f + %.0f ms)\n",
+           onnx, w2 - w0, w1 - w0, w2 - w1, c1 - c0, c2 - c1);
+  return m; /* the graph stays: the JIT's code and constants live until exit */
 }
 
 void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int *n, const char *v) {

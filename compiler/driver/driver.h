@@ -59,6 +59,9 @@ void fm_driver_add_shape(const char *cmd, Arena *a, FmShapeOverride *shapes, int
 const char *fm_driver_compile_tmp(const char *onnx, const FmShapeOverride *shapes, int nshapes);
 /* Removes a directory of fm_driver_compile_tmp (no longer needed) and forgets it. */
 void fm_driver_tmp_done(const char *dir);
+/* `--jit`: the .onnx loaded, lowered and compiled in-process by the LLVM JIT
+   (compiler/jit/jit.h); prints the compile time unless quiet. */
+fm_model *fm_driver_jit(const char *onnx, const FmShapeOverride *shapes, int nshapes, int quiet);
 
 #include "io/io.h"
 

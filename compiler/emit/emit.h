@@ -61,6 +61,8 @@ typedef struct FmBackend {
   void (*build)(FmModule *m, const char *dir, const char *src_path, const char *so_path);
 } FmBackend;
 extern const FmBackend fm_backend_c;
+/* backend_llvm.c (compiler/jit/jit_none.c without LLVM: every hook fails saying so) */
+extern const FmBackend fm_backend_llvm;
 const FmBackend *fm_backend_find(const char *name); /* NULL if unknown */
 const char *fm_backend_names(void);                 /* "c" (for --help and errors) */
 

@@ -566,7 +566,7 @@ void fm_emit_c_fn(FILE *f, KFn *fn, int canonical) {
 }
 
 /* ---- backends ---- */
-static const FmBackend *const all_backends[] = {&fm_backend_c};
+static const FmBackend *const all_backends[] = {&fm_backend_c, &fm_backend_llvm};
 
 const FmBackend *fm_backend_find(const char *name) {
   for (size_t i = 0; i < sizeof all_backends / sizeof *all_backends; i++)
@@ -574,4 +574,4 @@ const FmBackend *fm_backend_find(const char *name) {
   return NULL;
 }
 
-const char *fm_backend_names(void) { return "c"; }
+const char *fm_backend_names(void) { return "c, llvm"; }

@@ -1,13 +1,15 @@
 /* conformance.c - runs the ONNX backend test cases through the whole compiler.
  *
  *   fm_conformance [-j JOBS] [--report docs/conformance.md] [--lists DIR]
- *                  [--filter SUBSTR] [-v] DATA_DIR/node DATA_DIR/simple ...
+ *                  [--filter SUBSTR] [--emit c|llvm | --jit] [-v] DATA_DIR/node DATA_DIR/simple ...
  *
  * For each case (a folder with model.onnx and test_data_set_*): load, run the pass
  * pipeline, lower, generate C, build the shared object with cc, load it with the
  * runtime, run every data set and compare each output with the expected one
  * (|got - want| <= atol + rtol*|want|, rtol 1e-3, atol 1e-5; NaN matches NaN).
  * Each case runs in a child process, so a crash is a failure of that case only.
+ * --emit llvm builds the .so with the LLVM backend; --jit compiles each case in the
+ * child with the LLVM JIT (compiler/jit/jit.h) and runs it with no .so at all.
  *
  * Outcomes: pass, unsupported (the compiler names an op or dtype it does not
  * support), fail (anything else). The suite passes when every case passes except
@@ -30,11 +32,17 @@
 #include <unistd.h>
 
 #include "emit/codegen.h"
+#include "emit/emit.h"
+#include "jit/jit.h"
 #include "fewmul.h"
 #include "onnx/onnx.h"
 #include "passes/passes.h"
 
 enum { R_PASS = 0, R_UNSUPPORTED = 10, R_FAIL = 11 };
+
+static const FmBackend *backend; /* --emit (NULL: C) */
+static int use_jit;              /* --jit */
+static fm_model *jit_model;      /* the child's JIT-compiled case */
 
 typedef struct {
   char folder[64], name[256], path[1024];
@@ -155,8 +163,9 @@ static int compile_case(const Case *c, const char *model, const char *out, int b
     g = load_case(c, model, bake);
     fm_run_passes(g, NULL);
     KProgram *p = fm_lower_graph(g);
-    FmCodegenOpts co = {.outdir = out, .name = "model", .source = model, .quiet = 1};
-    fm_codegen(p, &co);
+    FmCodegenOpts co = {.outdir = out, .name = "model", .source = model, .quiet = 1, .backend = backend};
+    if (use_jit) jit_model = fm_jit_model(p, "model");
+    else fm_codegen(p, &co);
     fm_try_pop(&t);
   } else {
     snprintf(msg, msglen, "%s", fm_errmsg());
@@ -184,7 +193,8 @@ static int run_case(const Case *c, const char *workdir, int fd) {
   Graph *orig = fm_onnx_load(model, NULL);
   FmTry t;
   fm_model *m;
-  if (fm_load(out, &m) != FM_OK) {
+  if (use_jit) m = jit_model;
+  else if (fm_load(out, &m) != FM_OK) {
     child_msg(fd, "runtime load: %s", fm_last_error());
     return R_FAIL;
   }
@@ -294,7 +304,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
     else if (!strcmp(argv[i], "--write-lists") && i + 1 < argc) update = argv[++i];
     else if (!strcmp(argv[i], "-v")) verbose = 1;
-    else if (argv[i][0] == '-') {
+    else if (!strcmp(argv[i], "--jit")) use_jit = 1;
+    else if (!strcmp(argv[i], "--emit") && i + 1 < argc) {
+      if (!(backend = fm_backend_find(argv[++i]))) {
+        fprintf(stderr, "fm_conformance: unknown --emit '%s' (one of: %s)\n", argv[i], fm_backend_names());
+        return 2;
+      }
+    } else if (argv[i][0] == '-') {
       fprintf(stderr, "fm_conformance: unknown option '%s'\n", argv[i]);
       return 2;
     } else {
