@@ -8,6 +8,7 @@
  * Errors inside go through fm_fail (the loader's own path too) and come out of
  * fm_from_onnx as one line in err. */
 #include "from_onnx.h"
+#include "from_onnx_internal.h"
 #include "method_sp.h"
 #include "method_winograd.h"
 #include "onnx/onnx.h"
@@ -30,20 +31,9 @@ int fm_from_is_checkpoint(const char *path) {
   return n == sizeof b && !memcmp(b, CKPT_MAGIC, sizeof b);
 }
 
-/* The weighted layer kinds, as both sides see them. */
-typedef enum { U_NORM, U_CONV, U_CONVT, U_GEMM, U_BN, U_SCALE } UnitKind;
 static const char *const unit_name[] = {"input normalisation", "conv", "conv_transpose", "linear",
                                         "batchnorm", "channel scale"};
 static const int unit_slots[] = {2, 2, 2, 2, 4, 1};
-
-/* One weighted layer of the file: its constants in the net's slot order
-   (norm: mean, std; conv/gemm: W, B; BN: scale, bias, mean, var; scale: s). */
-typedef struct {
-  UnitKind kind;
-  const Node *node;
-  const Tensor *t[4];   /* NULL: absent (a bias-less Conv) */
-  int transposed;       /* Gemm with transB = 0: W is stored (in, out) */
-} FileUnit;
 
 /* One weighted layer of the net: where each slot goes, and what shape W must have. */
 typedef struct {
@@ -245,7 +235,7 @@ static void check_pair(Graph *g, const char *who, const NetUnit *u, const FileUn
             file_desc(g, f), unit_name[u->kind], l->name, fold_hint(u, f));
   if (u->kind == U_CONV || u->kind == U_CONVT || u->kind == U_GEMM) {
     const Tensor *w = f->t[0];
-    int64_t want[4];
+    int64_t want[4] = {0, 0, 0, 0};
     for (int k = 0; k < u->wrank; k++) want[k] = u->wshape[k];
     if (f->transposed) { int64_t s = want[0]; want[0] = want[1], want[1] = s; }
     int same = w->rank == u->wrank;
@@ -259,7 +249,7 @@ static void check_pair(Graph *g, const char *who, const NetUnit *u, const FileUn
     if (!f->t[1] && u->has_bias)
       fm_fail("%s: %s has no bias, the net's %s '%s' has one", who, file_desc(g, f), unit_name[u->kind],
               l->name);
-    if (u->kind != U_GEMM) {   /* the conv attributes */
+    if (u->kind != U_GEMM && !f->built) {   /* the conv attributes */
       const FmConvAttr *a = &l->a.conv;
       int64_t s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0};
       fm_attr_ints(f->node, "strides", s, 2);
@@ -306,6 +296,9 @@ static void copy_pair(const NetUnit *u, const FileUnit *f) {
     } else {
       memcpy(p->data, s, sizeof(float) * p->size);
     }
+    float scale = u->kind != U_GEMM || k > 1 ? 0 : k == 0 ? f->alpha : f->beta;   /* Gemm alpha, beta */
+    if (scale != 0 && scale != 1)
+      for (size_t i = 0; i < p->size; i++) p->data[i] *= scale;
   }
 }
 
@@ -332,8 +325,14 @@ static void load_into(Graph *g, FmNet *net, const char *path, const char *who, F
                : fm_sprintf(&g->arena, "count is %d", g->ninputs),
             shape_str(g, d, 4));
   }
-  int nf, nn;
+  int nf;
   FileUnit *f = file_units(g, who, &nf);
+  fm_from_apply_units(g, net, path, who, log, f, nf);
+}
+
+void fm_from_apply_units(Graph *g, FmNet *net, const char *path, const char *who, FILE *log,
+                         const FileUnit *f, int nf) {
+  int nn;
   NetUnit *u = net_units(g, net, who, &nn);
   int n = nf < nn ? nf : nn;
   for (int i = 0; i < n; i++) check_pair(g, who, &u[i], &f[i], i);

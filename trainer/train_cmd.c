@@ -16,6 +16,7 @@
 #include "net.h"
 #include "optim.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -37,6 +38,7 @@ typedef struct {
   float quant_range;
   // sp (method_sp.h) and continuation from a checkpoint's weights
   const char *sp_recipe, *from;
+  const char *predict, *predict_out;   // --predict IN.npy [--predict-out OUT.npy]
   float sp_r;
   int sp_patch, sp_phase, sp_r_set, wd_set;
   int expansion;   // ShiftNet models (models/shiftresnet.c)
@@ -120,14 +122,20 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     const char *k = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define STR(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; a->field = v; i++; continue; }
-#define INT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; long x = strtol(v, &e, 10); \
-    if (*e || x < 0) { snprintf(err, errlen, "%s: '%s' is not a non-negative integer", flag, v); return -1; } a->field = x; i++; continue; }
+/* integers are range-checked against their field: --epochs 4294967296 is refused, not wrapped to 0 */
+#define NUM(flag, field, max) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; errno = 0; \
+    long long x = strtoll(v, &e, 10); \
+    if (*e || e == v || x < 0 || errno == ERANGE || x > (long long)(max)) { snprintf(err, errlen, \
+      "%s: '%s' is not an integer in [0, %lld]", flag, v, (long long)(max)); return -1; } a->field = x; i++; continue; }
+#define INT(flag, field) NUM(flag, field, INT_MAX)
+#define LNG(flag, field) NUM(flag, field, LONG_MAX)
 #define FLT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; float x = strtof(v, &e); \
     if (*e) { snprintf(err, errlen, "%s: '%s' is not a number", flag, v); return -1; } a->field = x; i++; continue; }
     if (!strcmp(k, "--optim")) { a->optim_set = 1; }
     STR("--model", model) STR("--data", data) STR("--data-dir", data_dir) STR("-o", out)
     STR("--checkpoint", ckpt) STR("--resume", resume) STR("--optim", optim) STR("--schedule", schedule)
     STR("--augment", augment) STR("--sp-recipe", sp_recipe) STR("--from", from)
+    STR("--predict", predict) STR("--predict-out", predict_out)
     INT("--sp-patch", sp_patch) INT("--sp-phase", sp_phase) INT("--expansion", expansion)
     STR("--transforms", transforms) INT("--tile", tile)
     if (!strcmp(k, "--bits")) { a->bits_set = 1; }
@@ -142,7 +150,7 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     if (!strcmp(k, "--zeroless")) { a->zeroless = 1; continue; }
     if (!strcmp(k, "--method-all")) { a->method_all = 1; continue; }
     INT("--epochs", epochs) INT("--batch", batch) INT("--threads", threads) INT("--subset", subset)
-    INT("--test-subset", test_subset) INT("--steps", steps) INT("--seed", seed)
+    INT("--test-subset", test_subset) LNG("--steps", steps) NUM("--seed", seed, INT64_MAX)
     FLT("--wd", wd) FLT("--gamma", gamma) FLT("--width", width)
     if (!strcmp(k, "--lr")) { a->lr_set = 1; }
     FLT("--lr", lr)
@@ -158,42 +166,56 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     snprintf(err, errlen, "train: option '%s' needs a value", k);
     return -1;
 #undef STR
+#undef NUM
 #undef INT
+#undef LNG
 #undef FLT
   }
   return 0;
 }
 
+/* PATH.args, malloc'ed (the same name on save and load, whatever the path's length) */
+static char *args_path(const char *ckpt, const char *suffix) {
+  size_t n = strlen(ckpt) + strlen(".args") + strlen(suffix) + 1;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s.args%s", ckpt, suffix);
+  return p;
+}
+
 /* The arguments of a run, saved next to its checkpoint so --resume rebuilds it. */
 static int save_args(const char *ckpt, int argc, char **argv) {
-  char path[1024], tmp[1100];
-  snprintf(path, sizeof path, "%s.args", ckpt);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return -1;
-  for (int i = 0; i < argc; i++)
-    if (strcmp(argv[i], "--resume")) fprintf(f, "%s\n", argv[i]);
-    else i++;
-  int bad = ferror(f);
-  if (fclose(f) || bad) return -1;
-  return rename(tmp, path);
+  char *path = args_path(ckpt, ""), *tmp = args_path(ckpt, ".tmp");
+  FILE *f = path && tmp ? fopen(tmp, "w") : NULL;
+  int rc = -1;
+  if (f) {
+    for (int i = 0; i < argc; i++)
+      if (strcmp(argv[i], "--resume")) fprintf(f, "%s\n", argv[i]);
+      else i++;
+    int bad = ferror(f);
+    if (!fclose(f) && !bad) rc = rename(tmp, path);
+  }
+  free(path), free(tmp);
+  return rc;
 }
 
 static int load_args(const char *ckpt, int *argc, char ***argv, char *err, size_t errlen) {
-  char path[512], line[1024];
-  snprintf(path, sizeof path, "%s.args", ckpt);
-  FILE *f = fopen(path, "r");
+  char *path = args_path(ckpt, ""), *line = NULL;
+  size_t cap = 0;
+  FILE *f = path ? fopen(path, "r") : NULL;
   if (!f) {
-    snprintf(err, errlen, "--resume: cannot open '%s' (the run's arguments): %s", path, strerror(errno));
+    snprintf(err, errlen, "--resume: cannot open '%s' (the run's arguments): %s", path ? path : ckpt, strerror(errno));
+    free(path);
     return -1;
   }
+  free(path);
   int n = 0;
   char **v = NULL;
-  while (fgets(line, sizeof line, f)) {
+  while (getline(&line, &cap, f) >= 0) {   /* lines of any length: an argument is one line */
     line[strcspn(line, "\n")] = 0;
     v = realloc(v, sizeof(char *) * (size_t)(n + 1));
     v[n++] = strdup(line);
   }
+  free(line);
   fclose(f);
   *argc = n, *argv = v;
   return 0;
@@ -359,9 +381,16 @@ int fm_cmd_train(int argc, char **argv) {
   }
   if (parse_args(&a, argc, argv, err, sizeof err)) goto fail;
   if (resume && !a.ckpt) a.ckpt = resume;
-  if (!a.model) { snprintf(err, sizeof err, "train: --model is required (fewmul train --list)"); goto fail; }
+  /* --from model.onnx without --model: the net is built from the file's graph (onnx_import.c) */
+  int import = !a.model && a.from && !fm_from_is_checkpoint(a.from);
+  if (!a.model && !import) {
+    snprintf(err, sizeof err, "train: --model is required (fewmul train --list), or --from model.onnx to train any ONNX CNN/MLP");
+    goto fail;
+  }
+  if (a.predict_out && !a.predict) { snprintf(err, sizeof err, "train: --predict-out needs --predict IN.npy"); goto fail; }
   if (!a.data) { snprintf(err, sizeof err, "train: --data is required"); goto fail; }
   if (a.batch <= 0) { snprintf(err, sizeof err, "train: --batch must be positive"); goto fail; }
+  if (!(a.width > 0) || !isfinite(a.width)) { snprintf(err, sizeof err, "train: --width must be a positive number"); goto fail; }
 
   FmMethod method;
   if (parse_method(&method, &a, err, sizeof err)) goto fail;
@@ -417,7 +446,7 @@ int fm_cmd_train(int argc, char **argv) {
   /* Data. */
   FmDataset train = {0}, test = {0};
   if (fm_data_load(&train, a.data, a.data_dir, 1, err, sizeof err) ||
-      fm_data_load(&test, a.data, a.data_dir, 0, err, sizeof err))
+      fm_data_load(&test, a.data, a.data_dir, 0, err, sizeof err) || fm_data_check_split(&train, &test, err, sizeof err))
     goto fail;
   if (a.subset > 0) fm_data_take(&train, a.subset);
   if (a.test_subset > 0) fm_data_take(&test, a.test_subset);
@@ -429,12 +458,16 @@ int fm_cmd_train(int argc, char **argv) {
   no.width = a.width;
   no.method = method;
   no.nmean = train.c <= 8 ? train.c : 0;
-  fm_data_mean_std(&train, no.mean, no.std);
+  if (no.nmean) fm_data_mean_std(&train, no.mean, no.std);   /* c entries: mean[8] holds at most 8 */
   for (int c = 0; c < no.nmean; c++)
     if (no.std[c] <= 0) no.std[c] = 1;
-  FmNet *net = fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
+  FmNet *net = import ? fm_import_onnx(a.from, &no, train.c, train.h, train.w, train.classes, a.quiet ? NULL : stderr,
+                                       err, sizeof err)
+                      : fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
   if (!net) goto fail;
-  if (a.from && !fm_from_is_checkpoint(a.from)) {   /* a dense model's ONNX export (from_onnx.h) */
+  if (import) {
+    /* built with its weights */
+  } else if (a.from && !fm_from_is_checkpoint(a.from)) {   /* a dense model's ONNX export (from_onnx.h) */
     if (fm_from_onnx(net, a.from, a.quiet ? NULL : stderr, err, sizeof err)) goto fail;
   } else if (a.from) {   /* the weights (and BN statistics) of another run, e.g. the previous SP phase */
     FmCheckpointInfo finfo;
@@ -472,7 +505,7 @@ int fm_cmd_train(int argc, char **argv) {
     long long np = 0;
     for (int i = 0; i < net->nparams; i++) np += (long long)net->params[i].size;
     fprintf(stderr, "train %s on %s: %d train / %d test images %dx%dx%d, %d classes, %lld parameters, "
-            "%s lr %g, batch %d, %d threads\n", a.model, a.data, train.n, test.n, train.c, train.h, train.w,
+            "%s lr %g, batch %d, %d threads\n", net->model, a.data, train.n, test.n, train.c, train.h, train.w,
             train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
     if (method.kind == FM_METHOD_DEEPSHIFT_PS)
       fprintf(stderr, "deepshift-ps: P and S at lr %g, the other parameters at lr %g (scheduled alike)\n",
@@ -570,7 +603,16 @@ int fm_cmd_train(int argc, char **argv) {
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);
     printf("samples_per_s: %.1f\n", train_secs > 0 ? train_samples / train_secs : 0.0);
-    if (a.out) {
+    if (a.predict) {
+      const char *po = a.predict_out ? a.predict_out : "predict.npy";
+      if (fm_net_predict_npy(net, a.predict, po, err, sizeof err)) {
+        fprintf(stderr, "fewmul: error: %s\n", err);
+        rc = 1;
+      } else if (!a.quiet) {
+        fprintf(stderr, "wrote %s (the outputs on %s)\n", po, a.predict);
+      }
+    }
+    if (a.out && !rc) {
       if (fm_export_onnx(net, a.out, err, sizeof err)) {
         fprintf(stderr, "fewmul: error: %s\n", err);
         rc = 1;
