@@ -54,7 +54,7 @@ FmNet *fm_import_onnx(const char *path, const FmNetOpts *opts, int c, int h, int
 
 // --predict IN.npy: writes the eval-mode outputs of the net (after a kept final Softmax) on
 // the samples of IN.npy (float32, (n, ...) with the net's input size per sample) to OUT as
-// an (n, classes) .npy. 0, or -1 with one line in err.
+// an (n, classes) .npy; out NULL only checks IN (before training). 0, or -1 with one line in err.
 int fm_net_predict_npy(FmNet *net, const char *in, const char *out, char *err, size_t errlen);
 
 #endif

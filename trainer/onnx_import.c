@@ -510,6 +510,11 @@ int fm_net_predict_npy(FmNet *net, const char *in, const char *out, char *err, s
     if (a.dtype != FM_F32 || a.rank < 2 || n <= 0 || n > INT32_MAX || per != (int64_t)x->size)
       fm_fail("--predict '%s': expected float32 (n, ...) with %zu values per sample (the net's input %dx%dx%d)", in,
               x->size, x->c, x->h, x->w);
+    if (!out) {   /* only the check, before training */
+      fm_try_pop(&t);
+      fm_array_free(pa);
+      return 0;
+    }
     const float *p = fm_net_predict(net, a.data, (int)n);
     if (!p) fm_fail("--predict: out of memory");
     int K = (int)net->tensors[net->output].size;

@@ -474,6 +474,7 @@ int fm_cmd_train(int argc, char **argv) {
     if (fm_checkpoint_load(a.from, net, NULL, &finfo, err, sizeof err)) goto fail;
     if (!a.quiet) fprintf(stderr, "weights from %s (epoch %lld)\n", a.from, (long long)finfo.epoch);
   }
+  if (a.predict && fm_net_predict_npy(net, a.predict, NULL, err, sizeof err)) goto fail;
   if (method.kind == FM_METHOD_DEEPSHIFT_PS)
     for (int g = 0; g < net->ngroups; g++)
       if (!strcmp(net->groups[g].name, "deepshift")) net->groups[g].lr_mult = oc.lr > 0 ? shift_lr / oc.lr : 1.0f;
