@@ -149,7 +149,7 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     FLT("--quant-range", quant_range)
     if (!strcmp(k, "--zeroless")) { a->zeroless = 1; continue; }
     if (!strcmp(k, "--method-all")) { a->method_all = 1; continue; }
-    INT("--epochs", epochs) INT("--batch", batch) INT("--threads", threads) INT("--subset", subset)
+    INT("--epochs", epochs) INT("--batch", batch) NUM("--threads", threads, 4096) INT("--subset", subset)
     INT("--test-subset", test_subset) LNG("--steps", steps) NUM("--seed", seed, INT64_MAX)
     FLT("--wd", wd) FLT("--gamma", gamma) FLT("--width", width)
     if (!strcmp(k, "--lr")) { a->lr_set = 1; }
