@@ -29,6 +29,7 @@
 typedef struct {
   const char *model, *data, *data_dir, *out, *ckpt, *resume, *optim, *schedule, *augment;
   int epochs, batch, threads, subset, test_subset, classes_override;
+  int progress, progress_set;   // seconds between progress lines within an epoch
   long steps;
   float lr, momentum, wd, gamma, width, shift_lr;
   int nesterov, lr_set, momentum_set, optim_set, quiet, shift_lr_set;
@@ -64,7 +65,7 @@ static void usage(FILE *f) {
     "usage: fewmul train --model NAME --data NAME [options] -o model.onnx\n"
     "       fewmul train --resume run/checkpoint.fm [options]\n"
     "\n"
-    "  --model NAME         mnist_cnn, mlp, resnet20/32/56/110, resnet18 (fewmul train --list)\n"
+    "  --model NAME         a built-in model (below; fewmul train --list describes them)\n"
     "  --data NAME          fashion-mnist, mnist, cifar10, cifar100, synthetic[:CxHxW[:K]]\n"
     "  --data-dir DIR       where the data set files are (fashion-mnist: Debian's by default)\n"
     "  --epochs E           epochs (default 5)\n"
@@ -102,6 +103,8 @@ static void usage(FILE *f) {
     "                       e.g. the next SP phase), with a fresh optimiser and epoch count\n"
     "  --from dense.onnx    start any --method (or none) from a trained dense model of the same\n"
     "                       architecture (fewmul train -o); --epochs 0 only evaluates it\n"
+    "  --from model.onnx    without --model: train any ONNX CNN/MLP (e.g. from PyTorch), built from\n"
+    "                       its graph with its weights; --method converts its conv/linear layers\n"
     "  --task matmul2x2     learn a 2x2 (--n N: NxN) matrix product with --r R multiplications\n"
     "                       (fewmul train --task matmul2x2 --help)\n"
     "  --subset K           use only the first K training images\n"
@@ -112,9 +115,14 @@ static void usage(FILE *f) {
     "  --resume PATH        continue the run saved in PATH (its arguments are in PATH.args)\n"
     "  -o PATH              export the trained model as ONNX\n"
     "  --quiet              no progress lines\n"
+    "  --progress S         a progress line within an epoch every S seconds (default 10; 0: every step)\n"
+    "  --predict IN.npy     after training, write the net's outputs on IN.npy to --predict-out\n"
+    "                       (default predict.npy)\n"
     "environment:\n"
     "  FEWMUL_PROFILE=1     print each layer's forward/backward ms per training step at the end\n"
-    "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n");
+    "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n"
+    "models:\n");
+  for (const FmModelEntry *m = fm_models; m->name; m++) fprintf(f, "  %-14s %s\n", m->name, m->help ? m->help : "");
 }
 
 static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t errlen) {
@@ -160,6 +168,8 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     FLT("--momentum", momentum)
     if (!strcmp(k, "--nesterov")) { a->nesterov = 1; continue; }
     if (!strcmp(k, "--quiet")) { a->quiet = 1; continue; }
+    if (!strcmp(k, "--progress")) { a->progress_set = 1; }
+    INT("--progress", progress)
     snprintf(err, errlen, "train: unknown option '%s' (fewmul train --help)", k);
     return -1;
   missing:
@@ -529,6 +539,9 @@ int fm_cmd_train(int argc, char **argv) {
   long steps_done_here = 0;
   double train_secs = 0, train_samples = 0; /* the training loop alone, for samples/s */
   float test_acc = -1, test_loss = 0;
+  int evaluated = 0;   /* test_acc/test_loss are of the current weights (the last epoch's line) */
+  double progress_s = a.progress_set ? a.progress : 10, last_line = now();
+  long epoch_steps = ((long)train.n + a.batch - 1) / a.batch;
   int epoch = start_epoch;
   for (; epoch < a.epochs && !stop; epoch++) {
     float lr = oc.lr * fm_sched_factor(&sched, epoch);
@@ -561,8 +574,18 @@ int fm_cmd_train(int argc, char **argv) {
       }
       fm_net_backward(net);
       fm_net_step(net, opt, lr);
-      step++, steps_done_here++;
+      step++, steps_done_here++, evaluated = 0;
       loss_sum += (double)loss * b.n, correct_sum += correct, seen += b.n;
+      if (!a.quiet && now() - last_line >= progress_s) {   /* a line within the epoch */
+        double t = now(), rate = (double)seen / (t - t0);
+        long in_epoch = (seen + a.batch - 1) / a.batch, left = epoch_steps - in_epoch;
+        if (a.steps) left = a.steps - step < left ? a.steps - step : left;
+        char eta[32];
+        fmt_time(eta, sizeof eta, rate > 0 ? (double)left * a.batch / rate : 0);
+        fprintf(stderr, "epoch %d/%d  step %ld/%ld  loss %.4f  %.0f samples/s  epoch ETA %s\n", epoch + 1, a.epochs,
+                in_epoch, epoch_steps, loss_sum / (double)seen, rate, eta);
+        last_line = t;
+      }
       if ((a.steps && step >= a.steps) || interrupted) { stop = 1; break; }
     }
     if (rc) break;
@@ -577,6 +600,8 @@ int fm_cmd_train(int argc, char **argv) {
     }
     if (!a.quiet && seen) {
       fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
+      evaluated = 1;
+      last_line = now();
       char eta[32];
       double per = (now() - t_start) / (epoch + 1 - start_epoch);
       fmt_time(eta, sizeof eta, per * (a.epochs - epoch - 1));
@@ -599,7 +624,7 @@ int fm_cmd_train(int argc, char **argv) {
     rc = 130;
   }
   if (!rc) {
-    fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);
+    if (!evaluated) fm_net_eval(net, tx, ty, test.n, a.batch, &test_loss, &test_acc);   /* not twice */
     double total = now() - t_start;
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);

@@ -58,4 +58,17 @@ else
   bad "16-channel data: $(head -c 300 many.err)"
 fi
 
+# progress within an epoch (--progress 0: a line per step): steps, samples/s, loss, ETA
+"$FEWMUL" train --model mlp --data synthetic:1x8x8:4 --subset 64 --test-subset 16 --batch 16 --epochs 1 --threads 1 \
+  --progress 0 >prog.txt 2>prog.err || bad "--progress 0: $(head -c 300 prog.err)"
+n=$(grep -c '^epoch 1/1  step [1-4]/4  loss [0-9.]*  [0-9]* samples/s  epoch ETA ' prog.err)
+[ "$n" = 4 ] && ok "a progress line per step" || bad "progress lines: $n of 4: $(head -c 300 prog.err)"
+
+# train --help lists every model of --list
+"$FEWMUL" train --help >help.txt
+for m in $("$FEWMUL" train --list | awk '{print $1}'); do
+  grep -q "^  $m " help.txt || bad "train --help does not list model $m"
+done
+ok "train --help lists the $("$FEWMUL" train --list | wc -l) models of --list"
+
 finish train_options
