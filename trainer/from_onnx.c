@@ -43,6 +43,7 @@ typedef struct {
   int wshape[4], wrank; /* conv/gemm: the dense weight shape the layer corresponds to */
   int has_bias;
   int random;           /* SP layer: keeps its random init */
+  int sp_dense;         /* SP layer: W_B = W, then fm_sp_from_dense */
 } NetUnit;
 
 static const char *shape_str(Graph *g, const int64_t *d, int rank) {
@@ -188,11 +189,16 @@ static NetUnit *net_units(Graph *g, FmNet *net, const char *who, int *count) {
       break;
     case FM_LAYER_CHANNEL_SCALE: v->kind = U_SCALE, v->l = l, v->dst[0] = param_of(net, l, 0); break;
     case FM_LAYER_CUSTOM:
-      if (fm_sp_layer(l)) {   /* the place of a dense conv / linear, none of its tensors */
+      if (fm_sp_layer(l)) {   /* the place of a dense conv / linear */
         if (fm_sp_layer_is_conv(l)) conv_unit(v, net, l, U_CONV, 0);
         else gemm_unit(v, net, l, 0);
-        v->random = 1;
         v->has_bias = l->has_bias;
+        if (fm_sp_dense_fits(net, l)) {   /* r = c_out, 1x1 patches: W_B = W (method_sp.h) */
+          v->dst[0] = param_of(net, l, 0), v->dst[1] = param_of(net, l, 1), v->sp_dense = 1;
+          v->random = 0;
+        } else {
+          v->random = 1;   /* none of its tensors */
+        }
         break;
       }
       if (fm_wino_layer(l)) { conv_unit(v, net, l, U_CONV, 1); break; }   /* W, bias; transforms stay */
@@ -209,7 +215,7 @@ static NetUnit *net_units(Graph *g, FmNet *net, const char *who, int *count) {
     default:
       continue;   /* relu, pools, flatten, add, dropout: no weights */
     }
-    if (!v->random) v->has_bias = v->dst[1] != NULL && (v->kind == U_CONV || v->kind == U_CONVT || v->kind == U_GEMM);
+    if (!v->random && !v->sp_dense) v->has_bias = v->dst[1] != NULL && (v->kind == U_CONV || v->kind == U_CONVT || v->kind == U_GEMM);
     n++;
   }
   *count = n;
@@ -343,10 +349,11 @@ void fm_from_apply_units(Graph *g, FmNet *net, const char *path, const char *who
     fm_fail("%s: the net's %s '%s' has no counterpart: the file has %d weighted layers, the net %s %d",
             who, unit_name[u[nf].kind], u[nf].l->name, nf, net->model, nn);
   /* everything fits: copy */
-  int tensors = 0, targets = 0, layers = 0, bns = 0, norm = 0, scales = 0, random = 0, wino = 0, method = 0;
+  int tensors = 0, targets = 0, layers = 0, bns = 0, norm = 0, scales = 0, random = 0, wino = 0, method = 0, spd = 0;
   for (int i = 0; i < n; i++) {
     if (u[i].random) { random++; continue; }
     copy_pair(&u[i], &f[i]);
+    if (u[i].sp_dense) fm_sp_from_dense(net, u[i].l), spd++;
     for (int k = 0; k < unit_slots[u[i].kind]; k++) tensors += f[i].t[k] != NULL, targets += u[i].dst[k] != NULL;
     layers += u[i].kind == U_CONV || u[i].kind == U_CONVT || u[i].kind == U_GEMM;
     bns += u[i].kind == U_BN, norm += u[i].kind == U_NORM, scales += u[i].kind == U_SCALE;
@@ -376,6 +383,9 @@ void fm_from_apply_units(Graph *g, FmNet *net, const char *path, const char *who
     break;
   default: break;
   }
+  if (spd)
+    fprintf(log, "from %s: %d SP layers start from the dense W (W_B = W, W_C = I; a and their BN from the statistics of "
+            "the first training batch)\n", path, spd);
   if (random)
     fprintf(log, "from %s: %d SP layers keep their random init (W_B, W_C, a and their BN have no dense counterpart; "
             "the file's weights for them are unused): %s\n", path, random, random_list(g, u, n));

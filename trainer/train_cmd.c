@@ -485,6 +485,15 @@ int fm_cmd_train(int argc, char **argv) {
     if (!a.quiet) fprintf(stderr, "weights from %s (epoch %lld)\n", a.from, (long long)finfo.epoch);
   }
   if (a.predict && fm_net_predict_npy(net, a.predict, NULL, err, sizeof err)) goto fail;
+  if (fm_sp_needs_calibration(net)) {   /* SP layers from a dense W: a and BN on the first images */
+    int cn = train.n < a.batch ? train.n : a.batch;
+    size_t chw = (size_t)train.c * (size_t)train.h * (size_t)train.w;
+    float *cx = malloc(sizeof(float) * chw * (size_t)(cn > 0 ? cn : 1));
+    if (!cx) { snprintf(err, sizeof err, "out of memory"); goto fail; }
+    for (int i = 0; i < cn; i++) fm_data_image_float(&train, i, cx + (size_t)i * chw);
+    if (cn > 0) fm_sp_calibrate(net, cx, cn);
+    free(cx);
+  }
   if (method.kind == FM_METHOD_DEEPSHIFT_PS)
     for (int g = 0; g < net->ngroups; g++)
       if (!strcmp(net->groups[g].name, "deepshift")) net->groups[g].lr_mult = oc.lr > 0 ? shift_lr / oc.lr : 1.0f;

@@ -84,6 +84,18 @@ method mix_ternary_all mix --method ternary --method-all
 method mix_quant mix --method quant --weight-bits 4
 method mlp_shiftps mlp --method deepshift-ps --method-all
 method lenet_sp lenet --method sp
+# SP from the dense W (r = c_out, 1x1 patches): W_B = W, W_C = I, a and BN calibrated; in
+# phase 1 (full precision) the SP net is the dense net itself, on any input
+for m in resnet_tiny lenet; do
+  IFS=: read -r _ file data < <(grep "^$m:" <<<"$MODELS")
+  if train --from "$SRC/tests/e2e/$file.onnx" --data "$data" --epochs 0 --method sp --sp-phase 1 --method-all \
+       --predict "$SRC/tests/e2e/${file}_input.npy" --predict-out "sp1_$m.npy" >"sp1_$m.txt" 2>"sp1_$m.err"; then
+    grep -q "SP layers start from the dense W" "sp1_$m.err" || bad "sp1_$m: no 'start from the dense W' line"
+    compare "sp1_$m.npy" "p_$m.npy" 1e-4 "$m: SP phase 1 from the dense W = the dense net"
+  else
+    bad "sp1_$m: $(head -c 300 "sp1_$m.err")"
+  fi
+done
 if grep -q "P = log2|W|" rt_shiftps.err; then ok "deepshift-ps starts from the imported W"; else bad "rt_shiftps: no P = log2|W| line"; fi
 if grep -q "transforms start from Cook-Toom" rt_wino.err; then ok "winograd adapt: flex transforms from Cook-Toom"; else bad "rt_wino: no Cook-Toom line"; fi
 
