@@ -360,7 +360,7 @@ void fm_from_apply_units(Graph *g, FmNet *net, const char *path, const char *who
     wino += fm_wino_layer(u[i].l), method += fm_method_layer(u[i].l);
   }
   /* each weight method from the dense W: PS turns W into P = log2|W|, S = sign(W); quant sets its range */
-  if (net->method.kind > FM_METHOD_NONE && net->method.kind < FM_METHOD_COUNT) fm_method_init(net);
+  fm_method_init(net);   /* the method table: nothing for dense, SP, Winograd */
   if (!log) return;
   fprintf(log, "from %s: %d tensors into %d parameters and buffers (%d conv/linear layers, %d batchnorms%s%s)\n",
           path, tensors, targets, layers, bns, scales ? fm_sprintf(&g->arena, ", %d channel scales", scales) : "",

@@ -251,9 +251,7 @@ static int parse_augment(FmAugment *aug, const char *spec, char *err, size_t err
 static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errlen) {
   fm_method_defaults(m, FM_METHOD_NONE);
   int sp_model = a->model && !strncmp(a->model, "sp_", 3);
-  int kind = a->method ? (!strcmp(a->method, "sp")         ? (int)FM_METHOD_SP
-                          : !strcmp(a->method, "winograd") ? (int)FM_METHOD_WINOGRAD
-                                                           : fm_method_kind_parse(a->method))
+  int kind = a->method ? (!strcmp(a->method, "none") ? (int)FM_METHOD_NONE : fm_method_parse_any(a->method))
                        : sp_model ? (int)FM_METHOD_SP : FM_METHOD_NONE;
   if (kind < 0) {
     snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant, sp, winograd)", a->method);
@@ -532,9 +530,7 @@ int fm_cmd_train(int argc, char **argv) {
               (double)shift_lr, (double)oc.lr);
     if (method.kind) {
       char desc[256];
-      if (method.kind == FM_METHOD_SP) fm_sp_describe(&method, desc, sizeof desc);
-      else if (method.kind == FM_METHOD_WINOGRAD) fm_wino_describe(&method, desc, sizeof desc);
-      else fm_method_describe(&method, desc, sizeof desc);
+      fm_method_describe_any(&method, desc, sizeof desc);
       fprintf(stderr, "method: %s\n", desc);
       if (use_recipe)
         fprintf(stderr, "sp recipe: phase 1 %d epochs, phase 2 %d, phase 3 %d\n", recipe.e[0], recipe.e[1], recipe.e[2]);
