@@ -14,11 +14,12 @@
 # DIR/table.md (markdown, with the "within 1.0 point of dense" verdicts) and DIR/plot.svg:
 # test accuracy against multiplications per image (log scale), fine-tuned rows as filled
 # circles, rows trained from scratch (the mnist_cnn rows of the methods table in --scratch,
-# default docs/results.md) as hollow squares. The SVG is written by this script (awk).
+# default docs/results.md) as hollow squares; rows below --ymin % (default 80) are listed, not
+# drawn. The SVG is written by this script (awk).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 EPOCHS=1 ROWS="dense ternary deepshift-ps quant4 sp" DENSE=$here/models/fmnist_cnn.onnx OUT=out/finetune_fmnist
-THREADS=2 FEWMUL=${FEWMUL:-$here/build/fewmul} SCRATCH=$here/docs/results.md
+THREADS=2 FEWMUL=${FEWMUL:-$here/build/fewmul} SCRATCH=$here/docs/results.md YMIN=80
 while [ $# -gt 0 ]; do
   case "$1" in
     --epochs) EPOCHS=$2; shift 2 ;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --fewmul) FEWMUL=$2; shift 2 ;;
     --scratch) SCRATCH=$2; shift 2 ;;
+    --ymin) YMIN=$2; shift 2 ;;
     -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "finetune_fmnist.sh: unknown option '$1' (--help)" >&2; exit 2 ;;
   esac
@@ -102,14 +104,15 @@ cat "$OUT/table.md"
   if [ -f "$SCRATCH" ]; then
     awk -F'|' '$4 ~ /^ *mnist_cnn *$/ && $6 ~ /[0-9]/ && $7 ~ /^ *[0-9]+ *$/ {
       acc = $6; gsub(/[^0-9.]/, "", acc); m = $7; gsub(/ /, "", m); name = $3; gsub(/^ +| +$/, "", name); gsub(/ /, "_", name)
-      kind = ($5 ~ /--from/) ? "ft" : "sc"; print kind, m, acc, "row" $2 "_" name }' "$SCRATCH" | sed 's/row */row/'
+      kind = ($5 ~ /--from/) ? "ft" : "sc"; row = $2; gsub(/ /, "", row); print kind, m, acc, "row" row "_" name }' "$SCRATCH"
   fi
 } >"$OUT/points.txt"
-awk 'BEGIN { W = 720; H = 440; L = 70; R = 20; T = 30; B = 60; xmin = 1e99; xmax = 0; ymin = 1e99; ymax = 0 }
-{ k[NR] = $1; x[NR] = log($2) / log(10); y[NR] = $3; lab[NR] = $4
-  if (x[NR] < xmin) xmin = x[NR]; if (x[NR] > xmax) xmax = x[NR]; if (y[NR] < ymin) ymin = y[NR]; if (y[NR] > ymax) ymax = y[NR] }
+awk -v floor="$YMIN" 'BEGIN { W = 720; H = 440; L = 70; R = 20; T = 30; B = 60; xmin = 1e99; xmax = 0; ymin = 1e99; ymax = 0; dropped = "" }
+$3 < floor { dropped = dropped (dropped == "" ? "" : ", ") $4 " " $3 "%"; next }
+{ NR_ = ++n; k[NR_] = $1; x[NR_] = log($2) / log(10); y[NR_] = $3; lab[NR_] = $4
+  if (x[NR_] < xmin) xmin = x[NR_]; if (x[NR_] > xmax) xmax = x[NR_]; if (y[NR_] < ymin) ymin = y[NR_]; if (y[NR_] > ymax) ymax = y[NR_] }
 END {
-  if (NR == 0) exit
+  if (n == 0) exit
   xmin = int(xmin * 2 - 0.5) / 2; xmax = int(xmax * 2 + 1) / 2; ymin = int(ymin - 1); ymax = int(ymax + 1)
   if (ymax - ymin < 2) ymax = ymin + 2
   printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"11\">\n", W, H
@@ -124,7 +127,8 @@ END {
     printf "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d</text>\n", L - 5, py + 4, v }
   printf "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">multiplications per image (log scale)</text>\n", (L + W - R) / 2, H - 20
   printf "<text x=\"15\" y=\"%d\" transform=\"rotate(-90 15 %d)\" text-anchor=\"middle\">test accuracy %%</text>\n", (T + H - B) / 2, (T + H - B) / 2
-  for (i = 1; i <= NR; i++) { px = L + (x[i] - xmin) / (xmax - xmin) * (W - L - R); py = T + (ymax - y[i]) / (ymax - ymin) * (H - T - B)
+  if (dropped != "") printf "<text x=\"%d\" y=\"%d\" font-size=\"9\" fill=\"#444\">below %s%% (not drawn): %s</text>\n", L, H - 5, floor, dropped
+  for (i = 1; i <= n; i++) { px = L + (x[i] - xmin) / (xmax - xmin) * (W - L - R); py = T + (ymax - y[i]) / (ymax - ymin) * (H - T - B)
     if (k[i] == "ft") printf "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c0392b\"/>", px, py
     else printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\" fill=\"none\" stroke=\"#2c3e80\" stroke-width=\"1.5\"/>", px - 4.5, py - 4.5
     printf "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" fill=\"#444\">%s</text>\n", px + 7, py - 5, lab[i] }
