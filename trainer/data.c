@@ -82,6 +82,20 @@ void fm_data_free(FmDataset *ds) {
   memset(ds, 0, sizeof *ds);
 }
 
+int fm_data_check_split(const FmDataset *train, const FmDataset *test, char *err, size_t errlen) {
+  if (train->c != test->c || train->h != test->h || train->w != test->w)
+    return fm_data_fail_(err, errlen, "%s: the training images are %dx%dx%d, the test images %dx%dx%d", train->name,
+                         train->c, train->h, train->w, test->c, test->h, test->w);
+  if (train->classes != test->classes)
+    return fm_data_fail_(err, errlen, "%s: the training split has %d classes, the test split %d", train->name,
+                         train->classes, test->classes);
+  for (int i = 0; i < test->n; i++)
+    if (test->labels[i] < 0 || test->labels[i] >= train->classes)
+      return fm_data_fail_(err, errlen, "%s: test label %d of image %d is outside [0, %d)", test->name,
+                           (int)test->labels[i], i, train->classes);
+  return 0;
+}
+
 void fm_data_take(FmDataset *ds, int k) {
   if (k >= 0 && k < ds->n) ds->n = k;
 }

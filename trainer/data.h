@@ -58,6 +58,9 @@ typedef struct FmDataset {
  * Returns 0, or -1 with a one-line message in err (which names the file). */
 int fm_data_load(FmDataset *ds, const char *name, const char *dir, int train,
                  char *err, size_t errlen);
+/* The test split fits the training split: the same image shape and classes, every
+ * test label in range. 0, or -1 with a message naming the data set. */
+int fm_data_check_split(const FmDataset *train, const FmDataset *test, char *err, size_t errlen);
 
 /* One IDX pair: uint8 images of rank 3 (n,h,w) and uint8 labels of rank 1 (n),
  * each plain or gzip (detected by the 1f 8b magic, not by the name). Labels must

@@ -142,11 +142,68 @@ static Tensor *method_layer(Ex *e, const FmLayer *l, Tensor *x, int out, const c
   return y;
 }
 
+/* The layers of imported graphs (net_graph.c) as the ONNX ops they came from. */
+static void graph_layer(Ex *e, const FmLayer *l, Tensor *x, Tensor *y) {
+  Graph *g = e->g;
+  const FmNet *net = e->net;
+  Node *n;
+  switch (l->kind) {
+  case FM_LAYER_AFFINE: {   /* Mul by scale (unless all 1), then Add shift (unless all 0) */
+    const FmParam *s = fm_layer_buf(net, l, 0), *b = fm_layer_buf(net, l, 1);
+    int64_t d[3] = {(int64_t)s->size, 1, 1};
+    int rank = x->rank == 4 ? 3 : 1, mul = 0, add = 0;
+    for (size_t i = 0; i < s->size; i++) mul |= s->data[i] != 1, add |= b->data[i] != 0;
+    Tensor *mid = x;
+    if (mul) {
+      mid = add ? fm_tensor_new(g, fm_sprintf(&g->arena, "%s_scaled", l->name)) : y;
+      if (add) fm_same_shape(mid, x);
+      n = node(e, OP_Mul, l, add ? "mul" : NULL, 2, mid);
+      n->in[0] = x, n->in[1] = param(e, s, rank, d);
+    }
+    if (add || !mul) {
+      n = node(e, OP_Add, l, NULL, 2, y);
+      n->in[0] = mid, n->in[1] = param(e, b, rank, d);
+    }
+    return;
+  }
+  case FM_LAYER_ACT: {
+    const FmActAttr *a = &l->a.act;
+    static const OpKind ops[] = {[FM_ACT_LEAKY] = OP_LeakyRelu, [FM_ACT_CLIP] = OP_Clip, [FM_ACT_SIGMOID] = OP_Sigmoid,
+                                 [FM_ACT_TANH] = OP_Tanh};
+    n = node(e, ops[a->kind], l, NULL, a->kind == FM_ACT_CLIP ? 3 : 1, y);
+    n->in[0] = x;
+    if (a->kind == FM_ACT_LEAKY) fm_set_attr_f(g, n, "alpha", a->alpha);
+    if (a->kind == FM_ACT_CLIP) {
+      n->in[1] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.min", l->name), FM_F32, 0, NULL, &a->lo);
+      n->in[2] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.max", l->name), FM_F32, 0, NULL, &a->hi);
+    }
+    return;
+  }
+  case FM_LAYER_ELTWISE:
+    n = node(e, l->a.elt == FM_ELT_MUL ? OP_Mul : OP_Sub, l, NULL, 2, y);
+    n->in[0] = x, n->in[1] = e->t[l->in[1]];
+    return;
+  case FM_LAYER_CONCAT:
+    n = node(e, OP_Concat, l, NULL, l->nin, y);
+    for (int k = 0; k < l->nin; k++) n->in[k] = e->t[l->in[k]];
+    fm_set_attr_i(g, n, "axis", 1);
+    return;
+  default: {   /* RESHAPE */
+    const FmTensor *t = &net->tensors[l->out];
+    int64_t shape[4] = {-1, t->c, t->h, t->w};
+    n = node(e, OP_Reshape, l, NULL, 2, y);
+    n->in[0] = x;
+    n->in[1] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s.shape", l->name), FM_I64, 1, (int64_t[]){t->flat ? 2 : 4}, shape);
+    return;
+  }
+  }
+}
+
 static void layer(Ex *e, const FmLayer *l) {
   Graph *g = e->g;
   const FmNet *net = e->net;
   int out = l->out;
-  const char *oname = out == net->output ? "output" : fm_sprintf(&g->arena, "%s_out", l->name);
+  const char *oname = out == net->output && !net->final_act ? "output" : fm_sprintf(&g->arena, "%s_out", l->name);
   Tensor *x = e->t[l->in[0]];
   Tensor *y = NULL;
   Node *n;
@@ -267,6 +324,10 @@ static void layer(Ex *e, const FmLayer *l) {
     else n->in[1] = param(e, s, 0, NULL);
     break;
   }
+  case FM_LAYER_AFFINE: case FM_LAYER_ACT: case FM_LAYER_ELTWISE: case FM_LAYER_CONCAT: case FM_LAYER_RESHAPE:
+    y = act(e, out, oname);
+    graph_layer(e, l, x, y);
+    break;
   case FM_LAYER_CUSTOM:
     if (fm_wino_layer(l)) {   /* Winograd-aware convs: ai.fewmul WinogradConv (method_winograd.c) */
       y = act(e, out, oname);
@@ -308,6 +369,13 @@ Graph *fm_export_graph(const FmNet *net) {
   g->inputs[0] = in, g->ninputs = 1;
   e.t[net->input] = in;
   for (int i = 0; i < net->nlayers; i++) layer(&e, &net->layers[i]);
+  if (net->final_act) {   /* an imported model's Softmax / LogSoftmax (net.h) */
+    Tensor *y = act(&e, net->output, "output");
+    Node *n = fm_node_new(g, net->final_act == FM_FINAL_SOFTMAX ? OP_Softmax : OP_LogSoftmax, "final_softmax", 1, 1);
+    n->in[0] = e.t[net->output], n->out[0] = y, y->producer = n;
+    fm_set_attr_i(g, n, "axis", 1);
+    e.t[net->output] = y;
+  }
   Tensor *out = e.t[net->output];
   if (strcmp(out->name, "output")) fm_fail("export: internal: the output tensor is '%s'", out->name);
   out->is_output = 1;

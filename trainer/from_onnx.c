@@ -8,6 +8,7 @@
  * Errors inside go through fm_fail (the loader's own path too) and come out of
  * fm_from_onnx as one line in err. */
 #include "from_onnx.h"
+#include "from_onnx_internal.h"
 #include "method_sp.h"
 #include "method_winograd.h"
 #include "onnx/onnx.h"
@@ -30,20 +31,9 @@ int fm_from_is_checkpoint(const char *path) {
   return n == sizeof b && !memcmp(b, CKPT_MAGIC, sizeof b);
 }
 
-/* The weighted layer kinds, as both sides see them. */
-typedef enum { U_NORM, U_CONV, U_CONVT, U_GEMM, U_BN, U_SCALE } UnitKind;
 static const char *const unit_name[] = {"input normalisation", "conv", "conv_transpose", "linear",
                                         "batchnorm", "channel scale"};
 static const int unit_slots[] = {2, 2, 2, 2, 4, 1};
-
-/* One weighted layer of the file: its constants in the net's slot order
-   (norm: mean, std; conv/gemm: W, B; BN: scale, bias, mean, var; scale: s). */
-typedef struct {
-  UnitKind kind;
-  const Node *node;
-  const Tensor *t[4];   /* NULL: absent (a bias-less Conv) */
-  int transposed;       /* Gemm with transB = 0: W is stored (in, out) */
-} FileUnit;
 
 /* One weighted layer of the net: where each slot goes, and what shape W must have. */
 typedef struct {
@@ -53,6 +43,7 @@ typedef struct {
   int wshape[4], wrank; /* conv/gemm: the dense weight shape the layer corresponds to */
   int has_bias;
   int random;           /* SP layer: keeps its random init */
+  int sp_dense;         /* SP layer: W_B = W, then fm_sp_from_dense */
 } NetUnit;
 
 static const char *shape_str(Graph *g, const int64_t *d, int rank) {
@@ -198,11 +189,16 @@ static NetUnit *net_units(Graph *g, FmNet *net, const char *who, int *count) {
       break;
     case FM_LAYER_CHANNEL_SCALE: v->kind = U_SCALE, v->l = l, v->dst[0] = param_of(net, l, 0); break;
     case FM_LAYER_CUSTOM:
-      if (fm_sp_layer(l)) {   /* the place of a dense conv / linear, none of its tensors */
+      if (fm_sp_layer(l)) {   /* the place of a dense conv / linear */
         if (fm_sp_layer_is_conv(l)) conv_unit(v, net, l, U_CONV, 0);
         else gemm_unit(v, net, l, 0);
-        v->random = 1;
         v->has_bias = l->has_bias;
+        if (fm_sp_dense_fits(net, l)) {   /* r = c_out, 1x1 patches: W_B = W (method_sp.h) */
+          v->dst[0] = param_of(net, l, 0), v->dst[1] = param_of(net, l, 1), v->sp_dense = 1;
+          v->random = 0;
+        } else {
+          v->random = 1;   /* none of its tensors */
+        }
         break;
       }
       if (fm_wino_layer(l)) { conv_unit(v, net, l, U_CONV, 1); break; }   /* W, bias; transforms stay */
@@ -219,7 +215,7 @@ static NetUnit *net_units(Graph *g, FmNet *net, const char *who, int *count) {
     default:
       continue;   /* relu, pools, flatten, add, dropout: no weights */
     }
-    if (!v->random) v->has_bias = v->dst[1] != NULL && (v->kind == U_CONV || v->kind == U_CONVT || v->kind == U_GEMM);
+    if (!v->random && !v->sp_dense) v->has_bias = v->dst[1] != NULL && (v->kind == U_CONV || v->kind == U_CONVT || v->kind == U_GEMM);
     n++;
   }
   *count = n;
@@ -245,7 +241,7 @@ static void check_pair(Graph *g, const char *who, const NetUnit *u, const FileUn
             file_desc(g, f), unit_name[u->kind], l->name, fold_hint(u, f));
   if (u->kind == U_CONV || u->kind == U_CONVT || u->kind == U_GEMM) {
     const Tensor *w = f->t[0];
-    int64_t want[4];
+    int64_t want[4] = {0, 0, 0, 0};
     for (int k = 0; k < u->wrank; k++) want[k] = u->wshape[k];
     if (f->transposed) { int64_t s = want[0]; want[0] = want[1], want[1] = s; }
     int same = w->rank == u->wrank;
@@ -259,7 +255,7 @@ static void check_pair(Graph *g, const char *who, const NetUnit *u, const FileUn
     if (!f->t[1] && u->has_bias)
       fm_fail("%s: %s has no bias, the net's %s '%s' has one", who, file_desc(g, f), unit_name[u->kind],
               l->name);
-    if (u->kind != U_GEMM) {   /* the conv attributes */
+    if (u->kind != U_GEMM && !f->built) {   /* the conv attributes */
       const FmConvAttr *a = &l->a.conv;
       int64_t s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0};
       fm_attr_ints(f->node, "strides", s, 2);
@@ -306,6 +302,9 @@ static void copy_pair(const NetUnit *u, const FileUnit *f) {
     } else {
       memcpy(p->data, s, sizeof(float) * p->size);
     }
+    float scale = u->kind != U_GEMM || k > 1 ? 0 : k == 0 ? f->alpha : f->beta;   /* Gemm alpha, beta */
+    if (scale != 0 && scale != 1)
+      for (size_t i = 0; i < p->size; i++) p->data[i] *= scale;
   }
 }
 
@@ -332,8 +331,14 @@ static void load_into(Graph *g, FmNet *net, const char *path, const char *who, F
                : fm_sprintf(&g->arena, "count is %d", g->ninputs),
             shape_str(g, d, 4));
   }
-  int nf, nn;
+  int nf;
   FileUnit *f = file_units(g, who, &nf);
+  fm_from_apply_units(g, net, path, who, log, f, nf);
+}
+
+void fm_from_apply_units(Graph *g, FmNet *net, const char *path, const char *who, FILE *log,
+                         const FileUnit *f, int nf) {
+  int nn;
   NetUnit *u = net_units(g, net, who, &nn);
   int n = nf < nn ? nf : nn;
   for (int i = 0; i < n; i++) check_pair(g, who, &u[i], &f[i], i);
@@ -344,17 +349,18 @@ static void load_into(Graph *g, FmNet *net, const char *path, const char *who, F
     fm_fail("%s: the net's %s '%s' has no counterpart: the file has %d weighted layers, the net %s %d",
             who, unit_name[u[nf].kind], u[nf].l->name, nf, net->model, nn);
   /* everything fits: copy */
-  int tensors = 0, targets = 0, layers = 0, bns = 0, norm = 0, scales = 0, random = 0, wino = 0, method = 0;
+  int tensors = 0, targets = 0, layers = 0, bns = 0, norm = 0, scales = 0, random = 0, wino = 0, method = 0, spd = 0;
   for (int i = 0; i < n; i++) {
     if (u[i].random) { random++; continue; }
     copy_pair(&u[i], &f[i]);
+    if (u[i].sp_dense) fm_sp_from_dense(net, u[i].l), spd++;
     for (int k = 0; k < unit_slots[u[i].kind]; k++) tensors += f[i].t[k] != NULL, targets += u[i].dst[k] != NULL;
     layers += u[i].kind == U_CONV || u[i].kind == U_CONVT || u[i].kind == U_GEMM;
     bns += u[i].kind == U_BN, norm += u[i].kind == U_NORM, scales += u[i].kind == U_SCALE;
     wino += fm_wino_layer(u[i].l), method += fm_method_layer(u[i].l);
   }
   /* each weight method from the dense W: PS turns W into P = log2|W|, S = sign(W); quant sets its range */
-  if (net->method.kind > FM_METHOD_NONE && net->method.kind < FM_METHOD_COUNT) fm_method_init(net);
+  fm_method_init(net);   /* the method table: nothing for dense, SP, Winograd */
   if (!log) return;
   fprintf(log, "from %s: %d tensors into %d parameters and buffers (%d conv/linear layers, %d batchnorms%s%s)\n",
           path, tensors, targets, layers, bns, scales ? fm_sprintf(&g->arena, ", %d channel scales", scales) : "",
@@ -377,6 +383,9 @@ static void load_into(Graph *g, FmNet *net, const char *path, const char *who, F
     break;
   default: break;
   }
+  if (spd)
+    fprintf(log, "from %s: %d SP layers start from the dense W (W_B = W, W_C = I; a and their BN from the statistics of "
+            "the first training batch)\n", path, spd);
   if (random)
     fprintf(log, "from %s: %d SP layers keep their random init (W_B, W_C, a and their BN have no dense counterpart; "
             "the file's weights for them are unused): %s\n", path, random, random_list(g, u, n));

@@ -39,4 +39,22 @@ int fm_from_is_checkpoint(const char *path);
 // naming the file and the tensor or layer; on error the net is left unchanged.
 int fm_from_onnx(FmNet *net, const char *path, FILE *log, char *err, size_t errlen);
 
+// Builds a trainable net from any ONNX CNN/MLP graph (onnx_import.c; `fewmul train --from
+// model.onnx` without --model): the compiler's loader and passes (check_ops, shapes, fold,
+// noop) give a clean graph, each node becomes the trainer's layer(s) through the net
+// builders (so opts->method converts the conv and linear layers as in the built-in models),
+// then the weights come from the initialisers as above. The model's input must be the
+// data set's images, (N, c, h, w), or (N, c*h*w) for an MLP; its output (N, classes).
+// Constant Add/Sub/Mul/Div (input normalisation) become frozen affine layers; a final
+// Softmax/LogSoftmax is kept in net->final_act. Returns the finished net, or NULL with one
+// line in err naming the file and the node (an op outside the trainable set, a shape the
+// trainer does not take, a model without weights).
+FmNet *fm_import_onnx(const char *path, const FmNetOpts *opts, int c, int h, int w, int classes, FILE *log,
+                      char *err, size_t errlen);
+
+// --predict IN.npy: writes the eval-mode outputs of the net (after a kept final Softmax) on
+// the samples of IN.npy (float32, (n, ...) with the net's input size per sample) to OUT as
+// an (n, classes) .npy; out NULL only checks IN (before training). 0, or -1 with one line in err.
+int fm_net_predict_npy(FmNet *net, const char *in, const char *out, char *err, size_t errlen);
+
 #endif

@@ -127,9 +127,26 @@ float fm_quant_step(float s, int bits);
 
 // ---------------------------------------------------------------------------
 // Network integration (method_layers.c), called by net.c / net_layers.c.
+
 typedef struct FmNet FmNet;
 typedef struct FmLayer FmLayer;
 typedef struct FmParam FmParam;
+
+// One entry per method: what the net builders (fm_method_conv2d, ...) and the trainer call,
+// so a method is its file(s) plus one line of the table (method_layers.c).
+typedef struct FmMethodOps {
+  FmMethodKind kind;
+  const char *name;                                            // as --method takes it
+  void (*describe)(const FmMethod *m, char *buf, size_t n);    // one line for the log
+  int (*conv2d)(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow);
+  int (*linear)(FmNet *net, int x, int out, int bias);
+  int (*prepare)(FmNet *net);      // fm_net_finish, before parameters are allocated
+  void (*init)(FmNet *net);        // after initialisation and after --from's copy (NULL: none)
+  void (*post_step)(FmNet *net);   // after every optimiser step (NULL: none)
+} FmMethodOps;
+const FmMethodOps *fm_method_ops(FmMethodKind kind);   // NULL: dense or unknown
+int fm_method_parse_any(const char *name);             // any method's name -> kind, -1 if unknown
+void fm_method_describe_any(const FmMethod *m, char *buf, size_t n);
 
 // The method variant of conv2d (attributes complete, output oh x ow) and linear.
 int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow);

@@ -172,20 +172,14 @@ static int add(FmNet *net, int x, const FmLayerOps *table, int bias, int c, int 
   return li;
 }
 
-int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow) {
-  if (x < 0) return -1;
-  if (net->method.kind == FM_METHOD_SP) return fm_sp_method_conv2d(net, x, a, bias, oh, ow);   // method_sp.c
-  if (net->method.kind == FM_METHOD_WINOGRAD) return fm_wino_method_conv2d(net, x, a, bias);    // method_winograd.c
+static int weight_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow) {
   int li = add(net, x, conv_ops, bias, a->cout, oh, ow, 0);
   if (li < 0) return -1;
   net->layers[li].a.conv = *a;
   return net->layers[li].out;
 }
 
-int fm_method_linear(FmNet *net, int x, int out, int bias) {
-  if (x < 0) return -1;
-  if (net->method.kind == FM_METHOD_SP) return fm_sp_method_linear(net, x, out, bias);
-  if (net->method.kind == FM_METHOD_WINOGRAD) return fm_wino_method_linear(net, x, out, bias);
+static int weight_linear(FmNet *net, int x, int out, int bias) {
   int li = add(net, x, lin_ops, bias, out, 1, 1, 1);
   return li < 0 ? -1 : net->layers[li].out;
 }
@@ -226,10 +220,8 @@ static int shift_group(FmNet *net) {
   return fm_net_add_group(net, "deepshift", 1.0f, 0.0f, 0);   // no weight decay on P and S
 }
 
-int fm_method_prepare(FmNet *net) {
+static int weight_prepare(FmNet *net) {
   char err[200];
-  if (net->method.kind == FM_METHOD_SP) return fm_sp_prepare(net);
-  if (net->method.kind == FM_METHOD_WINOGRAD) return net->err[0] ? -1 : 0;   // built complete
   if (fm_method_check(&net->method, err, sizeof err)) {
     if (!net->err[0]) snprintf(net->err, sizeof net->err, "%s", err);
     return -1;
@@ -280,8 +272,7 @@ static void quant_in_place(FmNet *net, FmLayer *l) {
                  net->method.stochastic ? &net->rng : NULL, NULL, w);
 }
 
-void fm_method_init(FmNet *net) {
-  if (net->method.kind == FM_METHOD_SP || net->method.kind == FM_METHOD_WINOGRAD) return;   // SP: a is clipped in forward (method_sp.c)
+static void weight_init(FmNet *net) {
   int pmin = fm_deepshift_pmin(net->method.weight_bits);
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];
@@ -309,8 +300,7 @@ void fm_method_init(FmNet *net) {
   }
 }
 
-void fm_method_post_step(FmNet *net) {
-  if (net->method.kind == FM_METHOD_SP || net->method.kind == FM_METHOD_WINOGRAD) return;
+static void weight_post_step(FmNet *net) {
   float pmin = (float)fm_deepshift_pmin(net->method.weight_bits);
   for (int i = 0; i < net->nlayers; i++) {
     FmLayer *l = &net->layers[i];
@@ -324,6 +314,71 @@ void fm_method_post_step(FmNet *net) {
       quant_in_place(net, l);
     }
   }
+}
+
+// --- the method table: the net builders and the trainer dispatch through it ------------
+
+static int wino_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow) {
+  (void)oh, (void)ow;
+  return fm_wino_method_conv2d(net, x, a, bias);
+}
+static int built_complete(FmNet *net) { return net->err[0] ? -1 : 0; }
+
+#define WEIGHT_METHOD(k, nm) {k, nm, fm_method_describe, weight_conv2d, weight_linear, weight_prepare, weight_init, weight_post_step}
+static const FmMethodOps method_table[] = {
+  WEIGHT_METHOD(FM_METHOD_TERNARY, "ternary"),
+  WEIGHT_METHOD(FM_METHOD_DEEPSHIFT_Q, "deepshift-q"),
+  WEIGHT_METHOD(FM_METHOD_DEEPSHIFT_PS, "deepshift-ps"),
+  WEIGHT_METHOD(FM_METHOD_QUANT, "quant"),
+  // SP: a is clipped in forward, nothing after a step (method_sp.c)
+  {FM_METHOD_SP, "sp", fm_sp_describe, fm_sp_method_conv2d, fm_sp_method_linear, fm_sp_prepare, NULL, NULL},
+  {FM_METHOD_WINOGRAD, "winograd", fm_wino_describe, wino_conv2d, fm_wino_method_linear, built_complete, NULL, NULL},
+};
+#undef WEIGHT_METHOD
+
+const FmMethodOps *fm_method_ops(FmMethodKind kind) {
+  for (size_t i = 0; i < sizeof method_table / sizeof *method_table; i++)
+    if (method_table[i].kind == kind) return &method_table[i];
+  return NULL;
+}
+
+int fm_method_parse_any(const char *name) {
+  for (size_t i = 0; i < sizeof method_table / sizeof *method_table; i++)
+    if (!strcmp(method_table[i].name, name)) return (int)method_table[i].kind;
+  return -1;
+}
+
+void fm_method_describe_any(const FmMethod *m, char *buf, size_t n) {
+  const FmMethodOps *o = fm_method_ops(m->kind);
+  if (o) o->describe(m, buf, n);
+  else snprintf(buf, n, "dense");
+}
+
+static const FmMethodOps *ops_of(FmNet *net) {
+  const FmMethodOps *o = fm_method_ops(net->method.kind);
+  if (!o && !net->err[0]) snprintf(net->err, sizeof net->err, "unknown training method %d", (int)net->method.kind);
+  return o;
+}
+
+int fm_method_conv2d(FmNet *net, int x, const FmConvAttr *a, int bias, int oh, int ow) {
+  const FmMethodOps *o = x < 0 ? NULL : ops_of(net);
+  return o ? o->conv2d(net, x, a, bias, oh, ow) : -1;
+}
+int fm_method_linear(FmNet *net, int x, int out, int bias) {
+  const FmMethodOps *o = x < 0 ? NULL : ops_of(net);
+  return o ? o->linear(net, x, out, bias) : -1;
+}
+int fm_method_prepare(FmNet *net) {
+  const FmMethodOps *o = ops_of(net);
+  return o ? o->prepare(net) : -1;
+}
+void fm_method_init(FmNet *net) {
+  const FmMethodOps *o = fm_method_ops(net->method.kind);
+  if (o && o->init) o->init(net);
+}
+void fm_method_post_step(FmNet *net) {
+  const FmMethodOps *o = fm_method_ops(net->method.kind);
+  if (o && o->post_step) o->post_step(net);
 }
 
 // --- export --------------------------------------------------------------------------

@@ -631,3 +631,73 @@ void fm_sp_function(FmFunction *f, const char *op, Graph *b) {
   }
   *f = (FmFunction){"ai.fewmul", op, ins, 6, outs, 1, conv ? conv_attrs : NULL, conv ? 8 : 0, b};
 }
+
+// --- starting from a dense layer (--from dense.onnx) ------------------------------------
+// A marked layer (l->user) waits for fm_sp_calibrate.
+static const char sp_dense_mark = 1;
+
+int fm_sp_dense_fits(const FmNet *net, const FmLayer *l) {
+  if (!fm_sp_layer(l) || l->param[0] < 0 || l->param[2] < 0) return 0;
+  FmSpGeom g;
+  geom(net, l, &g);
+  if (g.r != g.M || g.p != 1) return 0;
+  if (!g.conv) return 1;
+  const FmConvAttr *a = &l->a.conv;
+  return !cropped(&g) && g.b.kh == a->kh && g.b.kw == a->kw && g.b.sh == a->sh && g.b.sw == a->sw &&
+         g.b.ph == a->ph && g.b.pw == a->pw && g.b.groups == a->groups;
+}
+
+void fm_sp_from_dense(FmNet *net, FmLayer *l) {
+  FmSpGeom g;
+  geom(net, l, &g);
+  float *wc = pdata(net, l, 2), *a = pdata(net, l, 3), *gamma = pdata(net, l, 4), *beta = pdata(net, l, 5);
+  size_t nc = wc_size(&g);
+  memset(wc, 0, sizeof(float) * nc);
+  if (g.conv) {   // W_C (r, M/groups, 1, 1): hidden channel j -> output channel j
+    int mg = g.M / g.c.groups;
+    for (int j = 0; j < g.r; j++) wc[(size_t)j * (size_t)mg + (size_t)(j % mg)] = 1;
+  } else {        // W_C (M, r) = I
+    for (int j = 0; j < g.r; j++) wc[(size_t)j * (size_t)g.r + (size_t)j] = 1;
+  }
+  for (int j = 0; j < g.r; j++) {
+    a[j] = 1, beta[j] = 0;
+    if (gamma) gamma[j] = 1;
+    bdata(net, l, 0)[j] = 0, bdata(net, l, 1)[j] = 1;
+  }
+  l->user = (void *)&sp_dense_mark;
+}
+
+int fm_sp_needs_calibration(const FmNet *net) {
+  for (int i = 0; i < net->nlayers; i++)
+    if (net->layers[i].user == &sp_dense_mark) return 1;
+  return 0;
+}
+
+// Layer by layer, in order (each sees the calibrated layers before it): one training-mode
+// forward of x gives the batch statistics mu, sigma of the hidden channels H = W_B x; then
+// a = sigma, beta = mu / sigma and the running statistics mu, sigma^2 make a * BN(H) = H
+// on x in training and eval mode, so the layer starts as the ternary layer of W_B. The
+// other buffers (running statistics of other BNs) are restored after each forward.
+void fm_sp_calibrate(FmNet *net, const float *x, int n) {
+  float *save = malloc(sizeof(float) * (net->nbuf_floats + 1));
+  if (!save) return;
+  for (int i = 0; i < net->nlayers; i++) {
+    FmLayer *l = &net->layers[i];
+    if (l->user != &sp_dense_mark) continue;
+    memcpy(save, net->buf_data, sizeof(float) * net->nbuf_floats);
+    fm_net_forward(net, x, n, 1);
+    memcpy(net->buf_data, save, sizeof(float) * net->nbuf_floats);
+    View v;
+    view(net, l, n, &v);
+    float *a = pdata(net, l, 3), *beta = pdata(net, l, 5), *rm = bdata(net, l, 0), *rv = bdata(net, l, 1);
+    for (int j = 0; j < v.g.r; j++) {
+      float sigma = 1.0f / v.invstd[j];
+      a[j] = sigma > SP_A_MAX ? SP_A_MAX : sigma;
+      beta[j] = v.mean[j] * v.invstd[j];
+      rm[j] = v.mean[j];
+      rv[j] = fmaxf(sigma * sigma - v.bn.eps, 0.0f);
+    }
+    l->user = NULL;
+  }
+  free(save);
+}

@@ -138,4 +138,15 @@ int fm_matmul_export(const FmMatmulResult *res, const char *path, char *err, siz
 // `fewmul train --task matmul2x2 --r 7 [--n 3] [--seed S] [--attempts K] -o m.onnx`
 int fm_cmd_train_matmul(int argc, char **argv);
 
+// Starting from a dense model (from_onnx.c): an SP layer with r = c_out and 1x1 patches
+// whose W_B has the dense weight's shape (fm_sp_dense_fits) takes W_B = W (and the bias,
+// copied by the caller); fm_sp_from_dense sets W_C to the identity, a = 1, BN the identity,
+// and marks the layer; fm_sp_calibrate (train_cmd.c, on the first training images) then sets
+// a and the inner BN from the hidden channels' statistics so that each marked layer starts
+// as the ternary layer of W (TWN, one scale per tensor) in training and eval mode.
+int fm_sp_dense_fits(const FmNet *net, const FmLayer *l);
+void fm_sp_from_dense(FmNet *net, FmLayer *l);
+int fm_sp_needs_calibration(const FmNet *net);
+void fm_sp_calibrate(FmNet *net, const float *x, int n);
+
 #endif

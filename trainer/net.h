@@ -59,6 +59,11 @@
  *   CHANNEL_SCALE    param 0 = scale (C)
  *   RELU, MAXPOOL, AVGPOOL (a.pool), GLOBAL_AVGPOOL, DROPOUT (a.p),
  *   DROPOUT2D (a.p), FLATTEN, ADD (two inputs): no parameters.
+ *   AFFINE           buf 0 = scale (C), buf 1 = shift (C): y = x * scale + shift, frozen
+ *                    (constant Add/Sub/Mul/Div of an imported ONNX graph)
+ *   ACT (a.act: LeakyRelu, Clip, Sigmoid, Tanh), ELTWISE (a.elt: a * b or a - b, two
+ *   inputs), CONCAT (channels, up to FM_MAX_IN inputs), RESHAPE (a view, like
+ *   FLATTEN): no parameters.
  *   CUSTOM           layers added by other code through fm_net_add_layer with
  *                    their own FmLayerOps; l->ops->name names them, l->user
  *                    holds their attributes.
@@ -99,6 +104,11 @@
   X(FM_LAYER_FLATTEN, "flatten")                      \
   X(FM_LAYER_ADD, "add")                              \
   X(FM_LAYER_CHANNEL_SCALE, "channel_scale")          \
+  X(FM_LAYER_AFFINE, "affine")                        \
+  X(FM_LAYER_ACT, "activation")                       \
+  X(FM_LAYER_ELTWISE, "eltwise")                      \
+  X(FM_LAYER_CONCAT, "concat")                        \
+  X(FM_LAYER_RESHAPE, "reshape")                      \
   X(FM_LAYER_CUSTOM, "custom")
 
 typedef enum {
@@ -162,6 +172,10 @@ int fm_layer_assigns_grad(const FmLayerOps *ops);   // net_layers.c
 
 typedef struct { int C; } FmNormAttr;
 
+// What a net imported from ONNX ends in (net_graph.c): the loss takes the logits, so a
+// final Softmax / LogSoftmax is kept aside and applied by export and fm_net_predict only.
+typedef enum { FM_FINAL_NONE, FM_FINAL_SOFTMAX, FM_FINAL_LOG_SOFTMAX } FmFinalAct;
+
 struct FmLayer {
   FmLayerKind kind;
   const FmLayerOps *ops;
@@ -177,6 +191,8 @@ struct FmLayer {
     FmBnAttr bn;                // BATCHNORM
     float p;                    // DROPOUT, DROPOUT2D: drop probability
     FmNormAttr norm;            // NORMALIZE
+    FmActAttr act;              // ACT
+    FmEltwiseOp elt;            // ELTWISE
   } a;
   void *user;                   // CUSTOM layers' attributes (owned by the caller)
   size_t aux_per_sample, aux_fixed;  // floats saved for backward (per sample, fixed)
@@ -208,6 +224,7 @@ struct FmNet {
   float *param_data, *grad_data, *buf_data;
   size_t nparam_floats, nbuf_floats;
   int input, output;              // tensor ids
+  FmFinalAct final_act;           // applied after the output at export and fm_net_predict, not in training
   int finished;
   char err[256];                  // first build error ("" if none)
   // runtime
@@ -262,6 +279,15 @@ int fm_net_dropout2d(FmNet *net, int x, float p);
 int fm_net_flatten(FmNet *net, int x);                // -> (N, C*H*W), shares memory
 int fm_net_add(FmNet *net, int a, int b);
 int fm_net_channel_scale(FmNet *net, int x, float init);
+// net_graph.c: the layers an imported ONNX graph needs (trainer/from_onnx.h)
+int fm_net_affine(FmNet *net, int x, const float *scale, const float *shift);   // C each, copied
+int fm_net_act(FmNet *net, int x, const FmActAttr *a);
+int fm_net_eltwise(FmNet *net, int a, int b, FmEltwiseOp op);                  // same shapes
+int fm_net_concat(FmNet *net, const int *xs, int n);     // channels; same h, w; any n >= 1
+int fm_net_reshape(FmNet *net, int x, int c, int h, int w, int flat);   // same size, shares memory
+int fm_net_pool2d(FmNet *net, int x, int max, const FmPoolAttr *a);     // any kernel/stride/pad
+// Eval-mode forward of n samples x, then net->final_act: returns (n, classes) scores.
+float *fm_net_predict(FmNet *net, const float *x, int n);
 
 // A builder given a bad shape records the first error in net->err and returns
 // -1; builders given a -1 input return -1, and fm_net_finish then fails, so

@@ -240,12 +240,16 @@ static void avgpool_bwd(FmNet *net, FmLayer *l, int n) {
 }
 static const FmLayerOps avgpool_ops = {FM_LAYER_AVGPOOL, "avgpool", avgpool_fwd, avgpool_bwd, NULL};
 
-static int pool(FmNet *net, const FmLayerOps *ops, int x, int k, int stride, int pad) {
+static int pool_ex(FmNet *net, const FmLayerOps *ops, int x, const FmPoolAttr *pa) {
   if (x < 0) return -1;
   FmTensor t = *T(x);
-  if (2 * pad > k) { err(net, "padding larger than half the kernel", ops->name); return -1; }
-  FmPoolAttr a = {k, k, stride, stride, pad, pad};
-  int li = add1(net, ops, x, t.c, fm_conv_out(t.h, k, stride, pad, 1), fm_conv_out(t.w, k, stride, pad, 1), 0);
+  FmPoolAttr a = *pa;
+  if (a.kh < 1 || a.kw < 1 || a.sh < 1 || a.sw < 1 || a.ph < 0 || a.pw < 0) {
+    err(net, "bad kernel, stride or padding", ops->name);
+    return -1;
+  }
+  if (2 * a.ph > a.kh || 2 * a.pw > a.kw) { err(net, "padding larger than half the kernel", ops->name); return -1; }
+  int li = add1(net, ops, x, t.c, fm_conv_out(t.h, a.kh, a.sh, a.ph, 1), fm_conv_out(t.w, a.kw, a.sw, a.pw, 1), 0);
   if (li < 0) return -1;
   FmLayer *l = &net->layers[li];
   l->a.pool = a;
@@ -253,8 +257,15 @@ static int pool(FmNet *net, const FmLayerOps *ops, int x, int k, int stride, int
   return l->out;
 }
 
+static int pool(FmNet *net, const FmLayerOps *ops, int x, int k, int stride, int pad) {
+  FmPoolAttr a = {k, k, stride, stride, pad, pad};
+  return pool_ex(net, ops, x, &a);
+}
 int fm_net_maxpool(FmNet *net, int x, int k, int stride, int pad) { return pool(net, &maxpool_ops, x, k, stride, pad); }
 int fm_net_avgpool(FmNet *net, int x, int k, int stride, int pad) { return pool(net, &avgpool_ops, x, k, stride, pad); }
+int fm_net_pool2d(FmNet *net, int x, int max, const FmPoolAttr *a) {
+  return pool_ex(net, max ? &maxpool_ops : &avgpool_ops, x, a);
+}
 
 static void gap_fwd(FmNet *net, FmLayer *l, int n, int train) {
   FmTensor *x = IN(l, 0);

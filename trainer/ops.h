@@ -213,4 +213,25 @@ void fm_crossentropy_backward(float *dlogits, const float *probs, const int *lab
 float fm_nll_forward(const float *logp, const int *labels, int N, int K);
 void fm_nll_backward(float *dlogp, const int *labels, int N, int K, float dloss);
 
+// ---------------------------------------------------------------------------
+// ops of imported ONNX graphs (ops_graph.c); backward adds (+=) into every gradient
+// pointwise activation: LeakyRelu (alpha), Clip [lo, hi], Sigmoid, Tanh
+typedef enum { FM_ACT_LEAKY, FM_ACT_CLIP, FM_ACT_SIGMOID, FM_ACT_TANH } FmActKind;
+typedef struct { FmActKind kind; float alpha, lo, hi; } FmActAttr;
+void fm_act_forward(float *out, const float *inp, size_t n, const FmActAttr *a);
+// reads inp (leaky, clip) or out (sigmoid, tanh)
+void fm_act_backward(float *dinp, const float *dout, const float *inp, const float *out, size_t n,
+                     const FmActAttr *a);
+// frozen per-channel affine: out[n,c,s] = inp[n,c,s] * scale[c] + shift[c]  (x is (N,C,S))
+void fm_affine_forward(float *out, const float *inp, const float *scale, const float *shift, int N, int C, int S);
+void fm_affine_backward(float *dinp, const float *dout, const float *scale, int N, int C, int S);
+// out = a * b or a - b over n elements; da/db may be NULL
+typedef enum { FM_ELT_MUL, FM_ELT_SUB } FmEltwiseOp;
+void fm_eltwise_forward(float *out, const float *a, const float *b, size_t n, FmEltwiseOp op);
+void fm_eltwise_backward(float *da, float *db, const float *dout, const float *a, const float *b, size_t n,
+                         FmEltwiseOp op);
+// channel concat: ins[k] is (N, size[k]) per sample, out (N, sum of size); dins[k] may be NULL
+void fm_concat_forward(float *out, const float *const *ins, const size_t *size, int nin, int N);
+void fm_concat_backward(float *const *dins, const float *dout, const size_t *size, int nin, int N);
+
 #endif

@@ -17,6 +17,7 @@
 #include "net.h"
 #include "optim.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 typedef struct {
   const char *model, *data, *data_dir, *out, *ckpt, *resume, *optim, *schedule, *augment;
   int epochs, batch, threads, subset, test_subset, classes_override;
+  int progress, progress_set;   // seconds between progress lines within an epoch
   long steps;
   float lr, momentum, wd, gamma, width, shift_lr;
   int nesterov, lr_set, momentum_set, optim_set, quiet, shift_lr_set;
@@ -38,6 +40,7 @@ typedef struct {
   float quant_range;
   // sp (method_sp.h) and continuation from a checkpoint's weights
   const char *sp_recipe, *from;
+  const char *predict, *predict_out;   // --predict IN.npy [--predict-out OUT.npy]
   float sp_r;
   int sp_patch, sp_phase, sp_r_set, wd_set;
   int expansion;   // ShiftNet models (models/shiftresnet.c)
@@ -64,7 +67,7 @@ static void usage(FILE *f) {
     "usage: fewmul train --model NAME --data NAME [options] -o model.onnx\n"
     "       fewmul train --resume run/checkpoint.fm [options]\n"
     "\n"
-    "  --model NAME         mnist_cnn, mlp, resnet20/32/56/110, resnet18 (fewmul train --list)\n"
+    "  --model NAME         a built-in model (below; fewmul train --list describes them)\n"
     "  --data NAME          fashion-mnist, mnist, cifar10, cifar100, synthetic[:CxHxW[:K]]\n"
     "  --data-dir DIR       where the data set files are (fashion-mnist: Debian's by default)\n"
     "  --epochs E           epochs (default 5)\n"
@@ -102,6 +105,8 @@ static void usage(FILE *f) {
     "                       e.g. the next SP phase), with a fresh optimiser and epoch count\n"
     "  --from dense.onnx    start any --method (or none) from a trained dense model of the same\n"
     "                       architecture (fewmul train -o); --epochs 0 only evaluates it\n"
+    "  --from model.onnx    without --model: train any ONNX CNN/MLP (e.g. from PyTorch), built from\n"
+    "                       its graph with its weights; --method converts its conv/linear layers\n"
     "  --task matmul2x2     learn a 2x2 (--n N: NxN) matrix product with --r R multiplications\n"
     "                       (fewmul train --task matmul2x2 --help)\n"
     "  --subset K           use only the first K training images\n"
@@ -114,11 +119,16 @@ static void usage(FILE *f) {
     "  --quiet              no progress lines\n"
     "  --sync-bn            mpirun: batchnorm statistics over all processes (default: per process)\n"
     "  --dist-stats         print per-step forward/backward/allreduce times and their overlap\n"
+    "  --progress S         a progress line within an epoch every S seconds (default 10; 0: every step)\n"
+    "  --predict IN.npy     after training, write the net's outputs on IN.npy to --predict-out\n"
+    "                       (default predict.npy)\n"
     "environment:\n"
     "  FEWMUL_PROFILE=1     print each layer's forward/backward ms per training step at the end\n"
     "  FEWMUL_CONV_IM2COL=1 convolutions through im2col + OpenBLAS only (to compare kernels)\n"
     "  FEWMUL_DIST_EXPORT_ALL=1  mpirun: every rank r > 0 also exports its weights to -o PATH.rankR\n"
-    "  FEWMUL_DIST_BUCKET_KB=K   mpirun: gradients are summed in buckets of about K KiB (default 256)\n");
+    "  FEWMUL_DIST_BUCKET_KB=K   mpirun: gradients are summed in buckets of about K KiB (default 256)\n"
+    "models:\n");
+  for (const FmModelEntry *m = fm_models; m->name; m++) fprintf(f, "  %-14s %s\n", m->name, m->help ? m->help : "");
   if (fm_dist_built_with_mpi())
     fprintf(f, "data-parallel: this build is MPI-enabled: `mpirun -np N fewmul train ...` trains on N processes,\n"
             "  --batch is the global batch (docs/DISTRIBUTED.md)\n");
@@ -131,14 +141,20 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     const char *k = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define STR(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; a->field = v; i++; continue; }
-#define INT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; long x = strtol(v, &e, 10); \
-    if (*e || x < 0) { snprintf(err, errlen, "%s: '%s' is not a non-negative integer", flag, v); return -1; } a->field = x; i++; continue; }
+/* integers are range-checked against their field: --epochs 4294967296 is refused, not wrapped to 0 */
+#define NUM(flag, field, max) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; errno = 0; \
+    long long x = strtoll(v, &e, 10); \
+    if (*e || e == v || x < 0 || errno == ERANGE || x > (long long)(max)) { snprintf(err, errlen, \
+      "%s: '%s' is not an integer in [0, %lld]", flag, v, (long long)(max)); return -1; } a->field = x; i++; continue; }
+#define INT(flag, field) NUM(flag, field, INT_MAX)
+#define LNG(flag, field) NUM(flag, field, LONG_MAX)
 #define FLT(flag, field) if (!strcmp(k, flag)) { if (!v) goto missing; char *e; float x = strtof(v, &e); \
     if (*e) { snprintf(err, errlen, "%s: '%s' is not a number", flag, v); return -1; } a->field = x; i++; continue; }
     if (!strcmp(k, "--optim")) { a->optim_set = 1; }
     STR("--model", model) STR("--data", data) STR("--data-dir", data_dir) STR("-o", out)
     STR("--checkpoint", ckpt) STR("--resume", resume) STR("--optim", optim) STR("--schedule", schedule)
     STR("--augment", augment) STR("--sp-recipe", sp_recipe) STR("--from", from)
+    STR("--predict", predict) STR("--predict-out", predict_out)
     INT("--sp-patch", sp_patch) INT("--sp-phase", sp_phase) INT("--expansion", expansion)
     STR("--transforms", transforms) INT("--tile", tile)
     if (!strcmp(k, "--bits")) { a->bits_set = 1; }
@@ -152,8 +168,8 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     FLT("--quant-range", quant_range)
     if (!strcmp(k, "--zeroless")) { a->zeroless = 1; continue; }
     if (!strcmp(k, "--method-all")) { a->method_all = 1; continue; }
-    INT("--epochs", epochs) INT("--batch", batch) INT("--threads", threads) INT("--subset", subset)
-    INT("--test-subset", test_subset) INT("--steps", steps) INT("--seed", seed)
+    INT("--epochs", epochs) INT("--batch", batch) NUM("--threads", threads, 4096) INT("--subset", subset)
+    INT("--test-subset", test_subset) LNG("--steps", steps) NUM("--seed", seed, INT64_MAX)
     FLT("--wd", wd) FLT("--gamma", gamma) FLT("--width", width)
     if (!strcmp(k, "--lr")) { a->lr_set = 1; }
     FLT("--lr", lr)
@@ -165,48 +181,64 @@ static int parse_args(TrainArgs *a, int argc, char **argv, char *err, size_t err
     if (!strcmp(k, "--quiet")) { a->quiet = 1; continue; }
     if (!strcmp(k, "--sync-bn")) { a->sync_bn = 1; continue; }
     if (!strcmp(k, "--dist-stats")) { a->dist_stats = 1; continue; }
+    if (!strcmp(k, "--progress")) { a->progress_set = 1; }
+    INT("--progress", progress)
     snprintf(err, errlen, "train: unknown option '%s' (fewmul train --help)", k);
     return -1;
   missing:
     snprintf(err, errlen, "train: option '%s' needs a value", k);
     return -1;
 #undef STR
+#undef NUM
 #undef INT
+#undef LNG
 #undef FLT
   }
   return 0;
 }
 
+/* PATH.args, malloc'ed (the same name on save and load, whatever the path's length) */
+static char *args_path(const char *ckpt, const char *suffix) {
+  size_t n = strlen(ckpt) + strlen(".args") + strlen(suffix) + 1;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s.args%s", ckpt, suffix);
+  return p;
+}
+
 /* The arguments of a run, saved next to its checkpoint so --resume rebuilds it. */
 static int save_args(const char *ckpt, int argc, char **argv) {
-  char path[1024], tmp[1100];
-  snprintf(path, sizeof path, "%s.args", ckpt);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return -1;
-  for (int i = 0; i < argc; i++)
-    if (strcmp(argv[i], "--resume")) fprintf(f, "%s\n", argv[i]);
-    else i++;
-  int bad = ferror(f);
-  if (fclose(f) || bad) return -1;
-  return rename(tmp, path);
+  char *path = args_path(ckpt, ""), *tmp = args_path(ckpt, ".tmp");
+  FILE *f = path && tmp ? fopen(tmp, "w") : NULL;
+  int rc = -1;
+  if (f) {
+    for (int i = 0; i < argc; i++)
+      if (strcmp(argv[i], "--resume")) fprintf(f, "%s\n", argv[i]);
+      else i++;
+    int bad = ferror(f);
+    if (!fclose(f) && !bad) rc = rename(tmp, path);
+  }
+  free(path), free(tmp);
+  return rc;
 }
 
 static int load_args(const char *ckpt, int *argc, char ***argv, char *err, size_t errlen) {
-  char path[512], line[1024];
-  snprintf(path, sizeof path, "%s.args", ckpt);
-  FILE *f = fopen(path, "r");
+  char *path = args_path(ckpt, ""), *line = NULL;
+  size_t cap = 0;
+  FILE *f = path ? fopen(path, "r") : NULL;
   if (!f) {
-    snprintf(err, errlen, "--resume: cannot open '%s' (the run's arguments): %s", path, strerror(errno));
+    snprintf(err, errlen, "--resume: cannot open '%s' (the run's arguments): %s", path ? path : ckpt, strerror(errno));
+    free(path);
     return -1;
   }
+  free(path);
   int n = 0;
   char **v = NULL;
-  while (fgets(line, sizeof line, f)) {
+  while (getline(&line, &cap, f) >= 0) {   /* lines of any length: an argument is one line */
     line[strcspn(line, "\n")] = 0;
     v = realloc(v, sizeof(char *) * (size_t)(n + 1));
     v[n++] = strdup(line);
   }
+  free(line);
   fclose(f);
   *argc = n, *argv = v;
   return 0;
@@ -232,9 +264,7 @@ static int parse_augment(FmAugment *aug, const char *spec, char *err, size_t err
 static int parse_method(FmMethod *m, const TrainArgs *a, char *err, size_t errlen) {
   fm_method_defaults(m, FM_METHOD_NONE);
   int sp_model = a->model && !strncmp(a->model, "sp_", 3);
-  int kind = a->method ? (!strcmp(a->method, "sp")         ? (int)FM_METHOD_SP
-                          : !strcmp(a->method, "winograd") ? (int)FM_METHOD_WINOGRAD
-                                                           : fm_method_kind_parse(a->method))
+  int kind = a->method ? (!strcmp(a->method, "none") ? (int)FM_METHOD_NONE : fm_method_parse_any(a->method))
                        : sp_model ? (int)FM_METHOD_SP : FM_METHOD_NONE;
   if (kind < 0) {
     snprintf(err, errlen, "--method: unknown method '%s' (ternary, deepshift-q, deepshift-ps, quant, sp, winograd)", a->method);
@@ -387,9 +417,16 @@ int fm_cmd_train(int argc, char **argv) {
   }
   if (parse_args(&a, argc, argv, err, sizeof err)) goto fail;
   if (resume && !a.ckpt) a.ckpt = resume;
-  if (!a.model) { snprintf(err, sizeof err, "train: --model is required (fewmul train --list)"); goto fail; }
+  /* --from model.onnx without --model: the net is built from the file's graph (onnx_import.c) */
+  int import = !a.model && a.from && !fm_from_is_checkpoint(a.from);
+  if (!a.model && !import) {
+    snprintf(err, sizeof err, "train: --model is required (fewmul train --list), or --from model.onnx to train any ONNX CNN/MLP");
+    goto fail;
+  }
+  if (a.predict_out && !a.predict) { snprintf(err, sizeof err, "train: --predict-out needs --predict IN.npy"); goto fail; }
   if (!a.data) { snprintf(err, sizeof err, "train: --data is required"); goto fail; }
   if (a.batch <= 0) { snprintf(err, sizeof err, "train: --batch must be positive"); goto fail; }
+  if (!(a.width > 0) || !isfinite(a.width)) { snprintf(err, sizeof err, "train: --width must be a positive number"); goto fail; }
   /* Data-parallel (dist.h): one rank unless mpirun started us. Rank 0 alone prints,
      checkpoints and exports; every failure from here on ends the whole job. */
   if (!(dist = fm_dist_init(err, sizeof err))) goto fail;
@@ -451,7 +488,7 @@ int fm_cmd_train(int argc, char **argv) {
   /* Data. */
   FmDataset train = {0}, test = {0};
   if (fm_data_load(&train, a.data, a.data_dir, 1, err, sizeof err) ||
-      fm_data_load(&test, a.data, a.data_dir, 0, err, sizeof err))
+      fm_data_load(&test, a.data, a.data_dir, 0, err, sizeof err) || fm_data_check_split(&train, &test, err, sizeof err))
     goto fail;
   if (a.subset > 0) fm_data_take(&train, a.subset);
   if (a.test_subset > 0) fm_data_take(&test, a.test_subset);
@@ -463,17 +500,31 @@ int fm_cmd_train(int argc, char **argv) {
   no.width = a.width;
   no.method = method;
   no.nmean = train.c <= 8 ? train.c : 0;
-  fm_data_mean_std(&train, no.mean, no.std);
+  if (no.nmean) fm_data_mean_std(&train, no.mean, no.std);   /* c entries: mean[8] holds at most 8 */
   for (int c = 0; c < no.nmean; c++)
     if (no.std[c] <= 0) no.std[c] = 1;
-  FmNet *net = fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
+  FmNet *net = import ? fm_import_onnx(a.from, &no, train.c, train.h, train.w, train.classes, a.quiet ? NULL : stderr,
+                                       err, sizeof err)
+                      : fm_model_build(a.model, train.c, train.h, train.w, train.classes, &no, err, sizeof err);
   if (!net) goto fail;
-  if (a.from && !fm_from_is_checkpoint(a.from)) {   /* a dense model's ONNX export (from_onnx.h) */
+  if (import) {
+    /* built with its weights */
+  } else if (a.from && !fm_from_is_checkpoint(a.from)) {   /* a dense model's ONNX export (from_onnx.h) */
     if (fm_from_onnx(net, a.from, a.quiet ? NULL : stderr, err, sizeof err)) goto fail;
   } else if (a.from) {   /* the weights (and BN statistics) of another run, e.g. the previous SP phase */
     FmCheckpointInfo finfo;
     if (fm_checkpoint_load(a.from, net, NULL, &finfo, err, sizeof err)) goto fail;
     if (!a.quiet) fprintf(stderr, "weights from %s (epoch %lld)\n", a.from, (long long)finfo.epoch);
+  }
+  if (a.predict && fm_net_predict_npy(net, a.predict, NULL, err, sizeof err)) goto fail;
+  if (fm_sp_needs_calibration(net)) {   /* SP layers from a dense W: a and BN on the first images */
+    int cn = train.n < a.batch ? train.n : a.batch;
+    size_t chw = (size_t)train.c * (size_t)train.h * (size_t)train.w;
+    float *cx = malloc(sizeof(float) * chw * (size_t)(cn > 0 ? cn : 1));
+    if (!cx) { snprintf(err, sizeof err, "out of memory"); goto fail; }
+    for (int i = 0; i < cn; i++) fm_data_image_float(&train, i, cx + (size_t)i * chw);
+    if (cn > 0) fm_sp_calibrate(net, cx, cn);
+    free(cx);
   }
   if (method.kind == FM_METHOD_DEEPSHIFT_PS)
     for (int g = 0; g < net->ngroups; g++)
@@ -522,7 +573,7 @@ int fm_cmd_train(int argc, char **argv) {
     long long np = 0;
     for (int i = 0; i < net->nparams; i++) np += (long long)net->params[i].size;
     fprintf(stderr, "train %s on %s: %d train / %d test images %dx%dx%d, %d classes, %lld parameters, "
-            "%s lr %g, batch %d, %d threads\n", a.model, a.data, train.n, test.n, train.c, train.h, train.w,
+            "%s lr %g, batch %d, %d threads\n", net->model, a.data, train.n, test.n, train.c, train.h, train.w,
             train.classes, np, fm_optim_kind_name(oc.kind), (double)oc.lr, a.batch, net->threads);
     if (nranks > 1)
       fprintf(stderr, "data-parallel: %d processes x %d threads, %d samples per process per batch, %d gradient "
@@ -533,9 +584,7 @@ int fm_cmd_train(int argc, char **argv) {
               (double)shift_lr, (double)oc.lr);
     if (method.kind) {
       char desc[256];
-      if (method.kind == FM_METHOD_SP) fm_sp_describe(&method, desc, sizeof desc);
-      else if (method.kind == FM_METHOD_WINOGRAD) fm_wino_describe(&method, desc, sizeof desc);
-      else fm_method_describe(&method, desc, sizeof desc);
+      fm_method_describe_any(&method, desc, sizeof desc);
       fprintf(stderr, "method: %s\n", desc);
       if (use_recipe)
         fprintf(stderr, "sp recipe: phase 1 %d epochs, phase 2 %d, phase 3 %d\n", recipe.e[0], recipe.e[1], recipe.e[2]);
@@ -566,6 +615,9 @@ int fm_cmd_train(int argc, char **argv) {
   long steps_done_here = 0;
   double train_secs = 0, train_samples = 0; /* the training loop alone, for samples/s */
   float test_acc = -1, test_loss = 0;
+  int evaluated = 0;   /* test_acc/test_loss are of the current weights (the last epoch's line) */
+  double progress_s = a.progress_set ? a.progress : 10, last_line = now();
+  long epoch_steps = ((long)train.n + a.batch - 1) / a.batch;
   int epoch = start_epoch;
   for (; epoch < a.epochs && !stop && !(a.steps && step >= a.steps); epoch++) {
     float lr = oc.lr * fm_sched_factor(&sched, epoch);
@@ -608,9 +660,19 @@ int fm_cmd_train(int argc, char **argv) {
         break;
       }
       fm_net_step(net, opt, lr);
-      step++, steps_done_here++, ebatch++;
+      step++, steps_done_here++, ebatch++, evaluated = 0;
       loss_sum += st[0], correct_sum += (long)st[1], seen += b.global_n;
       if (st[3] > 0) sig_stop = 1;
+      if (!a.quiet && now() - last_line >= progress_s) {   /* a line within the epoch */
+        double t = now(), rate = (double)seen / (t - t0);
+        long in_epoch = (seen + a.batch - 1) / a.batch, left = epoch_steps - in_epoch;
+        if (a.steps) left = a.steps - step < left ? a.steps - step : left;
+        char eta[32];
+        fmt_time(eta, sizeof eta, rate > 0 ? (double)left * a.batch / rate : 0);
+        fprintf(stderr, "epoch %d/%d  step %ld/%ld  loss %.4f  %.0f samples/s  epoch ETA %s\n", epoch + 1, a.epochs,
+                in_epoch, epoch_steps, loss_sum / (double)seen, rate, eta);
+        last_line = t;
+      }
       if ((a.steps && step >= a.steps) || sig_stop) { stop = 1; break; }
     }
     if (rc) break;
@@ -640,8 +702,9 @@ int fm_cmd_train(int argc, char **argv) {
               a.ckpt, (int)pos.epoch + 1, (int)pos.epoch_batch, a.ckpt);
     else if (sig_stop && rank == 0)
       fprintf(stderr, "interrupted (no --checkpoint given, nothing saved)\n");
-    if (show && seen) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);
+    if (show && seen) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc), evaluated = 1;
     if (!a.quiet && seen) {
+      last_line = now();
       char eta[32];
       double per = (now() - t_start) / (epoch + 1 - start_epoch);
       fmt_time(eta, sizeof eta, per * (a.epochs - epoch - 1));
@@ -652,13 +715,22 @@ int fm_cmd_train(int argc, char **argv) {
   }
   net->sample_id = NULL, net->loss_batch = 0;
   if (sig_stop) rc = 130;
-  if (!rc) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);
+  if (!rc && !evaluated) eval_split(net, dist, tx, ty, test.n, a.batch, &test_loss, &test_acc);   /* not twice */
   if (!rc && rank == 0) {
     double total = now() - t_start;
     printf("test accuracy: %.2f%% (%d images), test loss %.4f, %ld steps in %.1fs\n", 100.0 * (double)test_acc,
            test.n, (double)test_loss, steps_done_here, total);
     printf("samples_per_s: %.1f\n", train_secs > 0 ? train_samples / train_secs : 0.0);
     if (nranks > 1) printf("samples_per_s_per_process: %.1f\n", train_secs > 0 ? train_samples / train_secs / nranks : 0.0);
+  }
+  if (!rc && rank == 0 && a.predict) {
+    const char *po = a.predict_out ? a.predict_out : "predict.npy";
+    if (fm_net_predict_npy(net, a.predict, po, err, sizeof err)) {
+      fprintf(stderr, "fewmul: error: %s\n", err);
+      rc = 1;
+    } else if (!a.quiet) {
+      fprintf(stderr, "wrote %s (the outputs on %s)\n", po, a.predict);
+    }
   }
   const char *all = getenv("FEWMUL_DIST_EXPORT_ALL");
   if (!rc && a.out && (rank == 0 || (all && *all && strcmp(all, "0")))) {

@@ -4,6 +4,7 @@
 #  (a) --from X.onnx --epochs 0 reproduces the dense model: the same test accuracy and
 #      loss, and a byte-identical re-export;
 #  (b) ternary, deepshift-q, deepshift-ps, quant, winograd and sp start from it and train
+#      (sp with r = c_out from W_B = W; with r = c_out / 2 from its random init)
 #      (DeepShift-PS from W = DeepShift-Q from W before any step: the same test loss);
 #  (c) a truncated file, another model's file, a non-dense file, a missing file: one
 #      clear error line naming the file, exit 1.
@@ -60,7 +61,8 @@ method_run mnist_cnn cnn_winograd "Winograd convs take the dense W" --method win
 method_run resnet20 r20_ternary_all "22 ternary layers take the dense W" --method ternary --method-all
 method_run resnet20 r20_shiftps "P = log2|W|" --method deepshift-ps
 method_run resnet20 r20_quant "quant layers take the dense W" --method quant --rounding deterministic
-method_run resnet20 r20_sp "20 SP layers keep their random init" --method sp
+method_run resnet20 r20_sp "20 SP layers start from the dense W" --method sp
+method_run resnet20 r20_sp_half "20 SP layers keep their random init" --method sp --sp-r 0.5
 
 # DeepShift-PS (P = log2|W|, S = sign W) and DeepShift-Q (W) give the same weights before any step
 train --model resnet20 --epochs 0 --method deepshift-q >e0_random.txt 2>/dev/null
