@@ -21,6 +21,8 @@ static const char help[] =
   "  --dump-after=PASS        print the graph IR after PASS (or 'all', 'load')\n"
   "  --dump-kernel            print the kernel IR of every node\n"
   "  --no-fuse                skip BN folding and activation fusion\n"
+  "  --winograd auto|off|2|4|6  3x3 stride-1 convs as Winograd F(m,3): tile per layer by\n"
+  "                           the cost model (default auto), none, or forced\n"
   "  --no-so                  write the C files only (no C compiler run)\n"
   "  -q, --quiet              no summary line\n";
 
@@ -32,8 +34,19 @@ Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshap
   return fm_onnx_load(path, &lo);
 }
 
+int fm_driver_winograd_arg(const char *cmd, const char *v) {
+  if (!strcmp(v, "auto")) return FM_WINO_AUTO;
+  if (!strcmp(v, "off")) return FM_WINO_OFF;
+  if (!strcmp(v, "2") || !strcmp(v, "4") || !strcmp(v, "6")) return atoi(v);
+  fm_usage(cmd, "--winograd must be auto, off, 2, 4 or 6, got '%s'", v);
+}
+
 KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse) {
-  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse};
+  return fm_driver_lower_wino(g, dump_after, dump_kernel, no_fuse, FM_WINO_AUTO);
+}
+
+KProgram *fm_driver_lower_wino(Graph *g, const char *dump_after, int dump_kernel, int no_fuse, int winograd) {
+  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse, .winograd = winograd};
   fm_run_passes(g, &po);
   KProgram *p = fm_lower_graph(g);
   if (dump_kernel)
@@ -43,7 +56,7 @@ KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int
 
 void fm_driver_compile(const FmCompileArgs *c) {
   Graph *g = fm_driver_load(c->model, c->shapes, c->nshapes);
-  KProgram *p = fm_driver_lower(g, c->dump_after, c->dump_kernel, c->no_fuse);
+  KProgram *p = fm_driver_lower_wino(g, c->dump_after, c->dump_kernel, c->no_fuse, c->winograd);
   FmCodegenOpts o = {.outdir = c->outdir, .name = c->name, .source = c->model, .weights = c->weights,
                      .no_so = c->no_so, .quiet = c->quiet};
   fm_codegen(p, &o);
@@ -94,6 +107,7 @@ int fm_cmd_compile(int argc, char **argv) {
     } else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &a, c.shapes, &c.nshapes, v);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--dump-after"))) c.dump_after = v;
     else if (fm_flag(argv, i, "--dump-kernel")) c.dump_kernel = 1;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--winograd"))) c.winograd = fm_driver_winograd_arg(cmd, v);
     else if (fm_flag(argv, i, "--no-fuse")) c.no_fuse = 1;
     else if (fm_flag(argv, i, "--no-so")) c.no_so = 1;
     else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) c.quiet = 1;

@@ -10,6 +10,7 @@
 
 static const char help[] =
   "usage: fewmul cost MODEL.onnx [--batch N] [--shape NAME=DIMS]... [--no-fuse]\n"
+  "                  [--winograd auto|off|2|4|6]\n"
   "\n"
   "Per kernel: node, op, output shape, dense MACs, multiplications and additions the\n"
   "lowered code performs, weight bytes and activation bytes, then totals.\n";
@@ -32,6 +33,7 @@ static double dense_macs(Node *n, int64_t batch) {
   double out = numel_at(y, batch), per = 1;
   switch (n->op) {
   case OP_Conv: case OP_TernaryConv: case OP_Pow2Conv:
+  case OP_WinogradConv:   // the direct 3x3 conv it replaces: W [K, C, 3, 3]
     if (!w || w->rank < 2) return 0;
     for (int i = 1; i < w->rank; i++) per *= (double)dim_at(w->dims[i], batch);
     return out * per;
@@ -66,20 +68,21 @@ int fm_cmd_cost(int argc, char **argv) {
   Arena ar = {0};
   const char *model = NULL;
   int64_t batch = 1;
-  int nshapes = 0, no_fuse = 0;
+  int nshapes = 0, no_fuse = 0, wino = FM_WINO_AUTO;
   FmShapeOverride shapes[16];
   for (int i = 0; i < argc; i++) {
     const char *v;
     if ((v = fm_opt(cmd, argc, argv, &i, "--batch"))) batch = fm_parse_int(cmd, "--batch", v, 1, INT32_MAX);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
     else if (fm_flag(argv, i, "--no-fuse")) no_fuse = 1;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--winograd"))) wino = fm_driver_winograd_arg(cmd, v);
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!model) model = argv[i];
     else fm_usage(cmd, "unexpected argument '%s'", argv[i]);
   }
   if (!model) fm_usage(cmd, "missing MODEL.onnx");
   Graph *g = fm_driver_load(model, shapes, nshapes);
-  KProgram *p = fm_driver_lower(g, NULL, 0, no_fuse);
+  KProgram *p = fm_driver_lower_wino(g, NULL, 0, no_fuse, wino);
 
   printf("%-28s %-18s %-18s %14s %14s %14s %12s %12s\n", "node", "op", "output", "dense_MACs", "muls",
          "adds", "weight_B", "act_B");

@@ -30,9 +30,14 @@ typedef struct FmCompileArgs {
   const char *model, *outdir, *name, *dump_after;
   FmShapeOverride shapes[16]; int nshapes;
   int weights, dump_kernel, no_so, no_fuse, quiet;
+  int winograd;   /* --winograd: FM_WINO_AUTO (0), FM_WINO_OFF (-1), or a tile 2/4/6 */
 } FmCompileArgs;
 Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshapes);
 KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse);
+/* the same with a --winograd mode */
+KProgram *fm_driver_lower_wino(Graph *g, const char *dump_after, int dump_kernel, int no_fuse, int winograd);
+/* --winograd VALUE (auto | off | 2 | 4 | 6) as a mode; bad values are fm_usage */
+int fm_driver_winograd_arg(const char *cmd, const char *v);
 void fm_driver_compile(const FmCompileArgs *a);
 /* Compiles an .onnx into a fresh temporary directory (registered for cleanup) and
    returns the directory; bench and run accept models this way. */

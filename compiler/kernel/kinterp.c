@@ -20,6 +20,7 @@
 #include "kernel/kernel.h"
 #include "emit/emit.h"
 #include "emit/prelude.c"
+#include "emit/prelude_winograd.c"
 #include <assert.h>
 #include <math.h>
 #include <setjmp.h>
@@ -35,11 +36,13 @@ static const char *call_sgemm(const FmArg *a, const int64_t *av, char *msg, size
 static const char *call_im2col_pack(const FmArg *a, const int64_t *av, char *msg, size_t len);
 static const char *call_sgemm_pb(const FmArg *a, const int64_t *av, char *msg, size_t len);
 static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
+static const char *call_wino_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len);
 #define ROUTINES(X)                                       \
   X(fm_sgemm, "iiiiiciiciipii", call_sgemm)               \
   X(fm_im2col_pack, "ciiiiiiiiiiiiiip", call_im2col_pack) \
   X(fm_sgemm_pb, "iiiicicpicii", call_sgemm_pb)           \
-  X(fm_ternary_gemm, "iiiiiciciciciipi", call_ternary_gemm)
+  X(fm_ternary_gemm, "iiiiiciciciciipi", call_ternary_gemm) \
+  X(fm_wino_gemm, "iiiiccip", call_wino_gemm)
 
 #define X_ENTRY(name, kinds, fn) {#name, kinds, fn},
 static const FmRoutine routines[] = {ROUTINES(X_ENTRY)};
@@ -139,6 +142,22 @@ static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *ms
   if ((e = need(av, 14, (n1 - 1) * ldy + m1 - 1, "fm_ternary_gemm Y", msg, len))) return e;
   fm_ternary_gemm(n0, n1, m0, m1, K, a[5].p, ldx, a[7].p, kc, a[9].p, hasalpha, a[11].p, hasbias, a[13].i, a[14].p,
                   ldy);
+  return NULL;
+}
+
+static const char *call_wino_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t a2 = a[0].i, Kp = a[1].i, C = a[2].i, nt = a[3].i, ldv = a[6].i, ncol = (nt + 15) / 16 * 16;
+  const char *e;
+  if (a2 < 1 || Kp < 8 || Kp % 8 || C < 1 || nt < 0 || ldv < ncol || ldv % 16) {
+    snprintf(msg, len, "fm_wino_gemm: bad geometry (a2 %lld, Kp %lld, C %lld, nt %lld, ldv %lld)", (long long)a2,
+             (long long)Kp, (long long)C, (long long)nt, (long long)ldv);
+    return msg;
+  }
+  if (!nt) return NULL;
+  if ((e = need(av, 4, a2 * Kp * C - 1, "fm_wino_gemm U", msg, len))) return e;
+  if ((e = need(av, 5, a2 * C * ldv - 1, "fm_wino_gemm V", msg, len))) return e;
+  if ((e = need(av, 7, a2 * Kp * ldv - 1, "fm_wino_gemm M", msg, len))) return e;
+  fm_wino_gemm(a2, Kp, C, nt, a[4].p, a[5].p, ldv, a[7].p);
   return NULL;
 }
 
