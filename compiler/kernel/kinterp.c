@@ -146,9 +146,9 @@ static const char *call_ternary_gemm(const FmArg *a, const int64_t *av, char *ms
 }
 
 static const char *call_wino_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
-  int64_t a2 = a[0].i, Kp = a[1].i, C = a[2].i, nt = a[3].i, ldv = a[6].i, ncol = (nt + 15) / 16 * 16;
+  int64_t a2 = a[0].i, Kp = a[1].i, C = a[2].i, nt = a[3].i, ldv = a[6].i;
   const char *e;
-  if (a2 < 1 || Kp < 8 || Kp % 8 || C < 1 || nt < 0 || ldv < ncol || ldv % 16) {
+  if (a2 < 1 || Kp < 8 || Kp % 8 || C < 1 || nt < 0 || ldv < nt || ldv % 16) {
     snprintf(msg, len, "fm_wino_gemm: bad geometry (a2 %lld, Kp %lld, C %lld, nt %lld, ldv %lld)", (long long)a2,
              (long long)Kp, (long long)C, (long long)nt, (long long)ldv);
     return msg;
