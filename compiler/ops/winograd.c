@@ -35,6 +35,8 @@
 #define SLOTS 8               /* chunks of work items = scratch slots (>= threads) */
 #define L2_BYTES (512 * 1024) /* V and M of one tile block should stay in about this much */
 #define MAX_TILE 8
+#define GROUP_BELOW 48        /* images with fewer tiles are grouped, G images per item ... */
+#define GROUP_TILES 64        /* ... about this many tiles in all */
 
 /* ---- Cook-Toom transforms (as trainer/method_winograd.c's fm_wino_transforms) ---- */
 
@@ -248,53 +250,75 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   int m = w.m, a = w.a, a2 = a * a;
   int64_t C = w.C, K = w.K, Kp = (K + 7) / 8 * 8, T = w.T, tw = w.tw;
   /* tiles per block: V and M of a block in about L2_BYTES; a whole image when V is
-     quantised (one scale per sample) */
-  int64_t TB = L2_BYTES / (4 * (int64_t)a2 * (C + Kp)) / 16 * 16, Tr = (T + 15) / 16 * 16;
+     quantised (one scale per sample). Small images: NI whole images per item, so that the
+     vector loops over tiles and the GEMM's columns are not mostly empty. */
+  int64_t TB = L2_BYTES / (4 * (int64_t)a2 * (C + Kp)) / 16 * 16, Tr = (T + 15) / 16 * 16, NI = 1;
   if (TB < 16) TB = 16;
-  if (TB > Tr || w.bits > 0) TB = Tr;
-  int64_t nblk = (T + TB - 1) / TB;
+  if (w.bits == 0 && T < GROUP_BELOW) {
+    NI = (TB < GROUP_TILES ? TB : GROUP_TILES) / T;
+    if (NI < 1) NI = 1;
+  }
+  if (NI > 1) TB = (NI * T + 15) / 16 * 16;
+  else if (TB > Tr || w.bits > 0) TB = Tr;
+  int64_t nblk = NI > 1 ? 1 : (T + TB - 1) / TB;
   int64_t span = (TB + tw - 1) / tw + 1;
-  if (span > w.th) span = w.th;
+  if (span > w.th || NI > 1) span = w.th;
   int64_t RB = span * m + 2, Wp = tw * m + 2; /* rows and row length of the padded band */
+  int64_t GT = NI * T, XS = C * RB * Wp;     /* tiles of an item's images; padded floats per image */
 
   float *pk = weight_transform(&w, W, G, Kp);
   KBuf *U = kb_const(b, "U", FM_F32, a2 * Kp * C, pk);
   free(pk);
-  int64_t *tab = malloc(sizeof(int64_t) * (size_t)(2 * T));
-  for (int64_t t = 0; t < T; t++) tab[t] = t / tw * m, tab[T + t] = t % tw * m;
-  KBuf *TR = kb_const(b, "trow", FM_I64, T, tab), *TC = kb_const(b, "tcol", FM_I64, T, tab + T);
+  /* per tile tt of the item (image g = tt / T): its row and column, and its offsets in
+     the padded input and in Y (from the item's first image) */
+  int64_t *tab = malloc(sizeof(int64_t) * (size_t)(4 * GT));
+  for (int64_t tt = 0; tt < GT; tt++) {
+    int64_t g = tt / T, t = tt % T, tr = t / tw * m, tc = t % tw * m;
+    tab[tt] = tr, tab[GT + tt] = tc;
+    tab[2 * GT + tt] = g * XS + tr * Wp + tc, tab[3 * GT + tt] = g * K * w.OH * w.OW + tr * w.OW + tc;
+  }
+  KBuf *TR = kb_const(b, "trow", FM_I64, GT, tab), *TC = kb_const(b, "tcol", FM_I64, GT, tab + GT);
+  KBuf *TX = kb_const(b, "txoff", FM_I64, GT, tab + 2 * GT), *TY = kb_const(b, "tyoff", FM_I64, GT, tab + 3 * GT);
   free(tab);
   KBuf *X = kb_in(b, 0), *Y = kb_out(b, 0), *B = w.bias ? kb_in(b, 5) : NULL, *R = w.res ? kb_in(b, 6) : NULL;
-  KBuf *Xp = kb_scratch(b, "xpad", FM_F32, SLOTS * C * RB * Wp);
+  KBuf *Xp = kb_scratch(b, "xpad", FM_F32, SLOTS * NI * XS);
   KBuf *Vs = kb_scratch(b, "V", FM_F32, SLOTS * a2 * C * TB);
   KBuf *Ms = kb_scratch(b, "M", FM_F32, SLOTS * a2 * Kp * TB);
-  kb_comment(b, "WinogradConv F(%dx%d,3x3): %lld->%lld channels, %lldx%lld tiles, %lld per block%s", m, m,
-             (long long)C, (long long)K, (long long)w.th, (long long)tw, (long long)TB,
+  kb_comment(b, "WinogradConv F(%dx%d,3x3): %lld->%lld channels, %lldx%lld tiles, %lld per block (%lld images)%s", m,
+             m, (long long)C, (long long)K, (long long)w.th, (long long)tw, (long long)TB, (long long)NI,
              w.bits ? ", quantised" : "");
 
-  KVar *items = kb_let(b, "items", FM_I64, k_mul(kb_dim(b, w.y->dims[0]), k_i(nblk)));
+  KExpr *nimg = kb_dim(b, w.y->dims[0]);
+  KVar *items = kb_let(b, "items", FM_I64, NI > 1 ? k_div(k_add(nimg, k_i(NI - 1)), k_i(NI)) : k_mul(nimg, k_i(nblk)));
   KVar *nch = kb_let(b, "chunks", FM_I64, k_min(k_var(items), k_i(SLOTS)));
   KVar *sl = kb_for(b, "slot", k_i(0), k_var(nch), KL_PARALLEL);
   KVar *lo = kb_let(b, "first", FM_I64, k_div(k_mul(k_var(sl), k_var(items)), k_var(nch)));
   KExpr *hi = k_div(k_mul(k_add(k_var(sl), k_i(1)), k_var(items)), k_var(nch));
   KVar *it = kb_for(b, "it", k_var(lo), hi, KL_SERIAL);
-  KVar *img = kb_let(b, "img", FM_I64, k_div(k_var(it), k_i(nblk)));
-  KVar *t0 = kb_let(b, "t0", FM_I64, k_mul(k_mod(k_var(it), k_i(nblk)), k_i(TB)));
-  KVar *nt = kb_let(b, "nt", FM_I64, k_min(k_i(TB), k_sub(k_i(T), k_var(t0))));
+  KVar *img = kb_let(b, "img", FM_I64, NI > 1 ? k_mul(k_var(it), k_i(NI)) : k_div(k_var(it), k_i(nblk)));
+  KVar *ng = kb_let(b, "ng", FM_I64, NI > 1 ? k_min(k_i(NI), k_sub(kb_dim(b, w.y->dims[0]), k_var(img))) : k_i(1));
+  KVar *t0 = kb_let(b, "t0", FM_I64, NI > 1 ? k_i(0) : k_mul(k_mod(k_var(it), k_i(nblk)), k_i(TB)));
+  KVar *nt = kb_let(b, "nt", FM_I64, NI > 1 ? k_mul(k_var(ng), k_i(T)) : k_min(k_i(TB), k_sub(k_i(T), k_var(t0))));
   KVar *r0 = kb_let(b, "r0", FM_I64, k_mul(k_div(k_var(t0), k_i(tw)), k_i(m)));
   KVar *nrows = kb_let(b, "nrows", FM_I64,
-                       k_add(k_sub(k_mul(k_div(k_sub(k_add(k_var(t0), k_var(nt)), k_i(1)), k_i(tw)), k_i(m)), k_var(r0)),
-                             k_i(a)));
-  KVar *xb = kb_let(b, "xb", FM_I64, k_mul(k_var(sl), k_i(C * RB * Wp)));
+                       NI > 1 ? k_i(RB)
+                             : k_add(k_sub(k_mul(k_div(k_sub(k_add(k_var(t0), k_var(nt)), k_i(1)), k_i(tw)), k_i(m)),
+                                           k_var(r0)),
+                                     k_i(a)));
+  KVar *xb = kb_let(b, "xb", FM_I64, k_mul(k_var(sl), k_i(NI * XS)));
   KVar *vb = kb_let(b, "vb", FM_I64, k_mul(k_var(sl), k_i(a2 * C * TB)));
   KVar *mb = kb_let(b, "mb", FM_I64, k_mul(k_var(sl), k_i(a2 * Kp * TB)));
 
   /* 1. the padded rows r0 - pad_t .. of the block */
+  KVar *gi = kb_for(b, "g", k_i(0), k_var(ng), KL_SERIAL);
   KVar *c = kb_for(b, "c", k_i(0), k_i(C), KL_SERIAL);
-  KVar *xs = kb_let(b, "xs", FM_I64, k_mul(k_add(k_mul(k_var(img), k_i(C)), k_var(c)), k_i(w.IH * w.IW)));
+  KVar *xs = kb_let(b, "xs", FM_I64,
+                    k_mul(k_add(k_mul(k_add(k_var(img), k_var(gi)), k_i(C)), k_var(c)), k_i(w.IH * w.IW)));
   KVar *rr = kb_for(b, "rr", k_i(0), k_var(nrows), KL_SERIAL);
   KVar *sr = kb_let(b, "sr", FM_I64, k_add(k_sub(k_var(r0), k_i(w.pt)), k_var(rr)));
-  KVar *dst = kb_let(b, "dst", FM_I64, k_add(k_var(xb), k_mul(k_add(k_mul(k_var(c), k_i(RB)), k_var(rr)), k_i(Wp))));
+  KVar *dst = kb_let(b, "dst", FM_I64,
+                     k_add(k_add(k_var(xb), k_mul(k_var(gi), k_i(XS))),
+                           k_mul(k_add(k_mul(k_var(c), k_i(RB)), k_var(rr)), k_i(Wp))));
   kb_if(b, k_and(k_ge(k_var(sr), k_i(0)), k_lt(k_var(sr), k_i(w.IH))));
   if (w.pl) {
     KVar *z = kb_for(b, "z", k_i(0), k_i(w.pl), KL_SERIAL);
@@ -317,6 +341,7 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   kb_end(b); /* if */
   kb_end(b); /* rr */
   kb_end(b); /* c */
+  kb_end(b); /* g */
 
   /* 2. V = Bt d Btt per channel and tile */
   KVar *d[(MAX_TILE + 2) * (MAX_TILE + 2)], *v[(MAX_TILE + 2) * (MAX_TILE + 2)];
@@ -325,7 +350,7 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   KVar *vc = kb_let(b, "vc", FM_I64, k_add(k_var(vb), k_mul(k_var(c), k_i(TB))));
   KVar *u = kb_for(b, "u", k_i(0), k_var(nt), KL_VECTOR);
   KExpr *tt = k_add(k_var(t0), k_var(u));
-  KVar *po = kb_let(b, "po", FM_I64, k_add(k_add(k_var(xc), k_mul(k_load(TR, tt), k_i(Wp))), k_load(TC, tt)));
+  KVar *po = kb_let(b, "po", FM_I64, k_add(k_var(xc), k_load(TX, tt)));
   for (int r = 0; r < a; r++)
     for (int s = 0; s < a; s++) d[r * a + s] = kb_let(b, "d", FM_F32, k_load(Xp, k_add(k_var(po), k_i(r * Wp + s))));
   sandwich(b, Bt, a, a, d, v, "bd", "v");
@@ -362,7 +387,7 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   u = kb_for(b, "u", k_i(0), k_var(nt), KL_VECTOR);
   tt = k_add(k_var(t0), k_var(u));
   KVar *trow = kb_let(b, "trow", FM_I64, k_load(TR, tt)), *tcol = kb_let(b, "tcol", FM_I64, k_load(TC, tt));
-  KVar *yo = kb_let(b, "yo", FM_I64, k_add(k_add(k_var(yk), k_mul(k_var(trow), k_i(w.OW))), k_var(tcol)));
+  KVar *yo = kb_let(b, "yo", FM_I64, k_add(k_var(yk), k_load(TY, tt)));
   for (int q = 0; q < a2; q++)
     d[q] = kb_let(b, "mq", FM_F32, k_load(Ms, k_add(k_add(k_var(mk), k_i(q * Kp * TB)), k_var(u))));
   sandwich(b, At, m, a, d, v, "am", "y");

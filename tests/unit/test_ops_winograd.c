@@ -1,7 +1,7 @@
 /* test_ops_winograd.c - Winograd convolution in the compiler (ops/winograd.c, passes/winograd.c).
  *
  * 1. Conv -> WinogradConv: random 3x3 stride-1 convs (He-uniform weights, inputs in [-1, 1];
- *    odd sizes, asymmetric pads, batch 2
+ *    odd sizes, asymmetric pads, batch 2 to 4
  *    through the symbolic N, channel counts that are not multiples of 8 or 16, bias,
  *    fused Relu, a fused residual Add) compiled with the pass forced to F(2,3), F(4,3) and
  *    F(6,3), run on the kernel interpreter and compared with the direct convolution
@@ -157,7 +157,7 @@ static Graph *conv_graph(const ConvCase *c, uint64_t seed) {
 }
 
 static double conv_case(const ConvCase *c, int m, int check) {
-  const int64_t N = 2;
+  const int64_t N = 2 + c->H % 3; /* 2 to 4: small images go in groups of images, the last one partial */
   int64_t OH = c->H + c->pt + c->pb - 2, OW = c->W + c->pl + c->pr - 2;
   int64_t nx = N * c->C * c->H * c->W, ny = N * c->K * OH * OW;
   float *x = malloc(sizeof(float) * (size_t)nx), *r = malloc(sizeof(float) * (size_t)ny);
