@@ -29,6 +29,7 @@
 #include "ops/winograd.h"
 #include "io/io.h"
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,6 +266,9 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   if (span > w.th || NI > 1) span = w.th;
   int64_t RB = span * m + 2, Wp = tw * m + 2; /* rows and row length of the padded band */
   int64_t GT = NI * T, XS = C * RB * Wp;     /* tiles of an item's images; padded floats per image */
+  /* the per-tile offsets as 32-bit lane values: the C compiler gathers and scatters 16
+     lanes at once (with 64-bit indices 8) */
+  int idx32 = NI * XS < INT32_MAX && NI * K * w.OH * w.OW < INT32_MAX;
 
   float *pk = weight_transform(&w, W, G, Kp);
   KBuf *U = kb_const(b, "U", FM_F32, a2 * Kp * C, pk);
@@ -350,9 +354,12 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   KVar *vc = kb_let(b, "vc", FM_I64, k_add(k_var(vb), k_mul(k_var(c), k_i(TB))));
   KVar *u = kb_for(b, "u", k_i(0), k_var(nt), KL_VECTOR);
   KExpr *tt = k_add(k_var(t0), k_var(u));
-  KVar *po = kb_let(b, "po", FM_I64, k_add(k_var(xc), k_load(TX, tt)));
+  FmDType ot = idx32 ? FM_I32 : FM_I64;
+  KVar *po = kb_let(b, "po", ot, k_cast(ot, k_load(TX, tt)));
   for (int r = 0; r < a; r++)
-    for (int s = 0; s < a; s++) d[r * a + s] = kb_let(b, "d", FM_F32, k_load(Xp, k_add(k_var(po), k_i(r * Wp + s))));
+    for (int s = 0; s < a; s++)
+      d[r * a + s] =
+          kb_let(b, "d", FM_F32, k_load(Xp, k_add(k_add(k_var(xc), k_cast(FM_I64, k_var(po))), k_i(r * Wp + s))));
   sandwich(b, Bt, a, a, d, v, "bd", "v");
   for (int q = 0; q < a2; q++) kb_store(b, Vs, k_add(k_add(k_var(vc), k_i(q * C * TB)), k_var(u)), k_var(v[q]));
   kb_end(b); /* u */
@@ -387,13 +394,13 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   u = kb_for(b, "u", k_i(0), k_var(nt), KL_VECTOR);
   tt = k_add(k_var(t0), k_var(u));
   KVar *trow = kb_let(b, "trow", FM_I64, k_load(TR, tt)), *tcol = kb_let(b, "tcol", FM_I64, k_load(TC, tt));
-  KVar *yo = kb_let(b, "yo", FM_I64, k_add(k_var(yk), k_load(TY, tt)));
+  KVar *yo = kb_let(b, "yo", ot, k_cast(ot, k_load(TY, tt)));
   for (int q = 0; q < a2; q++)
     d[q] = kb_let(b, "mq", FM_F32, k_load(Ms, k_add(k_add(k_var(mk), k_i(q * Kp * TB)), k_var(u))));
   sandwich(b, At, m, a, d, v, "am", "y");
   for (int i = 0; i < m; i++)
     for (int j = 0; j < m; j++) {
-      KExpr *val = k_var(v[i * m + j]), *yi = k_add(k_var(yo), k_i(i * w.OW + j));
+      KExpr *val = k_var(v[i * m + j]), *yi = k_add(k_add(k_var(yk), k_cast(FM_I64, k_var(yo))), k_i(i * w.OW + j));
       KExpr *cond = NULL;
       if (i >= full_r) cond = k_lt(k_add(k_var(trow), k_i(i)), k_i(w.OH));
       if (j >= full_c) {
