@@ -117,14 +117,47 @@ static void rewrite(Graph *g, Node *n, int idx, const FmConv *c, int m) {
   fm_set_attr_i(g, n, "bits", 0);
 }
 
+/* A constant per-channel Add after a WinogradConv without bias (the trainer's export: the
+   bias is an Add of a [K, 1, 1] constant) becomes its input B. */
+static void fuse_bias(Graph *g, Node *n, int idx) {
+  int64_t K = n->in[1]->dims[0];
+  Tensor *y = n->out[0];
+  if ((n->nin > 5 && n->in[5]) || n->fused_act || y->is_output || fm_tensor_uses(g, y) != 1) return;
+  for (int i = idx + 1; i < g->nnodes; i++) {
+    Node *a = g->nodes[i];
+    if (a->dead || a->op != OP_Add || a->nin != 2 || (a->in[0] != y && a->in[1] != y)) continue;
+    Tensor *b = a->in[0] == y ? a->in[1] : a->in[0];
+    if (!b->data || b->dtype != FM_F32 || fm_numel(b) != K || b->rank > 4) return;
+    for (int d = 0; d < b->rank; d++) /* [K], [K,1,1], [1,K,1,1]: K along the channel axis */
+      if (b->dims[d] != 1 && b->rank - d != 3) return;
+    Tensor **in = fm_alloc(&g->arena, 7 * sizeof(Tensor *));
+    memcpy(in, n->in, sizeof(Tensor *) * (size_t)n->nin);
+    for (int k = n->nin; k < 7; k++) in[k] = NULL;
+    in[5] = fm_tensor_const(g, fm_sprintf(&g->arena, "%s_bias", n->name), FM_F32, 1, &K, b->data);
+    n->in = in, n->nin = 6;
+    n->fused_act = a->fused_act, n->act_alpha = a->act_alpha, n->act_beta = a->act_beta;
+    n->out[0] = a->out[0], a->out[0]->producer = n, y->producer = NULL;
+    a->dead = 1;
+    g->nodes[i] = n, g->nodes[idx] = a;
+    return;
+  }
+}
+
 void fm_pass_winograd(Graph *g, const FmPassOpts *o) {
   int mode = o ? o->winograd : FM_WINO_AUTO;
   const char *env = getenv("FM_WINOGRAD"); /* tests and benchmarks: off | 2 | 4 | 6 */
   if (env && *env) mode = !strcmp(env, "off") ? FM_WINO_OFF : !strcmp(env, "auto") ? FM_WINO_AUTO : atoi(env);
   if (mode != FM_WINO_OFF && mode != FM_WINO_AUTO && mode != 2 && mode != 4 && mode != 6)
     fm_fail("winograd: tile %d is not one of auto, off, 2, 4, 6", mode);
-  if (mode == FM_WINO_OFF) return;
-  for (int i = 0; i < g->nnodes; i++) {
+  for (int i = 0; i < g->nnodes; i++) { /* the trainer's WinogradConv: name its tile, take its bias */
+    Node *n = g->nodes[i];
+    if (n->dead || n->op != OP_WinogradConv || strcmp(n->op_type, "WinogradConv")) continue;
+    int64_t bits = fm_attr_i(n, "bits", 0);
+    n->op_type = fm_sprintf(&g->arena, "WinogradConv[F%lld%s%.0lld]", (long long)fm_attr_i(n, "tile", 4),
+                            bits ? " q" : "", (long long)bits);
+    if (n->nin >= 5 && n->in[1] && n->in[1]->rank == 4) fuse_bias(g, n, i);
+  }
+  for (int i = 0; mode != FM_WINO_OFF && i < g->nnodes; i++) {
     Node *n = g->nodes[i];
     FmConv c;
     if (n->dead || !eligible(n, &c)) continue;
