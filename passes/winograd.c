@@ -9,15 +9,16 @@
  *
  * The tile: FmPassOpts.winograd (--winograd): FM_WINO_OFF none, 2/4/6 every eligible Conv
  * with that tile, FM_WINO_AUTO the tile the cost model below picks per layer, or none
- * where it does not pay. The layer's op_type then reads "WinogradConv[F4]" (or
- * "Conv[wino:no]" for an eligible Conv that auto left alone), so `fewmul cost` shows it.
+ * where it does not pay. The layer's op_type then reads "Winograd[F4]" ("Winograd[F4+add]"
+ * with a fused residual; "Conv[wino:no]" for an eligible Conv that auto left alone), so
+ * `fewmul cost` shows the choice. The trainer's WinogradConv reads "WinogradConv[F4]"
+ * ("WinogradConv[F4q8]" with 8-bit operands) and takes a following bias Add as its B.
  *
  * The cost model estimates nanoseconds per image from op counts with rates measured on
  * the project's machine (bench/winograd_layers.sh, docs/benchmarks.md): the im2col+sgemm
  * conv at RATE_GEMM multiply-adds per ns, the Winograd GEMM at RATE_WGEMM, and the
- * transforms per tile and channel (gathers of the input tile, the add/fma tree, the
- * strided stores). F(6,3) is not chosen by auto: its error against direct convolution
- * exceeds 1e-4 (1 + |y|) once C reaches the hundreds (docs/OPS.md).
+ * transforms per tile element and channel (the gathers of the input tiles, the add/fma
+ * trees, the scattered stores), with the Winograd kernels' 16-tile vectors rounded up.
  */
 #include "passes/passes.h"
 #include "ops/dense.h"
@@ -25,11 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RATE_GEMM 40.0    /* multiply-adds per ns of im2col + fm_sgemm_pb (3x3, >= 16 channels) */
-#define RATE_WGEMM 40.0   /* multiply-adds per ns of fm_wino_gemm */
-#define NS_IN 0.08        /* per input tile element and channel: gather + transform share */
-#define NS_OUT 0.10       /* per output element and channel: transform share + strided store */
+#define RATE_GEMM 85.0    /* multiply-adds per ns of im2col + fm_sgemm_pb (3x3, >= 16 channels) */
+#define RATE_WGEMM 80.0   /* multiply-adds per ns of fm_wino_gemm */
+#define NS_F2 0.12        /* ns per transformed tile element and channel (input and output), F(2,3) */
+#define NS_F4 0.25        /* the same for F(4,3) (36 gathers per input tile, more spills) */
 #define MIN_CHANNELS 8    /* below this the transforms cost more than they save */
+#define GROUP_BELOW 48    /* ops/winograd.c groups images of fewer tiles ... */
+#define GROUP_TILES 64    /* ... into items of about this many tiles */
 
 static int eligible(Node *n, FmConv *c) {
   if (n->op != OP_Conv || n->nout != 1) return 0;
@@ -45,22 +48,28 @@ static int eligible(Node *n, FmConv *c) {
   return 1;
 }
 
-/* estimated ns per image; m = 0: im2col + GEMM */
-static double layer_ns(int m, int64_t C, int64_t K, int64_t OH, int64_t OW) {
+/* estimated ns per image at batch nb; m = 0: im2col + GEMM. The Winograd kernels run
+   16 tiles per vector: an item of fewer tiles (a small image, at batch 1) pays for 16. */
+static double layer_ns(int m, int64_t nb, int64_t C, int64_t K, int64_t OH, int64_t OW) {
   if (!m) return 9.0 * (double)C * (double)K * (double)(OH * OW) / RATE_GEMM;
-  int64_t a = m + 2, T = ((OH + m - 1) / m) * ((OW + m - 1) / m), Tr = (T + 15) / 16 * 16, Kp = (K + 7) / 8 * 8;
-  return (double)(a * a) * (double)Kp * (double)C * (double)Tr / RATE_WGEMM +
-         (double)(a * a) * (double)C * (double)T * NS_IN + (double)(a * a) * (double)K * (double)T * NS_OUT;
+  int64_t a = m + 2, T = ((OH + m - 1) / m) * ((OW + m - 1) / m), Kp = (K + 7) / 8 * 8, ni = 1;
+  if (T < GROUP_BELOW) ni = GROUP_TILES / T < 1 ? 1 : GROUP_TILES / T;
+  if (ni > nb) ni = nb;
+  double cols = (double)((ni * T + 15) / 16 * 16) / (double)ni; /* tile columns per image */
+  return (double)(a * a) * (double)Kp * (double)C * cols / RATE_WGEMM +
+         (double)(a * a) * (double)(C + K) * cols * (m == 2 ? NS_F2 : NS_F4);
 }
 
+/* F(6,3) is never chosen: no layer measured faster than F(4,3), and its error is 2-3x F(4,3)'s */
 static int choose(const FmConv *c, int mode) {
   if (mode > 0) return mode;
   int64_t C = c->C, K = c->M, OH = c->win.out[0], OW = c->win.out[1];
+  int64_t nb = c->x->dims[0] > 0 ? c->x->dims[0] : 1; /* a symbolic batch: plan for 1 */
   if (C < MIN_CHANNELS || K < MIN_CHANNELS) return 0;
   int best = 0;
-  double bt = layer_ns(0, C, K, OH, OW);
+  double bt = layer_ns(0, nb, C, K, OH, OW);
   for (int m = 2; m <= 4; m += 2) {
-    double t = layer_ns(m, C, K, OH, OW);
+    double t = layer_ns(m, nb, C, K, OH, OW);
     if (t < bt) bt = t, best = m;
   }
   return best;
@@ -110,7 +119,7 @@ static void rewrite(Graph *g, Node *n, int idx, const FmConv *c, int m) {
   }
   n->in = in, n->nin = nin;
   n->op = OP_WinogradConv, n->domain = "ai.fewmul";
-  n->op_type = fm_sprintf(&g->arena, "WinogradConv[F%d%s]", m, add ? "+add" : "");
+  n->op_type = fm_sprintf(&g->arena, "Winograd[F%d%s]", m, add ? "+add" : "");
   n->attrs = NULL, n->nattrs = 0;
   fm_set_attr_i(g, n, "tile", m);
   fm_set_attr_ints(g, n, "pads", 4, (int64_t[]){c->win.pb[0], c->win.pb[1], c->win.pe[0], c->win.pe[1]});
@@ -154,7 +163,7 @@ void fm_pass_winograd(Graph *g, const FmPassOpts *o) {
     if (n->dead || n->op != OP_WinogradConv || strcmp(n->op_type, "WinogradConv")) continue;
     int64_t bits = fm_attr_i(n, "bits", 0);
     n->op_type = fm_sprintf(&g->arena, "WinogradConv[F%lld%s%.0lld]", (long long)fm_attr_i(n, "tile", 4),
-                            bits ? " q" : "", (long long)bits);
+                            bits ? "q" : "", (long long)bits);
     if (n->nin >= 5 && n->in[1] && n->in[1]->rank == 4) fuse_bias(g, n, i);
   }
   for (int i = 0; mode != FM_WINO_OFF && i < g->nnodes; i++) {
