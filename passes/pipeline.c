@@ -16,12 +16,13 @@ static const Pass pipeline[] = {
   {"fold_bn", fm_pass_fold_bn, NULL, 1},
   {"fuse_act", fm_pass_fuse_act, NULL, 1},
   {"weights", NULL, weights_pass, 0},
+  {"winograd", NULL, fm_pass_winograd, 0},
   {"dce", fm_pass_dce, NULL, 0},
 };
 #define NPASS (int)(sizeof pipeline / sizeof *pipeline)
 
 const char *const fm_pass_names[] = {"check_ops", "shapes", "fold", "noop", "unpack", "fold_bn",
-                                     "fuse_act", "weights", "dce", NULL};
+                                     "fuse_act", "weights", "winograd", "dce", NULL};
 
 void fm_run_passes(Graph *g, const FmPassOpts *o) {
   FmPassOpts def = {0};
@@ -31,7 +32,7 @@ void fm_run_passes(Graph *g, const FmPassOpts *o) {
     int ok = 0;
     for (int i = 0; i < NPASS; i++) ok |= !strcmp(pipeline[i].name, o->dump_after);
     if (!ok) fm_fail("--dump-after: unknown pass '%s' (passes: load check_ops shapes fold noop "
-                     "unpack fold_bn fuse_act weights dce, or all)", o->dump_after);
+                     "unpack fold_bn fuse_act weights winograd dce, or all)", o->dump_after);
   }
   if (o->dump_after && !strcmp(o->dump_after, "load")) {
     fprintf(dump, "# after load\n");

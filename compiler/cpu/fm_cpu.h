@@ -51,6 +51,9 @@ void fm_ternary_gemm(int64_t n0, int64_t n1, int64_t m0, int64_t m1, int64_t K, 
 /* Ternary conv by shared partial sums over a tile of <= 4 output channels (cpu_addonly.c) */
 void fm_addconv(int64_t q0, int64_t q1, const float *x, const int32_t *plan, int64_t ps, int64_t pe, float *acc,
                 int64_t ldacc, int64_t nr);
+/* The batched GEMM of the Winograd convolution (cpu_winograd.c) */
+void fm_wino_gemm(int64_t a2, int64_t Kp, int64_t C, int64_t nt, const float *U, const float *V, int64_t ldv,
+                  float *M);
 /* The register tile of this build of the library (rows x columns): callers size
    fm_im2col_pack's panels with the column count (NR divides 64). */
 int fm_cpu_gemm_mr(void);
@@ -76,6 +79,7 @@ int fm_count_none(const FmArg *a, double *muls, double *adds);
 int fm_count_sgemm_pb(const FmArg *a, double *muls, double *adds);
 int fm_count_ternary_gemm(const FmArg *a, double *muls, double *adds);
 int fm_count_addconv(const FmArg *a, double *muls, double *adds);
+int fm_count_wino_gemm(const FmArg *a, double *muls, double *adds);
 
 /* X(name, kinds, count) */
 #define FM_CPU_ROUTINES(X)                                  \
@@ -83,5 +87,6 @@ int fm_count_addconv(const FmArg *a, double *muls, double *adds);
   X(fm_im2col_pack, "ciiiiiiiiiiiiiip", fm_count_none)      \
   X(fm_sgemm_pb, "iiiicicpicii", fm_count_sgemm_pb)         \
   X(fm_ternary_gemm, "iiiiiciciciciipi", fm_count_ternary_gemm) \
-  X(fm_addconv, "iicciipii", fm_count_addconv)
+  X(fm_addconv, "iicciipii", fm_count_addconv)             \
+  X(fm_wino_gemm, "iiiiccip", fm_count_wino_gemm)
 #endif

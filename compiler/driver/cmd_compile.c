@@ -41,7 +41,9 @@ const char fm_driver_build_help[] =
   "  --gemm=auto|direct       float32 Gemm/MatMul: the CPU library's fm_sgemm, or direct loops\n"
   "  --specialize=auto|all|none  add/shift kernels for ternary and power-of-two weights:\n"
   "                           where they pay (default), wherever weights qualify, or never\n"
-  "  --no-specialize          same as --specialize=none\n";
+  "  --no-specialize          same as --specialize=none\n"
+  "  --winograd=auto|off|2|4|6  3x3 stride-1 convs as Winograd F(m,3): tile per layer by\n"
+  "                           the cost model (default auto), none, or forced\n";
 
 static int choice(const char *cmd, const char *flag, const char *v, const char *const *names, int n) {
   for (int k = 0; k < n; k++)
@@ -70,6 +72,11 @@ int fm_driver_build_flag(const char *cmd, int argc, char **argv, int *i, FmBuild
     f->specialize = choice(cmd, "--specialize", v, spec, 3);
   } else if (fm_flag(argv, *i, "--no-specialize")) {
     f->specialize = FM_SPECIALIZE_NONE;
+  } else if ((v = fm_opt(cmd, argc, argv, i, "--winograd"))) {
+    if (!strcmp(v, "auto")) f->winograd = FM_WINO_AUTO;
+    else if (!strcmp(v, "off")) f->winograd = FM_WINO_OFF;
+    else if (!strcmp(v, "2") || !strcmp(v, "4") || !strcmp(v, "6")) f->winograd = atoi(v);
+    else fm_usage(cmd, "--winograd must be auto, off, 2, 4 or 6, got '%s'", v);
   } else {
     return 0;
   }
@@ -95,7 +102,8 @@ Graph *fm_driver_load(const char *path, const FmShapeOverride *shapes, int nshap
 KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int no_fuse, const FmBuildFlags *bf) {
   FmBuildFlags def = {0};
   if (!bf) bf = &def;
-  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse, .specialize = bf->specialize};
+  FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse, .specialize = bf->specialize,
+                   .winograd = bf->winograd};
   fm_run_passes(g, &po);
   FmLowerOpts lo;
   lower_opts(bf, &lo);

@@ -36,6 +36,7 @@ static double dense_macs(Node *n, int64_t batch) {
   double out = numel_at(y, batch), per = 1;
   switch (n->op) {
   case OP_Conv: case OP_TernaryConv: case OP_Pow2Conv:
+  case OP_WinogradConv:   // the direct 3x3 conv it replaces: W [K, C, 3, 3]
     if (!w || w->rank < 2) return 0;
     for (int i = 1; i < w->rank; i++) per *= (double)dim_at(w->dims[i], batch);
     return out * per;

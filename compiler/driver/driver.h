@@ -31,11 +31,12 @@ void fm_driver_threads(fm_model *m, int64_t n);
 
 /* ---- cmd_compile.c: the pipeline shared by compile, cost and bench ---- */
 /* What the code is generated for and how: --target, --emit, --conv, --gemm,
-   --specialize (zero: native, c, auto, auto, auto). */
+   --specialize, --winograd (zero: native, c, auto, auto, auto, auto). */
 typedef struct FmBuildFlags {
   const char *target, *emit;
   int conv, gemm;      /* FmLowerChoice (kernel.h) */
   int specialize;      /* FM_SPECIALIZE_* (passes.h) */
+  int winograd;        /* FM_WINO_AUTO (0), FM_WINO_OFF (-1), or a tile 2/4/6 (passes.h) */
 } FmBuildFlags;
 /* If argv[*i] is one of the flags above, stores it in f (advancing *i past a separate
    value) and returns 1; a bad value is fm_usage naming the choices. */

@@ -170,6 +170,22 @@ static const char *call_fm_addconv(const FmArg *a, const int64_t *av, char *msg,
   return NULL;
 }
 
+static const char *call_fm_wino_gemm(const FmArg *a, const int64_t *av, char *msg, size_t len) {
+  int64_t a2 = a[0].i, Kp = a[1].i, C = a[2].i, nt = a[3].i, ldv = a[6].i;
+  const char *e;
+  if (a2 < 1 || Kp < 8 || Kp % 8 || C < 1 || nt < 0 || ldv < nt || ldv % 16) {
+    snprintf(msg, len, "fm_wino_gemm: bad geometry (a2 %lld, Kp %lld, C %lld, nt %lld, ldv %lld)", (long long)a2,
+             (long long)Kp, (long long)C, (long long)nt, (long long)ldv);
+    return msg;
+  }
+  if (!nt) return NULL;
+  if ((e = need(av, 4, a2 * Kp * C - 1, "fm_wino_gemm U", msg, len))) return e;
+  if ((e = need(av, 5, a2 * C * ldv - 1, "fm_wino_gemm V", msg, len))) return e;
+  if ((e = need(av, 7, a2 * Kp * ldv - 1, "fm_wino_gemm M", msg, len))) return e;
+  fm_wino_gemm(a2, Kp, C, nt, a[4].p, a[5].p, ldv, a[7].p);
+  return NULL;
+}
+
 /* ---- values and types ---- */
 typedef union { double f; int64_t i; } KVal;
 

@@ -1,7 +1,8 @@
 /* conformance.c - runs the ONNX backend test cases through the whole compiler.
  *
  *   fm_conformance [-j JOBS] [--report docs/conformance.md] [--lists DIR]
- *                  [--filter SUBSTR] [--emit c|llvm | --jit] [-v] DATA_DIR/node DATA_DIR/simple ...
+ *                  [--filter SUBSTR] [--emit c|llvm | --jit] [--winograd auto|off|2|4|6] [-v]
+ *                  DATA_DIR/node DATA_DIR/simple ...
  *
  * For each case (a folder with model.onnx and test_data_set_*): load, run the pass
  * pipeline, lower, generate C, build the shared object with cc, load it with the
@@ -43,6 +44,8 @@ enum { R_PASS = 0, R_UNSUPPORTED = 10, R_FAIL = 11 };
 static const FmBackend *backend; /* --emit (NULL: C) */
 static int use_jit;              /* --jit */
 static fm_model *jit_model;      /* the child's JIT-compiled case */
+/* --winograd: the Winograd pass's mode for every case (CI forces 4 on the conv cases) */
+static int winograd_mode = FM_WINO_AUTO;
 
 typedef struct {
   char folder[64], name[256], path[1024];
@@ -161,7 +164,8 @@ static int compile_case(const Case *c, const char *model, const char *out, int b
   FmTry t;
   FM_TRY(&t) {
     g = load_case(c, model, bake);
-    fm_run_passes(g, NULL);
+    FmPassOpts po = {.winograd = winograd_mode};
+    fm_run_passes(g, &po);
     KProgram *p = fm_lower_graph(g);
     FmCodegenOpts co = {.outdir = out, .name = "model", .source = model, .quiet = 1, .backend = backend};
     if (use_jit) jit_model = fm_jit_model(p, "model");
@@ -302,6 +306,15 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--report") && i + 1 < argc) report = argv[++i];
     else if (!strcmp(argv[i], "--lists") && i + 1 < argc) lists = argv[++i];
     else if (!strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
+    else if (!strcmp(argv[i], "--winograd") && i + 1 < argc) {
+      const char *v = argv[++i];
+      winograd_mode = !strcmp(v, "off") ? FM_WINO_OFF : !strcmp(v, "auto") ? FM_WINO_AUTO : atoi(v);
+      if (winograd_mode != FM_WINO_OFF && winograd_mode != FM_WINO_AUTO && winograd_mode != 2 &&
+          winograd_mode != 4 && winograd_mode != 6) {
+        fprintf(stderr, "fm_conformance: --winograd must be auto, off, 2, 4 or 6\n");
+        return 2;
+      }
+    }
     else if (!strcmp(argv[i], "--write-lists") && i + 1 < argc) update = argv[++i];
     else if (!strcmp(argv[i], "-v")) verbose = 1;
     else if (!strcmp(argv[i], "--jit")) use_jit = 1;
