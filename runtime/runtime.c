@@ -7,6 +7,7 @@
  * and reference-counted, so freeing one handle never pulls weights from another.
  */
 #include "fewmul.h"
+#include "device.h"
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -63,7 +64,9 @@ struct fm_model {
   Shared *weights;
   void *ws;           /* workspace, 64-byte aligned */
   size_t ws_size;
+  FmRtDevice device;  /* device models (device.c) */
 };
+FmRtDevice *fm_rt_device(const fm_model *m) { return (FmRtDevice *)&m->device; }
 
 size_t fm_dtype_bytes(int dtype) {
   switch (dtype) {
@@ -236,6 +239,11 @@ fm_status fm_load(const char *path, fm_model **out) {
     return fm_rt_fail(FM_ERR_NOMEM, "out of memory");
   }
   m->desc = d, m->dl = dl;
+  const fm_device_desc *(*dev)(void) = (const fm_device_desc *(*)(void))dlsym(dl, "fewmul_device");
+  if (dev && (!(m->device.dev = dev()) || m->device.dev->abi_version != 1)) {
+    fm_free(m);
+    return fm_rt_fail(FM_ERR_FORMAT, "'%s': unknown device ABI", so);
+  }
   if (d->weights_size && (s = attach_weights(m, so)) != FM_OK) {
     fm_free(m);
     return s;
@@ -314,6 +322,7 @@ fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *co
     m->ws = p, m->ws_size = need;
   }
   int rc = d->run(batch, inputs, outputs, m->ws);
+  if (rc != 0 && m->device.dev) return fm_rt_device_status(m, rc);
   if (rc != 0) return fm_rt_fail(FM_ERR_RUN, "model '%s' failed with status %d", d->name ? d->name : "?", rc);
   return FM_OK;
 }

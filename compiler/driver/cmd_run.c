@@ -22,6 +22,8 @@ static const char help[] =
   "  --shape NAME=DIMS        input shape, when MODEL.onnx is compiled first\n"
   "  --labels FILE            class labels (.npy, one per sample): prints the accuracy\n"
   "                           of the first output's argmax\n"
+  "  --device D               cpu, opencl[:I] or cuda[:I] (default: the kind the model\n"
+  "                           was compiled for, device 0)\n"
   "  -q, --quiet              no summary\n";
 
 #define MAXIN 64
@@ -158,7 +160,7 @@ int fm_cmd_run(int argc, char **argv) {
   const char *cmd = "run";
   if (fm_wants_help(argc, argv)) return fputs(help, stdout), 0;
   Arena ar = {0};
-  const char *model = NULL, *outdir = NULL, *labels = NULL, *specs[MAXIN];
+  const char *model = NULL, *outdir = NULL, *labels = NULL, *specs[MAXIN], *device = NULL;
   int nspecs = 0, pb = 0, quiet = 0, threads = 0, nshapes = 0;
   int64_t batch_arg = 0;
   FmShapeOverride shapes[16];
@@ -175,6 +177,7 @@ int fm_cmd_run(int argc, char **argv) {
     else if ((v = fm_opt(cmd, argc, argv, &i, "--threads"))) threads = (int)fm_parse_int(cmd, "--threads", v, 1, 4096);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--labels"))) labels = v;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--device"))) device = v;
     else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) quiet = 1;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
     else if (!model) model = argv[i];
@@ -186,6 +189,7 @@ int fm_cmd_run(int argc, char **argv) {
   if (fm_has_suffix(model, ".onnx")) dir = fm_driver_compile_tmp(model, shapes, nshapes);
   fm_model *m;
   if (fm_load(dir, &m) != FM_OK) fm_fail("%s", fm_last_error());
+  if (device && fm_set_device(m, device) != FM_OK) fm_fail("%s", fm_last_error());
   int nin = fm_num_inputs(m), nout = fm_num_outputs(m);
   if (nspecs > nin) fm_fail("model '%s' has %d input%s, got %d --input", model, nin, nin == 1 ? "" : "s", nspecs);
 

@@ -42,7 +42,7 @@ static const char cl_prelude[] =
   "#define sinf sin\n#define cosf cos\n#define tanf tan\n#define asinf asin\n#define acosf acos\n"
   "#define atanf atan\n#define sinhf sinh\n#define coshf cosh\n#define asinhf asinh\n#define acoshf acosh\n"
   "#define atanhf atanh\n#define fmodf fmod\n#define fminf fmin\n#define fmaxf fmax\n#define powf pow\n"
-  "#define fmaf fma\n#define ldexpf(a, b) ldexp((float)(a), (int)(b))\n#define ldexp(a, b) ldexp(a, (int)(b))\n";
+  "#define fmaf fma\n#define ldexpf(a, b) ldexp((float)(a), (int)(b))\n";
 
 static void cl_begin(FmModule *m) { fm_gpu_begin(m, &opencl_dialect, "opencl", cl_prelude); }
 static void cl_entry(FmModule *m) { (void)m; }
