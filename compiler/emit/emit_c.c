@@ -652,7 +652,7 @@ void fm_emit_c_fn(FILE *f, KFn *fn) {
 }
 
 /* ---- backends ---- */
-static const FmBackend *const all_backends[] = {&fm_backend_c, &fm_backend_opencl};
+static const FmBackend *const all_backends[] = {&fm_backend_c, &fm_backend_opencl, &fm_backend_cuda};
 
 const FmBackend *fm_backend_find(const char *name) {
   for (size_t i = 0; i < sizeof all_backends / sizeof *all_backends; i++)
@@ -660,4 +660,4 @@ const FmBackend *fm_backend_find(const char *name) {
   return NULL;
 }
 
-const char *fm_backend_names(void) { return "c, opencl"; }
+const char *fm_backend_names(void) { return "c, opencl, cuda"; }

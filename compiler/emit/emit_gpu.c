@@ -319,6 +319,39 @@ void fm_gpu_host_copies(FmModule *G, FILE *f) {
   }
 }
 
+void fm_gpu_host_device(FmModule *G, FILE *f, const char *api) {
+  const char *nm = G->name;
+  fprintf(f, "static int fm_dev_select(int index) {\n  if (index < 0) return 1;\n  pthread_mutex_lock(&S.mu);\n"
+             "  if (S.ready && index != S.index) fm_release();\n  S.index = index;\n  pthread_mutex_unlock(&S.mu);\n"
+             "  return 0;\n}\n");
+  fprintf(f, "static int fm_dev_init(void) {\n  pthread_mutex_lock(&S.mu);\n  int rc = fm_init();\n"
+             "  pthread_mutex_unlock(&S.mu);\n  return rc;\n}\n");
+  fprintf(f, "static const char *fm_dev_name(void) { return S.name; }\n");
+  fprintf(f, "static const char *fm_dev_error(void) { return S.err; }\n");
+  fprintf(f, "static void fm_dev_profile(int on) { S.profile = on; }\n");
+  fprintf(f, "static double fm_dev_kernel_ms(void) { return S.kernel_ms; }\n\n");
+  fprintf(f, "#ifdef __cplusplus\nextern \"C\" const fm_device_desc %s_device;\n#endif\n", nm);
+  fprintf(f, "const fm_device_desc %s_device = {1, \"%s\", fm_dev_select, fm_dev_init, fm_dev_name, fm_dev_error,\n"
+             "  fm_dev_profile, fm_dev_kernel_ms};\n\n", nm, api);
+}
+
+void fm_gpu_host_desc(FmModule *G, FILE *f) {
+  Graph *g = G->g;
+  Arena *a = &g->arena;
+  const char *nm = G->name;
+  fprintf(f, "const fm_model_desc %s_desc = {\n  FM_ABI_VERSION, \"%s\", %d, %d, %s, %s,\n", nm, nm, g->ninputs,
+          g->noutputs, g->ninputs ? fm_sprintf(a, "%s_inputs", nm) : "0",
+          g->noutputs ? fm_sprintf(a, "%s_outputs", nm) : "0");
+  fprintf(f, "  %s_workspace_size, %s_run, %lluu, %s_set_weights, %s_set_threads,\n};\n\n", nm, nm,
+          (unsigned long long)G->blob_total, nm, nm);
+  fprintf(f, "#ifdef FM_SHARED\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
+             "__attribute__((visibility(\"default\"))) const fm_model_desc *fewmul_model(void);\n"
+             "const fm_model_desc *fewmul_model(void) { return &%s_desc; }\n"
+             "__attribute__((visibility(\"default\"))) const fm_device_desc *fewmul_device(void);\n"
+             "const fm_device_desc *fewmul_device(void) { return &%s_device; }\n"
+             "#ifdef __cplusplus\n}\n#endif\n#endif\n", nm, nm);
+}
+
 void fm_gpu_write_cstring(FILE *f, const char *path) {
   FILE *in = fopen(path, "rb");
   if (!in) fm_fail("cannot read '%s': %s", path, strerror(errno));

@@ -53,6 +53,10 @@ const char *fm_gpu_host_off(FmModule *m, const GpuPhase *ph, const KBuf *b, char
    Returns nonzero if output i is read back from the device. */
 int fm_gpu_output_on_device(FmModule *m, int i);
 void fm_gpu_host_copies(FmModule *m, FILE *f);
+/* The device descriptor's functions over the host state S (select, init, name, error,
+   profiling) and <name>_device; the model descriptor and the exported entry points. */
+void fm_gpu_host_device(FmModule *m, FILE *f, const char *api);
+void fm_gpu_host_desc(FmModule *m, FILE *f);
 /* The device functions both dialects share (float16, sign, integer helpers). */
 extern const char fm_gpu_helpers[];
 /* The device source as a C string literal's contents, from the file at path. */

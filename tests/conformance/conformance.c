@@ -1,13 +1,15 @@
 /* conformance.c - runs the ONNX backend test cases through the whole compiler.
  *
  *   fm_conformance [-j JOBS] [--report docs/conformance.md] [--lists DIR]
- *                  [--filter SUBSTR] [-v] DATA_DIR/node DATA_DIR/simple ...
+ *                  [--filter SUBSTR[,SUBSTR...]] [--emit c|opencl|cuda] [-v] DATA_DIR/node ...
  *
  * For each case (a folder with model.onnx and test_data_set_*): load, run the pass
  * pipeline, lower, generate C, build the shared object with cc, load it with the
  * runtime, run every data set and compare each output with the expected one
  * (|got - want| <= atol + rtol*|want|, rtol 1e-3, atol 1e-5; NaN matches NaN).
  * Each case runs in a child process, so a crash is a failure of that case only.
+ * --emit builds the .so with another backend (lowered for its can_call); --filter
+ * keeps the cases whose name contains one of the substrings.
  *
  * Outcomes: pass, unsupported (the compiler names an op or dtype it does not
  * support), fail (anything else). The suite passes when every case passes except
@@ -30,11 +32,14 @@
 #include <unistd.h>
 
 #include "emit/codegen.h"
+#include "emit/emit.h"
 #include "fewmul.h"
 #include "onnx/onnx.h"
 #include "passes/passes.h"
 
 enum { R_PASS = 0, R_UNSUPPORTED = 10, R_FAIL = 11 };
+
+static const FmBackend *backend; /* --emit (NULL: C) */
 
 typedef struct {
   char folder[64], name[256], path[1024];
@@ -154,8 +159,10 @@ static int compile_case(const Case *c, const char *model, const char *out, int b
   FM_TRY(&t) {
     g = load_case(c, model, bake);
     fm_run_passes(g, NULL);
-    KProgram *p = fm_lower_graph(g);
-    FmCodegenOpts co = {.outdir = out, .name = "model", .source = model, .quiet = 1};
+    FmLowerOpts lo = *fm_lower_opts_default();
+    if (backend) lo.can_call = backend->can_call;
+    KProgram *p = fm_lower_graph_opts(g, &lo);
+    FmCodegenOpts co = {.outdir = out, .name = "model", .source = model, .quiet = 1, .backend = backend};
     fm_codegen(p, &co);
     fm_try_pop(&t);
   } else {
@@ -281,6 +288,18 @@ static int list_has(const List *l, const char *key) {
   return 0;
 }
 
+/* name contains one of the comma-separated substrings of filter */
+static int matches(const char *name, const char *filter) {
+  for (const char *p = filter; *p;) {
+    size_t n = strcspn(p, ",");
+    char sub[128];
+    snprintf(sub, sizeof sub, "%.*s", (int)(n < 127 ? n : 127), p);
+    if (n && strstr(name, sub)) return 1;
+    p += n + (p[n] == ',');
+  }
+  return 0;
+}
+
 /* ---- main ---- */
 int main(int argc, char **argv) {
   int jobs = 2, verbose = 0;
@@ -294,7 +313,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
     else if (!strcmp(argv[i], "--write-lists") && i + 1 < argc) update = argv[++i];
     else if (!strcmp(argv[i], "-v")) verbose = 1;
-    else if (argv[i][0] == '-') {
+    else if (!strcmp(argv[i], "--emit") && i + 1 < argc) {
+      if (!(backend = fm_backend_find(argv[++i]))) {
+        fprintf(stderr, "fm_conformance: unknown --emit '%s' (one of: %s)\n", argv[i], fm_backend_names());
+        return 2;
+      }
+    } else if (argv[i][0] == '-') {
       fprintf(stderr, "fm_conformance: unknown option '%s'\n", argv[i]);
       return 2;
     } else {
@@ -306,7 +330,7 @@ int main(int argc, char **argv) {
       const char *folder = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
       for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
-        if (filter && !strstr(e->d_name, filter)) continue;
+        if (filter && !matches(e->d_name, filter)) continue;
         Case c = {0};
         snprintf(c.folder, sizeof c.folder, "%s", folder);
         snprintf(c.name, sizeof c.name, "%s", e->d_name);
