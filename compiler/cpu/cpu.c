@@ -127,6 +127,16 @@
 #define FM_UNROLL4 FM_PRAGMA(GCC unroll 4)
 #endif
 
+/* The glue of a generated model (its run function: one call per kernel, pointer
+   arithmetic) is compiled at -O1: gcc -O3 spends superlinear time on a function of
+   thousands of calls (a 10,000-node graph took minutes) and gains nothing there; the
+   kernels keep the model's -O3 (gcc does not inline across optimisation levels). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FM_GLUE __attribute__((optimize("O1")))
+#else
+#define FM_GLUE
+#endif
+
 /* ---- scalar helpers ---- */
 FM_API_INLINE float fm_h2f(uint16_t h) {
   uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u, u;

@@ -68,7 +68,10 @@ const FmBackend *fm_backend_find(const char *name); /* NULL if unknown */
 const char *fm_backend_names(void);                 /* "c" (for --help and errors) */
 
 /* emit_c.c */
-void fm_emit_c_fn(FILE *f, KFn *fn);
+/* One kernel as a C function named fn->name. canonical: named K, buffers b<id>,
+   variables v<id>, no comment - two kernels that print the same canonical text
+   compute the same function of their positional arguments (backend_c.c shares one). */
+void fm_emit_c_fn(FILE *f, KFn *fn, int canonical);
 
 /* Device dialects of the C printer (OpenCL C, CUDA C; emit_gpu.c). The kernel text is
    the C printer's; the dialect spells what differs. */

@@ -557,8 +557,9 @@ static void print_table(Em *m, const KBuf *b) {
   fputs("\n};\n", f);
 }
 
-static void em_init(Em *m, FILE *f, KFn *fn, const FmCKernel *k) {
+static void em_init(Em *m, FILE *f, KFn *fn, const FmCKernel *k, int canonical) {
   *m = (Em){.f = f, .fn = fn, .k = k};
+  const char *fname = canonical ? "K" : fn->name;
   size_t nb = (size_t)fn->nbufs + 1, nv = (size_t)fn->nvars + 1;
   m->bufname = calloc(nb, sizeof(char *));
   m->varname = calloc(nv, sizeof(char *));
@@ -568,16 +569,22 @@ static void em_init(Em *m, FILE *f, KFn *fn, const FmCKernel *k) {
   use_stmts(m, fn->body);
 
   m->names = malloc(sizeof(char *));
-  m->names[m->nnames++] = strdup(fn->name);
+  m->names[m->nnames++] = strdup(fname);
   for (int i = 0; i < fn->nbufs; i++) {
     KBuf *b = fn->bufs[i];
+    char nm[32];
+    snprintf(nm, sizeof nm, "b%d", i);
     if (b->kind == KBUF_CONST) {
       char pre[256];
-      snprintf(pre, sizeof pre, "%s_", fn->name);
-      m->bufname[i] = ident(m, pre, b->name);
-    } else m->bufname[i] = ident(m, "", b->name);
+      snprintf(pre, sizeof pre, "%s_", fname);
+      m->bufname[i] = ident(m, pre, canonical ? nm : b->name);
+    } else m->bufname[i] = ident(m, "", canonical ? nm : b->name);
   }
-  for (int i = 0; i < fn->nvars; i++) m->varname[i] = ident(m, "", fn->vars[i]->name);
+  for (int i = 0; i < fn->nvars; i++) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "v%d", i);
+    m->varname[i] = ident(m, "", canonical ? nm : fn->vars[i]->name);
+  }
 }
 
 static void em_free(Em *m) {
@@ -588,7 +595,7 @@ static void em_free(Em *m) {
 void fm_emit_c_kernel(FILE *f, KFn *fn, const FmCKernel *k) {
   Em m;
   const FmCDialect *d = k->d;
-  em_init(&m, f, fn, k);
+  em_init(&m, f, fn, k, 0);
   m.in_parallel = 1; /* loops inside a work-item are plain loops */
   if (k->tables)
     for (int i = 0; i < fn->nbufs; i++)
@@ -628,15 +635,17 @@ void fm_emit_c_expr(FILE *f, const KExpr *e) {
   pe_as(&m, e, FM_I64, 0);
 }
 
-void fm_emit_c_fn(FILE *f, KFn *fn) {
+void fm_emit_c_fn(FILE *f, KFn *fn, int canonical) {
   Em m;
-  em_init(&m, f, fn, NULL);
+  const char *fname = canonical ? "K" : fn->name;
+  em_init(&m, f, fn, NULL, canonical);
 
-  if (fn->node) fprintf(f, "/* %s: node '%s' (%s) */\n", fn->name, fn->node->name, fn->node->op_type);
+  if (fn->node && !canonical)
+    fprintf(f, "/* %s: node '%s' (%s) */\n", fn->name, fn->node->name, fn->node->op_type);
   for (int i = 0; i < fn->nbufs; i++)
     if (fn->bufs[i]->kind == KBUF_CONST && m.bufused[i]) print_table(&m, fn->bufs[i]);
 
-  fprintf(f, "static void %s(int64_t N", fn->name);
+  fprintf(f, "static void %s(int64_t N", fname);
   for (int i = 0; i < fn->nbufs; i++) {
     KBuf *b = fn->bufs[i];
     if (b->kind == KBUF_CONST) continue;

@@ -4,10 +4,14 @@
  *
  *   test_cli_models                    self-test: writes to a temp dir, reads back
  *   test_cli_models --write DIR        files for tests/e2e/cli_basic.sh
+ *   test_cli_models --chain N DIR      DIR/long_chain.onnx: an N-node chain of elementwise
+ *                                      ops over x [batch, 64], with DIR/lx.npy (batch 2) and
+ *                                      DIR/ly_ref.npy (bench/chain_compile.sh, kernel_sharing.sh)
  *   test_cli_models --compare A.npy B.npy TOL   exit 0 iff same shape and max|A-B| <= TOL
  */
 #include "check.h"
 #include "onnx.pb-c.h"
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +245,57 @@ static void write_chain(const char *dir) {
   snprintf(p, sizeof p, "%s/cy_ref.npy", dir), npy_write(p, "<f4", 2, xb, y, sizeof y);
 }
 
+/* y = x, then N nodes cycling Relu, Add 0.5, Neg, Mul 0.75, Sigmoid, Sub 0.25 over
+   x [batch, 64] (constants as scalar initialisers): a graph as long as you like */
+static int write_long_chain(int n, const char *dir) {
+  char path[1024];
+  mkdir(dir, 0777);
+  static const char *const ops[] = {"Relu", "Add", "Neg", "Mul", "Sigmoid", "Sub"};
+  static const float consts[] = {0, 0.5f, 0, 0.75f, 0, 0.25f};
+  Onnx__NodeProto **nodes = calloc((size_t)n, sizeof *nodes);
+  Onnx__TensorProto *init[3];
+  char **names = calloc((size_t)n + 1, sizeof *names);
+  if (!nodes || !names) return 1;
+  names[0] = "x";
+  for (int i = 0; i < n; i++) {
+    names[i + 1] = malloc(24);
+    snprintf(names[i + 1], 24, i + 1 == n ? "y" : "t%d", i + 1);
+    int k = i % 6;
+    char *nm = malloc(24);
+    snprintf(nm, 24, "n%d", i);
+    const char *c = k == 1 ? "c_add" : k == 3 ? "c_mul" : k == 5 ? "c_sub" : NULL;
+    nodes[i] = node(ops[k], nm, names[i], c, NULL, names[i + 1]);
+  }
+  init[0] = tensor_f32("c_add", 0, NULL, &consts[1]);
+  init[1] = tensor_f32("c_mul", 0, NULL, &consts[3]);
+  init[2] = tensor_f32("c_sub", 0, NULL, &consts[5]);
+  int64_t dx[2] = {-1, 64};
+  Onnx__ValueInfoProto *in[1] = {vi("x", 1, 2, dx)}, *out[1] = {vi("y", 1, 2, dx)};
+  Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+  g.name = "long_chain", g.n_node = (size_t)n, g.node = nodes, g.n_input = 1, g.input = in;
+  g.n_output = 1, g.output = out, g.n_initializer = 3, g.initializer = init;
+  snprintf(path, sizeof path, "%s/long_chain.onnx", dir), save_model(path, &g);
+  float x[128], y[128];
+  for (int i = 0; i < 128; i++) {
+    double v = x[i] = (float)(i % 13) * 0.25f - 1.5f;
+    for (int k = 0; k < n; k++) {
+      switch (k % 6) {
+      case 0: v = v > 0 ? v : 0; break;
+      case 1: v = v + 0.5; break;
+      case 2: v = -v; break;
+      case 3: v = v * 0.75; break;
+      case 4: v = 1 / (1 + exp(-v)); break;
+      default: v = v - 0.25; break;
+      }
+    }
+    y[i] = (float)v;
+  }
+  int64_t d[2] = {2, 64};
+  snprintf(path, sizeof path, "%s/lx.npy", dir), npy_write(path, "<f4", 2, d, x, sizeof x);
+  snprintf(path, sizeof path, "%s/ly_ref.npy", dir), npy_write(path, "<f4", 2, d, y, sizeof y);
+  return 0;
+}
+
 static int self_test(void) {
   char dir[] = "/tmp/fm_cli_models_XXXXXX", p[1024];
   CHECK(mkdtemp(dir) != NULL);
@@ -284,8 +339,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc == 5 && !strcmp(argv[1], "--compare")) return compare(argv[2], argv[3], atof(argv[4]));
+  if (argc == 4 && !strcmp(argv[1], "--chain") && atoi(argv[2]) > 0) return write_long_chain(atoi(argv[2]), argv[3]);
   if (argc > 1) {
-    fprintf(stderr, "usage: test_cli_models [--write DIR | --compare A.npy B.npy TOL]\n");
+    fprintf(stderr, "usage: test_cli_models [--write DIR | --compare A.npy B.npy TOL | --chain N DIR]\n");
     return 2;
   }
   return self_test();

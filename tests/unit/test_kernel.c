@@ -596,7 +596,7 @@ static void test_printer(void) {
   fputs(fm_cpu_text, f);
   for (int k = 0; k < nprinted; k++) {
     KFn *fn = printed[k];
-    fm_emit_c_fn(f, fn);
+    fm_emit_c_fn(f, fn, 0);
     fprintf(f, "void run_%s(int64_t N, void **p);\nvoid run_%s(int64_t N, void **p) {\n  %s(N", fn->name,
             fn->name, fn->name);
     for (int i = 0; i < fn->nbufs; i++)

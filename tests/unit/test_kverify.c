@@ -1,6 +1,7 @@
 /* test_kverify.c - the kernel IR verifier (kernel/kverify.c) accepts good kernels and
  * rejects each kind of bad one with a message naming what is wrong, and the operator
- * table (kernel/kops.def) is complete: every operator has a dump spelling and a name. */
+ * table (kernel/kops.def) is complete: every operator has a dump spelling and a name;
+ * the CPU library's routines count their own operations (kernel/kroutines.c). */
 #include "check.h"
 #include "kernel/kernel.h"
 #include "emit/emit.h"
@@ -142,6 +143,22 @@ int main(void) {
   CHECK(holes == 0);
   CHECK(!strcmp(fm_kbin[KB_LDEXP].c_float, "ldexpf") && fm_kbin[KB_LDEXP].cost == KC_SHIFT);
   CHECK(!strcmp(fm_kun[KU_ROUND].c_double, "nearbyint"));
+
+  /* the CPU library's routine table: each routine's own operation count */
+  const FmRoutine *r = fm_routine_find("fm_sgemm");
+  double mu = -1, ad = -1;
+  FmArg a[16] = {{.i = 2}, {.i = 5}, {.i = 1}, {.i = 8}, {.i = 10}};
+  CHECK(r && r->count(a, &mu, &ad) && mu == 3 * 7 * 10 && ad == mu);
+  int32_t msk[2 * 2] = {0x00010003, 0x0, 0x00000f0f, 0x00010001}; /* row 0: 2 nonzeros, row 1: 8 + 1 */
+  FmArg t[16] = {{.i = 0}, {.i = 4}, {.i = 0}, {.i = 2}, {.i = 20}, {.p = NULL}, {.i = 20}, {.p = msk}, {.i = 2},
+                 {.p = NULL}, {.i = 1}, {.p = NULL}, {.i = 1}, {.i = 0}, {.p = NULL}, {.i = 2}};
+  r = fm_routine_find("fm_ternary_gemm");
+  CHECK(r && r->count(t, &mu, &ad) && mu == 4 * 2 && ad == 4 * (2 + 9) + 4 * 2);
+  t[7].p = NULL; /* masks unknown: no count, the cost model takes the lowering's estimate */
+  CHECK(!r->count(t, &mu, &ad));
+  r = fm_routine_find("fm_sgemm_pb");
+  FmArg pb[12] = {{.i = 0}, {.i = 6}, {.i = 10}, {.i = 4}, [10] = {.i = 1}};
+  CHECK(r && r->count(pb, &mu, &ad) && mu == 6 * 10 * 4 && ad == mu + 60);
 
   fm_graph_free(g);
   return check_done("test_kverify");

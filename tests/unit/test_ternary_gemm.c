@@ -114,7 +114,7 @@ static void check_printed(KFn *fn, Node *n, const Case *c, float *x, const doubl
   CHECK(f != NULL);
   if (!f) return;
   fputs(fm_cpu_text, f);
-  fm_emit_c_fn(f, fn);
+  fm_emit_c_fn(f, fn, 0);
   fprintf(f, "void run_k(int64_t N, void **p);\nvoid run_k(int64_t N, void **p) {\n  %s(N", fn->name);
   for (int i = 0; i < fn->nbufs; i++)
     if (fn->bufs[i]->kind != KBUF_CONST) fprintf(f, ", p[%d]", i);
