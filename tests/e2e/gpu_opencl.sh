@@ -112,4 +112,13 @@ if "$FEWMUL" bench g_mlp --device opencl:0 --batch 3 --iters 5 --warmup 1 >bench
   ok "bench --device: $(grep -E '^(kernel|median)_ms' bench.txt | tr '\n' ' ')"
 else bad "bench --device: $(tail -c 300 bench.txt)"; fi
 
+# a program that fails to build: one line naming model.cl, with the build log
+mkdir -p broken && cp g_mlp/model.h g_mlp/model.weights broken/ &&
+  sed 's/fm_g = (int64_t)get_global_id(0)/fm_g = undeclared_id/' g_mlp/model.c >broken/model.c &&
+  "${CC:-gcc}" -O1 -shared -fPIC -DFM_SHARED -o broken/model.so broken/model.c -lOpenCL -lpthread 2>cc.log
+"$FEWMUL" run broken --input "$FIX/mlp_input.npy" >err.txt 2>&1
+if [ $? -eq 1 ] && [ "$(wc -l <err.txt)" -ge 1 ] && grep -q "^fewmul: error: OpenCL build of model.cl failed" err.txt &&
+   grep -q "undeclared_id" err.txt; then ok "failing OpenCL build: $(head -c 120 err.txt)..."
+else bad "failing OpenCL build: $(head -c 300 err.txt)"; fi
+
 finish gpu_opencl
