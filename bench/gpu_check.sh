@@ -10,7 +10,7 @@
 # Default: cuda when nvcc and an NVIDIA GPU are present, else opencl (PoCL on the CPU is
 # a functional check, not a speed claim). Needs python3 (no numpy) for the comparison.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
 FEWMUL=$SRC/build/fewmul EMIT="" DEVICE="" ITERS=20
 while [ $# -gt 0 ]; do

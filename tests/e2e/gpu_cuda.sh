@@ -12,7 +12,7 @@ FIX=$SRC/tests/e2e/pytorch
 gpu=0
 nvidia-smi -L >/dev/null 2>&1 && gpu=1
 [ $gpu = 1 ] || echo "note: no NVIDIA GPU: the CUDA models are compiled with nvcc, not run"
-while read -r name batch; do
+while read -r name _; do
   case "$name" in ''|'#'*) continue ;; esac
   if ! "$FEWMUL" compile "$FIX/$name.onnx" -o "g_$name" --emit cuda -q >cc.log 2>&1; then
     bad "$name: compile --emit cuda: $(head -c 400 cc.log)"; continue
