@@ -12,6 +12,7 @@
  * one handle from several threads are serialised by the handle's mutex.
  */
 #include "fewmul.h"
+#include "device.h"
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -74,7 +75,9 @@ struct fm_model {
   int threads;        /* 0: OpenMP's default; applied in fm_run on the calling thread */
   void *ws;           /* workspace, 64-byte aligned */
   size_t ws_size;
+  FmRtDevice device;  /* device models (device.c) */
 };
+FmRtDevice *fm_rt_device(const fm_model *m) { return (FmRtDevice *)&m->device; }
 
 static fm_model *model_new(const fm_model_desc *d, void *dl) {
   fm_model *m = calloc(1, sizeof *m);
@@ -299,6 +302,11 @@ fm_status fm_load(const char *path, fm_model **out) {
     dlclose(dl);
     return fm_rt_fail(FM_ERR_NOMEM, "out of memory");
   }
+  const fm_device_desc *(*dev)(void) = (const fm_device_desc *(*)(void))dlsym(dl, "fewmul_device");
+  if (dev && (!(m->device.dev = dev()) || m->device.dev->abi_version != 1)) {
+    fm_free(m);
+    return fm_rt_fail(FM_ERR_FORMAT, "'%s': unknown device ABI", so);
+  }
   if (d->weights_size && (s = attach_weights(m, so)) != FM_OK) {
     fm_free(m);
     return s;
@@ -404,6 +412,7 @@ fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *co
   if (threads > 0 && d->set_threads) d->set_threads(threads);
   int rc = d->run(batch, inputs, outputs, m->ws);
   pthread_mutex_unlock(&m->mu);
+  if (rc != 0 && m->device.dev) return fm_rt_device_status(m, rc);
   if (rc != 0) return fm_rt_fail(FM_ERR_RUN, "model '%s' failed with status %d", d->name ? d->name : "?", rc);
   return FM_OK;
 }

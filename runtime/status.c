@@ -25,6 +25,10 @@ const char *fm_status_str(fm_status s) {
   case FM_ERR_ARG: return "invalid argument";
   case FM_ERR_NOMEM: return "out of memory";
   case FM_ERR_RUN: return "model run failed";
+  case FM_ERR_NO_DEVICE: return "no such device";
+  case FM_ERR_DEVICE_BUILD: return "device program build failed";
+  case FM_ERR_DEVICE_MEMORY: return "out of device memory";
+  case FM_ERR_DEVICE: return "device error";
   }
   return "unknown status";
 }

@@ -97,6 +97,10 @@ static void info_compiled(const char *path) {
   const fm_model_desc *d = fm_rt_desc(m);
   printf("name: %s\n", d->name ? d->name : "?");
   printf("workspace: %zu bytes at N = 1, %zu at N = 8\n", d->workspace_size(1), d->workspace_size(8));
+  if (strcmp(fm_device(m), "cpu") && fm_set_device(m, fm_device(m)) != FM_OK)
+    printf("device: %s (unavailable: %s)\n", fm_device(m), fm_last_error());
+  else
+    printf("device: %s\n", fm_device(m));
   if (d->weights_size) printf("weights: %zu bytes in a weights file\n", d->weights_size);
   else printf("weights: embedded in the code\n");
   fm_free(m);

@@ -27,6 +27,8 @@ static const char help[] =
   "                           of the first output's argmax\n"
   "  --jit                    compile MODEL.onnx in-process with the LLVM JIT (no C\n"
   "                           compiler, linker or temporary files)\n"
+  "  --device D               cpu, opencl[:I] or cuda[:I] (default: the kind the model\n"
+  "                           was compiled for, device 0)\n"
   "  -q, --quiet              no summary\n";
 
 #define MAXIN 64
@@ -197,7 +199,7 @@ int fm_cmd_run(int argc, char **argv) {
   const char *cmd = "run";
   if (fm_wants_help(argc, argv)) return fputs(help, stdout), 0;
   Arena ar = {0};
-  const char *model = NULL, *outdir = NULL, *labels = NULL, *specs[MAXIN];
+  const char *model = NULL, *outdir = NULL, *labels = NULL, *specs[MAXIN], *device = NULL;
   int nspecs = 0, pb = 0, quiet = 0, threads = 0, nshapes = 0, jit = 0;
   int64_t batch_arg = 0;
   FmShapeOverride shapes[16];
@@ -214,6 +216,7 @@ int fm_cmd_run(int argc, char **argv) {
     else if ((v = fm_opt(cmd, argc, argv, &i, "--threads"))) threads = (int)fm_parse_int(cmd, "--threads", v, 1, 4096);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--shape"))) fm_driver_add_shape(cmd, &ar, shapes, &nshapes, v);
     else if ((v = fm_opt(cmd, argc, argv, &i, "--labels"))) labels = v;
+    else if ((v = fm_opt(cmd, argc, argv, &i, "--device"))) device = v;
     else if (fm_flag(argv, i, "-q") || fm_flag(argv, i, "--quiet")) quiet = 1;
     else if (fm_flag(argv, i, "--jit")) jit = 1;
     else if (argv[i][0] == '-' && argv[i][1]) fm_usage(cmd, "unknown option '%s'", argv[i]);
@@ -229,6 +232,7 @@ int fm_cmd_run(int argc, char **argv) {
     if (fm_has_suffix(model, ".onnx")) dir = fm_driver_compile_tmp(model, shapes, nshapes);
     if (fm_load(dir, &m) != FM_OK) fm_fail("%s", fm_last_error());
   }
+  if (device && fm_set_device(m, device) != FM_OK) fm_fail("%s", fm_last_error());
   int nin = fm_num_inputs(m), nout = fm_num_outputs(m);
   if (nspecs > nin) fm_fail("model '%s' has %d input%s, got %d --input", model, nin, nin == 1 ? "" : "s", nspecs);
 

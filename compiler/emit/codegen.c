@@ -247,7 +247,7 @@ void fm_codegen(KProgram *p, const FmCodegenOpts *o) {
   for (int i = 0; i < g->noutputs; i++)
     if (g->outputs[i]->data) add_const(&G, g->outputs[i]);
   for (int k = 0; k < G.nconsts; k++) wbytes += fm_nbytes(G.consts[k]);
-  G.file_weights = o->weights == FM_WEIGHTS_FILE;
+  G.file_weights = o->weights == FM_WEIGHTS_FILE || be->caps.weights_file;
   if (o->weights == FM_WEIGHTS_AUTO && wbytes > FM_EMBED_LIMIT) {
     G.file_weights = 1;
     if (!o->quiet)

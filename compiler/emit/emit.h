@@ -44,6 +44,7 @@ typedef struct FmBackendCaps {
   int cpu_routines;   /* kernels may call CPU kernel library routines (see can_call) */
   int host_threads;   /* KL_PARALLEL loops run on host threads (OpenMP) */
   int shared_object;  /* build makes <name>.so exporting fewmul_model() (the runtime's ABI) */
+  int weights_file;   /* constants always go to <name>.weights (device backends upload it) */
 } FmBackendCaps;
 
 typedef struct FmBackend {
@@ -63,6 +64,8 @@ typedef struct FmBackend {
 extern const FmBackend fm_backend_c;
 /* backend_llvm.c (compiler/jit/jit_none.c without LLVM: every hook fails saying so) */
 extern const FmBackend fm_backend_llvm;
+extern const FmBackend fm_backend_opencl; /* backend_opencl.c */
+extern const FmBackend fm_backend_cuda;   /* backend_cuda.c */
 const FmBackend *fm_backend_find(const char *name); /* NULL if unknown */
 const char *fm_backend_names(void);                 /* "c" (for --help and errors) */
 
@@ -71,5 +74,29 @@ const char *fm_backend_names(void);                 /* "c" (for --help and error
    variables v<id>, no comment - two kernels that print the same canonical text
    compute the same function of their positional arguments (backend_c.c shares one). */
 void fm_emit_c_fn(FILE *f, KFn *fn, int canonical);
+
+/* Device dialects of the C printer (OpenCL C, CUDA C; emit_gpu.c). The kernel text is
+   the C printer's; the dialect spells what differs. */
+typedef struct FmCDialect {
+  const char *kernel;     /* "__kernel void" / "extern \"C\" __global__ void" */
+  const char *global;     /* address space of buffer pointers: "__global " / "" */
+  const char *table;      /* storage of constant tables: "__constant" / "static __device__ const" */
+  const char *gid;        /* the work-item's global index as int64_t */
+  int base_offset;        /* 1: each buffer is a (base, byte offset) parameter pair */
+} FmCDialect;
+/* One device kernel printed from (part of) fn: the top-level statements stmts[0..n-1]
+   in order; `grid` (NULL or the last of them, a loop) runs as work-items, one per
+   iteration, collapsed with `inner` (NULL or grid's only statement, a loop) so one
+   work-item runs one (grid, inner) iteration. tables: print fn's constant tables. */
+typedef struct FmCKernel {
+  const FmCDialect *d;
+  const char *name;
+  const KStmt *const *stmts; int nstmts;
+  const KStmt *grid, *inner;
+  int tables;
+} FmCKernel;
+void fm_emit_c_kernel(FILE *f, KFn *fn, const FmCKernel *k);
+/* An integer expression of constants and N as C (int64_t): host-side launch sizes. */
+void fm_emit_c_expr(FILE *f, const KExpr *e);
 
 #endif

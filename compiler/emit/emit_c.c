@@ -34,6 +34,7 @@ typedef struct {
   uint8_t *bufused;    /* by buffer id */
   char **names; int nnames; /* every identifier taken in this function */
   int in_parallel;
+  const FmCKernel *k;  /* device kernel (fm_emit_c_kernel), or NULL */
 } Em;
 
 static int isf(FmDType t) { return t == FM_F32 || t == FM_F64 || t == FM_F16; }
@@ -53,9 +54,19 @@ static const char *const reserved[] = {
   "nearbyintf", "sinf", "cosf", "tanf", "asinf", "acosf", "atanf", "sinhf", "coshf", "asinhf",
   "acoshf", "atanhf", "fabsf", "fmodf", "fminf", "fmaxf", "powf", "ldexpf", "fmaf"};
 
+/* Words of OpenCL C and CUDA C that device kernels must not shadow. */
+static const char *const reserved_dev[] = {
+  "global", "local", "constant", "private", "kernel", "half", "uchar", "ushort", "uint", "ulong",
+  "long", "short", "bool", "size_t", "rint", "mad", "clamp", "select", "mix", "sign", "min", "max",
+  "exp2", "log2", "barrier", "printf", "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize",
+  "get_global_id", "get_local_id", "as_uint", "as_float", "isfinite", "trunc", "signbit"};
+
 static int taken(Em *m, const char *s) {
   for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
     if (!strcmp(reserved[i], s)) return 1;
+  if (m->k)
+    for (size_t i = 0; i < sizeof reserved_dev / sizeof *reserved_dev; i++)
+      if (!strcmp(reserved_dev[i], s)) return 1;
   size_t n = strlen(s);
   if (n >= 2 && !strcmp(s + n - 2, "_t")) return 1;
   if (!strncmp(s, "fm_", 3) || !strncmp(s, "FM_", 3) || !strncmp(s, "INT", 3) || !strncmp(s, "UINT", 4))
@@ -359,10 +370,41 @@ static void for_head(Em *m, const KStmt *s, int ind) {
   fprintf(m->f, "; %s++)", m->varname[s->var->id]);
 }
 
+/* (hi - lo) of loop s as int64_t. */
+static void span(Em *m, const KStmt *s) {
+  fputc('(', m->f), pe_as(m, s->hi, FM_I64, 12), fputs(" - ", m->f), pe_as(m, s->lo, FM_I64, 13);
+  fputc(')', m->f);
+}
+
+/* A device kernel's grid loop (and its collapsed inner loop): one work-item per
+   iteration, numbered by the dialect's global index. */
+static void print_grid(Em *m, const KStmt *s, int ind) {
+  FILE *f = m->f;
+  const KStmt *in = m->k->inner;
+  fprintf(f, "%*sconst int64_t fm_g = %s;\n", 2 * ind, "", m->k->d->gid);
+  fprintf(f, "%*sif (fm_g >= ", 2 * ind, "");
+  span(m, s);
+  if (in) fputs(" * ", f), span(m, in);
+  fputs(") return;\n", f);
+  fprintf(f, "%*sconst int64_t %s = ", 2 * ind, "", m->varname[s->var->id]);
+  pe_as(m, s->lo, FM_I64, 12);
+  fputs(in ? " + fm_g / " : " + fm_g;\n", f);
+  if (in) span(m, in), fputs(";\n", f);
+  fprintf(f, "%*s(void)%s;\n", 2 * ind, "", m->varname[s->var->id]);
+  if (in) {
+    fprintf(f, "%*sconst int64_t %s = ", 2 * ind, "", m->varname[in->var->id]);
+    pe_as(m, in->lo, FM_I64, 12);
+    fputs(" + fm_g % ", f), span(m, in), fputs(";\n", f);
+    fprintf(f, "%*s(void)%s;\n", 2 * ind, "", m->varname[in->var->id]);
+  }
+  stmts(m, in ? in->body : s->body, ind);
+}
+
 static void print_for(Em *m, const KStmt *s, int ind) {
   FILE *f = m->f;
   const KStmt *inner = NULL;
   int par = 0;
+  if (m->k && s == m->k->grid) { print_grid(m, s, ind); return; }
   if (s->loop == KL_PARALLEL && !m->in_parallel) {
     KFork fk = fm_kfork(s);
     inner = fk.inner;
@@ -491,7 +533,8 @@ static void print_table(Em *m, const KBuf *b) {
   FILE *f = m->f;
   int64_t n = b->nelem;
   assert(n >= 0 && "a KBUF_CONST size cannot involve N");
-  fprintf(f, "static const %s %s[%" PRId64 "] = {", fm_dtype_ctype(b->t), m->bufname[b->id], n ? n : 1);
+  fprintf(f, "%s %s %s[%" PRId64 "] = {", m->k ? m->k->d->table : "static const", fm_dtype_ctype(b->t),
+          m->bufname[b->id], n ? n : 1);
   if (!n) fputs("0", f);
   for (int64_t i = 0; i < n; i++) {
     fputs(i % 8 ? " " : "\n  ", f);
@@ -514,19 +557,19 @@ static void print_table(Em *m, const KBuf *b) {
   fputs("\n};\n", f);
 }
 
-void fm_emit_c_fn(FILE *f, KFn *fn, int canonical) {
-  Em m = {.f = f, .fn = fn};
+static void em_init(Em *m, FILE *f, KFn *fn, const FmCKernel *k, int canonical) {
+  *m = (Em){.f = f, .fn = fn, .k = k};
   const char *fname = canonical ? "K" : fn->name;
   size_t nb = (size_t)fn->nbufs + 1, nv = (size_t)fn->nvars + 1;
-  m.bufname = calloc(nb, sizeof(char *));
-  m.varname = calloc(nv, sizeof(char *));
-  m.varread = calloc(nv, 1);
-  m.bufused = calloc(nb, 1);
-  assert(m.bufname && m.varname && m.varread && m.bufused);
-  use_stmts(&m, fn->body);
+  m->bufname = calloc(nb, sizeof(char *));
+  m->varname = calloc(nv, sizeof(char *));
+  m->varread = calloc(nv, 1);
+  m->bufused = calloc(nb, 1);
+  assert(m->bufname && m->varname && m->varread && m->bufused);
+  use_stmts(m, fn->body);
 
-  m.names = malloc(sizeof(char *));
-  m.names[m.nnames++] = strdup(fname);
+  m->names = malloc(sizeof(char *));
+  m->names[m->nnames++] = strdup(fname);
   for (int i = 0; i < fn->nbufs; i++) {
     KBuf *b = fn->bufs[i];
     char nm[32];
@@ -534,14 +577,68 @@ void fm_emit_c_fn(FILE *f, KFn *fn, int canonical) {
     if (b->kind == KBUF_CONST) {
       char pre[256];
       snprintf(pre, sizeof pre, "%s_", fname);
-      m.bufname[i] = ident(&m, pre, canonical ? nm : b->name);
-    } else m.bufname[i] = ident(&m, "", canonical ? nm : b->name);
+      m->bufname[i] = ident(m, pre, canonical ? nm : b->name);
+    } else m->bufname[i] = ident(m, "", canonical ? nm : b->name);
   }
   for (int i = 0; i < fn->nvars; i++) {
     char nm[32];
     snprintf(nm, sizeof nm, "v%d", i);
-    m.varname[i] = ident(&m, "", canonical ? nm : fn->vars[i]->name);
+    m->varname[i] = ident(m, "", canonical ? nm : fn->vars[i]->name);
   }
+}
+
+static void em_free(Em *m) {
+  for (int i = 0; i < m->nnames; i++) free(m->names[i]);
+  free(m->names), free(m->bufname), free(m->varname), free(m->varread), free(m->bufused);
+}
+
+void fm_emit_c_kernel(FILE *f, KFn *fn, const FmCKernel *k) {
+  Em m;
+  const FmCDialect *d = k->d;
+  em_init(&m, f, fn, k, 0);
+  m.in_parallel = 1; /* loops inside a work-item are plain loops */
+  if (k->tables)
+    for (int i = 0; i < fn->nbufs; i++)
+      if (fn->bufs[i]->kind == KBUF_CONST && m.bufused[i]) print_table(&m, fn->bufs[i]);
+  fprintf(f, "%s %s(int64_t N", d->kernel, k->name);
+  for (int i = 0; i < fn->nbufs; i++) {
+    KBuf *b = fn->bufs[i];
+    if (b->kind == KBUF_CONST) continue;
+    if (d->base_offset) fprintf(f, ", %suchar *fm_b%d, int64_t fm_o%d", d->global, i, i);
+    else fprintf(f, ", %s%s%s *restrict %s", d->global, fm_kfn_writes(fn, b) ? "" : "const ",
+                 fm_dtype_ctype(b->t), m.bufname[i]);
+  }
+  fputs(") {\n  (void)N;\n", f);
+  for (int i = 0; i < fn->nbufs; i++) {
+    KBuf *b = fn->bufs[i];
+    if (b->kind == KBUF_CONST) continue;
+    const char *c = fm_kfn_writes(fn, b) ? "" : "const ", *t = fm_dtype_ctype(b->t);
+    if (d->base_offset)
+      fprintf(f, "  %s%s%s *restrict %s = (%s%s%s *)(fm_b%d + fm_o%d);\n", d->global, c, t, m.bufname[i],
+              d->global, c, t, i, i);
+    fprintf(f, "  (void)%s;\n", m.bufname[i]);
+  }
+  for (int i = 0; i < k->nstmts; i++) {
+    const KStmt *s = k->stmts[i];
+    KStmt one = *s;
+    one.next = NULL;
+    if (s == k->grid) print_for(&m, s, 1);
+    else stmts(&m, &one, 1);
+    if (s->k == KS_LET) fprintf(f, "  (void)%s;\n", m.varname[s->var->id]);
+  }
+  fputs("}\n\n", f);
+  em_free(&m);
+}
+
+void fm_emit_c_expr(FILE *f, const KExpr *e) {
+  Em m = {.f = f};
+  pe_as(&m, e, FM_I64, 0);
+}
+
+void fm_emit_c_fn(FILE *f, KFn *fn, int canonical) {
+  Em m;
+  const char *fname = canonical ? "K" : fn->name;
+  em_init(&m, f, fn, NULL, canonical);
 
   if (fn->node && !canonical)
     fprintf(f, "/* %s: node '%s' (%s) */\n", fn->name, fn->node->name, fn->node->op_type);
@@ -560,13 +657,11 @@ void fm_emit_c_fn(FILE *f, KFn *fn, int canonical) {
     if (fn->bufs[i]->kind != KBUF_CONST && !m.bufused[i]) fprintf(f, "  (void)%s;\n", m.bufname[i]);
   stmts(&m, fn->body, 1);
   fputs("}\n\n", f);
-
-  for (int i = 0; i < m.nnames; i++) free(m.names[i]);
-  free(m.names), free(m.bufname), free(m.varname), free(m.varread), free(m.bufused);
+  em_free(&m);
 }
 
 /* ---- backends ---- */
-static const FmBackend *const all_backends[] = {&fm_backend_c, &fm_backend_llvm};
+static const FmBackend *const all_backends[] = {&fm_backend_c, &fm_backend_llvm, &fm_backend_opencl, &fm_backend_cuda};
 
 const FmBackend *fm_backend_find(const char *name) {
   for (size_t i = 0; i < sizeof all_backends / sizeof *all_backends; i++)
@@ -574,4 +669,4 @@ const FmBackend *fm_backend_find(const char *name) {
   return NULL;
 }
 
-const char *fm_backend_names(void) { return "c, llvm"; }
+const char *fm_backend_names(void) { return "c, llvm, opencl, cuda"; }

@@ -79,6 +79,10 @@ typedef enum {
   FM_ERR_ARG = 3,       /* invalid argument (NULL, batch <= 0, index out of range) */
   FM_ERR_NOMEM = 4,
   FM_ERR_RUN = 5,       /* the model reported a failure */
+  FM_ERR_NO_DEVICE = 6, /* no such device (no OpenCL platform / CUDA device, bad index) */
+  FM_ERR_DEVICE_BUILD = 7,  /* the device program failed to build (its log in the message) */
+  FM_ERR_DEVICE_MEMORY = 8, /* out of device memory */
+  FM_ERR_DEVICE = 9,    /* another device error, or a device the model was not built for */
 } fm_status;
 
 typedef struct fm_model fm_model;
@@ -112,6 +116,39 @@ int fm_max_threads(void);
 /* Runs on caller buffers (graph order). The workspace is owned by the model handle
    and grown as needed; calls on one handle are serialised (see Threads above). */
 fm_status fm_run(fm_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
+
+/* ---- devices ----
+ * A model compiled with --emit opencl or --emit cuda runs on a device; its .so also
+ * exports fewmul_device() (fm_device_desc below). fm_run stays the same: host buffers
+ * in and out, copied to and from the device, which is initialised (context, program,
+ * weights upload) once, on fm_set_device or the first run. A C model runs on "cpu".
+ *
+ *   if (fm_set_device(m, "opencl:0") != FM_OK) fprintf(stderr, "%s\n", fm_last_error());
+ *   printf("%s\n", fm_device(m));   // "opencl:0 (pthread-cpu ...)" or "cpu"
+ */
+#ifndef FM_DEVICE_DESC_DEFINED
+#define FM_DEVICE_DESC_DEFINED
+typedef struct fm_device_desc {
+  int abi_version;                 /* 1 */
+  const char *api;                 /* "opencl", "cuda" */
+  int (*select)(int index);        /* the device to use (before the first run) */
+  int (*init)(void);               /* context, program, weights: once; 0 or a status */
+  const char *(*device_name)(void);
+  const char *(*error)(void);      /* message of the last nonzero status */
+  void (*set_profiling)(int on);
+  double (*kernel_ms)(void);       /* kernel time of the last run (profiling on) */
+} fm_device_desc;
+#endif
+/* Selects and initialises the device: "cpu", "opencl", "opencl:N", "cuda", "cuda:N"
+   (N counts the devices of every platform, from 0). A model runs only on the kind
+   it was compiled for (FM_ERR_DEVICE otherwise). */
+fm_status fm_set_device(fm_model *m, const char *device);
+/* "cpu" or "<api>:<index> (<device name>)" once initialised ("<api>:<index>" before). */
+const char *fm_device(const fm_model *m);
+/* Kernel time from the device's profiling events: fm_set_profiling(m, 1) before the
+   runs, then fm_kernel_ms gives the last run's kernel time (FM_ERR_ARG on the CPU). */
+fm_status fm_set_profiling(fm_model *m, int on);
+fm_status fm_kernel_ms(const fm_model *m, double *ms);
 
 /* The message of the last failure in this thread. */
 const char *fm_last_error(void);

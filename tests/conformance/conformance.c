@@ -1,8 +1,8 @@
 /* conformance.c - runs the ONNX backend test cases through the whole compiler.
  *
  *   fm_conformance [-j JOBS] [--report docs/conformance.md] [--lists DIR]
- *                  [--filter SUBSTR] [--emit c|llvm | --jit] [--winograd auto|off|2|4|6] [-v]
- *                  DATA_DIR/node DATA_DIR/simple ...
+ *                  [--filter SUBSTR[,SUBSTR...]] [--emit c|llvm|opencl|cuda | --jit]
+ *                  [--winograd auto|off|2|4|6] [-v] DATA_DIR/node DATA_DIR/simple ...
  *
  * For each case (a folder with model.onnx and test_data_set_*): load, run the pass
  * pipeline, lower, generate C, build the shared object with cc, load it with the
@@ -11,6 +11,8 @@
  * Each case runs in a child process, so a crash is a failure of that case only.
  * --emit llvm builds the .so with the LLVM backend; --jit compiles each case in the
  * child with the LLVM JIT (compiler/jit/jit.h) and runs it with no .so at all.
+ * --emit builds the .so with another backend (lowered for its can_call); --filter
+ * keeps the cases whose name contains one of the substrings.
  *
  * Outcomes: pass, unsupported (the compiler names an op or dtype it does not
  * support), fail (anything else). The suite passes when every case passes except
@@ -166,7 +168,9 @@ static int compile_case(const Case *c, const char *model, const char *out, int b
     g = load_case(c, model, bake);
     FmPassOpts po = {.winograd = winograd_mode};
     fm_run_passes(g, &po);
-    KProgram *p = fm_lower_graph(g);
+    FmLowerOpts lo = *fm_lower_opts_default();
+    if (backend) lo.can_call = backend->can_call;
+    KProgram *p = fm_lower_graph_opts(g, &lo);
     FmCodegenOpts co = {.outdir = out, .name = "model", .source = model, .quiet = 1, .backend = backend};
     if (use_jit) jit_model = fm_jit_model(p, "model");
     else fm_codegen(p, &co);
@@ -295,6 +299,18 @@ static int list_has(const List *l, const char *key) {
   return 0;
 }
 
+/* name contains one of the comma-separated substrings of filter */
+static int matches(const char *name, const char *filter) {
+  for (const char *p = filter; *p;) {
+    size_t n = strcspn(p, ",");
+    char sub[128];
+    snprintf(sub, sizeof sub, "%.*s", (int)(n < 127 ? n : 127), p);
+    if (n && strstr(name, sub)) return 1;
+    p += n + (p[n] == ',');
+  }
+  return 0;
+}
+
 /* ---- main ---- */
 int main(int argc, char **argv) {
   int jobs = 2, verbose = 0;
@@ -335,7 +351,7 @@ int main(int argc, char **argv) {
       const char *folder = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
       for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
-        if (filter && !strstr(e->d_name, filter)) continue;
+        if (filter && !matches(e->d_name, filter)) continue;
         Case c = {0};
         snprintf(c.folder, sizeof c.folder, "%s", folder);
         snprintf(c.name, sizeof c.name, "%s", e->d_name);
