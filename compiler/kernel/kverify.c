@@ -62,9 +62,13 @@ static Range fit(Range r) { return r.ok && !big(r.lo) && !big(r.hi) ? r : NONE; 
 
 static Range erange(V *v, const KExpr *e);
 
-static Range table_range(const KBuf *b) {
-  int64_t lo = INT64_MAX, hi = INT64_MIN;
-  for (int64_t i = 0; i < b->nelem; i++) {
+/* The values of constant table b at the indices in ix (all of them when ix is unknown
+   or not inside the table): a lookup by a loop variable yields only the entries that
+   variable reaches (ops/winograd.c's per-tile offset tables at a small batch). */
+static Range table_range(const KBuf *b, Range ix) {
+  int64_t lo = INT64_MAX, hi = INT64_MIN, i0 = 0, i1 = b->nelem;
+  if (ix.ok && ix.lo >= 0 && ix.hi < b->nelem) i0 = ix.lo, i1 = ix.hi + 1;
+  for (int64_t i = i0; i < i1; i++) {
     int64_t x;
     switch (b->t) {
     case FM_I16: x = ((const int16_t *)b->data)[i]; break;
@@ -109,7 +113,7 @@ static Range erange(V *v, const KExpr *e) {
   case KE_BATCH: return rng(v->batch, v->batch);
   case KE_VAR: return v->vr[e->var->id];
   case KE_CAST: return e->t == FM_BOOL ? rng(0, 1) : isf(e->a->t) ? NONE : erange(v, e->a);
-  case KE_LOAD: return e->buf->kind == KBUF_CONST ? table_range(e->buf) : NONE;
+  case KE_LOAD: return e->buf->kind == KBUF_CONST ? table_range(e->buf, erange(v, e->a)) : NONE;
   /* a select's branches hold only under their conditions (reflect padding): unknown */
   case KE_BIN: return bin_range(e->op, erange(v, e->a), erange(v, e->b));
   default: return NONE;
