@@ -107,6 +107,10 @@ KProgram *fm_driver_lower(Graph *g, const char *dump_after, int dump_kernel, int
   if (!bf) bf = &def;
   FmPassOpts po = {.dump_after = dump_after, .no_fuse = no_fuse, .specialize = bf->specialize,
                    .winograd = bf->winograd};
+  /* Winograd's batched GEMM is a CPU library routine: a backend without it (the GPU
+     printers, today) keeps the convs as they are unless a tile is forced */
+  const FmBackend *be = fm_backend_find(bf->emit ? bf->emit : "c");
+  if (po.winograd == FM_WINO_AUTO && be && be->can_call && !be->can_call("fm_wino_gemm")) po.winograd = FM_WINO_OFF;
   fm_run_passes(g, &po);
   FmLowerOpts lo;
   lower_opts(bf, &lo);

@@ -66,6 +66,10 @@ const char fm_gpu_helpers[] =
   "    if (e & 1) r *= x;\n"
   "  return (int64_t)r;\n"
   "}\n"
+  /* the C printer's inline min/max/ldexp of the CPU library (cpu_addonly.c): the
+     device's own functions (OpenCL: through the dialect's fminf -> fmin defines) */
+  "#define fm_fminf fminf\n#define fm_fmaxf fmaxf\n#define fm_fmin fmin\n#define fm_fmax fmax\n"
+  "#define fm_ldexpf ldexpf\n"
   "#define FM_SIMD\n#define FM_UNROLL4\n#define FM_PARALLEL_FOR(c)\n#define FM_PARALLEL_FOR2(c)\n\n";
 
 const char fm_gpu_device_desc[] =

@@ -167,6 +167,7 @@ static int compile_case(const Case *c, const char *model, const char *out, int b
   FM_TRY(&t) {
     g = load_case(c, model, bake);
     FmPassOpts po = {.winograd = winograd_mode};
+    if (po.winograd == FM_WINO_AUTO && backend && backend->can_call && !backend->can_call("fm_wino_gemm")) po.winograd = FM_WINO_OFF;
     fm_run_passes(g, &po);
     FmLowerOpts lo = *fm_lower_opts_default();
     if (backend) lo.can_call = backend->can_call;

@@ -7,6 +7,7 @@
 # PoCL compiles in seconds. Skips (77) without libonnx-testdata or an OpenCL platform.
 # Usage: bash gpu_conformance.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 . "$(dirname "$0")/lib/common.sh"
+need_no_llvm_conflict
 CONF=$BIN/fm_conformance
 DATA=/usr/share/libonnx-testdata/data
 need_helper "$CONF"

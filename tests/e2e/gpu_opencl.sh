@@ -12,6 +12,7 @@
 # Skips (77) when no OpenCL platform or device exists, or node is missing.
 # Usage: bash gpu_opencl.sh <fewmul-binary> <source-dir> <scratch-dir>   (77 = skipped)
 . "$(dirname "$0")/lib/common.sh"
+need_no_llvm_conflict
 need_node
 command -v "${CC:-gcc}" >/dev/null || { echo "SKIP: no C compiler"; exit 77; }
 enter_work

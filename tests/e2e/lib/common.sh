@@ -105,3 +105,14 @@ same_acc() {
   if [ -n "$want" ] && [ "$want" = "$got" ]; then ok "cli $name: test accuracy $want% in the trainer and in ONNX Runtime"
   else bad "cli $name: trainer test accuracy '$want'%, ONNX Runtime '$got'%"; fi
 }
+
+# need_no_llvm_conflict: SKIP (77) when this fewmul links LLVM 14 and OpenCL is PoCL, which
+# loads LLVM 15 into the same process: their C++ symbols clash and PoCL's program build
+# crashes. scripts/test.sh runs the OpenCL tests with a -DFM_LLVM=OFF build (build-gpu).
+need_no_llvm_conflict() {
+  if ldd "$FEWMUL" 2>/dev/null | grep -q 'libLLVM-14'; then
+    echo "SKIP: this fewmul links LLVM 14 and PoCL loads LLVM 15 in the same process (known conflict);"
+    echo "      the OpenCL tests run on the -DFM_LLVM=OFF build (scripts/test.sh, build-gpu)"
+    exit 77
+  fi
+}
