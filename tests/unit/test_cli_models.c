@@ -19,7 +19,11 @@
 #include <unistd.h>
 
 /* ---- protobuf-c builders (a test tool: nothing is freed) ---- */
-static void *box(const void *p, size_t n) { return memcpy(malloc(n), p, n); }
+static void *box(const void *p, size_t n) {
+  void *r = malloc(n ? n : 1);
+  if (n) memcpy(r, p, n); /* p may be NULL when n is 0 (UBSan) */
+  return r;
+}
 #define BOX(v) box(&(v), sizeof(v))
 
 static Onnx__ValueInfoProto *vi(const char *name, int elem, int rank, const int64_t *dims) {
