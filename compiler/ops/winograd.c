@@ -381,9 +381,27 @@ void fm_lower_WinogradConv(KB *b, Node *n) {
   }
 
   /* 3. M_q = U_q V_q for the a² positions */
-  KExpr *work = k_mul(k_var(nt), k_i(a2 * K * C));
-  kb_call(b, "fm_wino_gemm", work, work, 8, k_i(a2), k_i(Kp), k_i(C), k_var(nt), k_addr(U, k_i(0)),
-          k_addr(Vs, k_var(vb)), k_i(TB), k_addr(Ms, k_var(mb)));
+  if (fm_lower_can_call(b, "fm_wino_gemm")) {
+    KExpr *work = k_mul(k_var(nt), k_i(a2 * K * C));
+    kb_call(b, "fm_wino_gemm", work, work, 8, k_i(a2), k_i(Kp), k_i(C), k_var(nt), k_addr(U, k_i(0)),
+            k_addr(Vs, k_var(vb)), k_i(TB), k_addr(Ms, k_var(mb)));
+  } else { /* a backend without the CPU library (the GPU printers): the same products as loops */
+    KVar *q = kb_for(b, "q", k_i(0), k_i(a2), KL_SERIAL);
+    KVar *kk = kb_for(b, "kk", k_i(0), k_i(K), KL_SERIAL);
+    KVar *t = kb_for(b, "t", k_i(0), k_var(nt), KL_SERIAL);
+    KVar *acc = kb_let(b, "acc", FM_F32, k_f32(0));
+    KVar *c = kb_for(b, "c", k_i(0), k_i(C), KL_SERIAL);
+    /* U packed [q][Kp/8][C][8] (cpu/cpu_winograd.c) */
+    KExpr *ui = k_add(k_mul(k_add(k_mul(k_add(k_mul(k_var(q), k_i(Kp / 8)), k_div(k_var(kk), k_i(8))), k_i(C)), k_var(c)),
+                            k_i(8)),
+                      k_mod(k_var(kk), k_i(8)));
+    KExpr *vi = k_add(k_add(k_var(vb), k_mul(k_add(k_mul(k_var(q), k_i(C)), k_var(c)), k_i(TB))), k_var(t));
+    kb_acc(b, acc, KB_ADD, k_mul(k_load(U, ui), k_load(Vs, vi)));
+    kb_end(b); /* c */
+    kb_store(b, Ms, k_add(k_add(k_var(mb), k_mul(k_add(k_mul(k_var(q), k_i(Kp)), k_var(kk)), k_i(TB))), k_var(t)),
+             k_var(acc));
+    kb_end(b), kb_end(b), kb_end(b); /* t, kk, q */
+  }
 
   /* 4. Y = At M Att (+ bias, + residual, activation), cropped */
   int64_t full_r = w.OH - (w.th - 1) * m, full_c = w.OW - (tw - 1) * m; /* rows/cols of the last tiles */
