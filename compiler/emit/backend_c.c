@@ -185,25 +185,6 @@ static void write_array(FILE *f, FmDType t, const void *data, int64_t n) {
   fwrite(buf, 1, (size_t)(p - buf), f);
 }
 
-static void write_io_desc(FmModule *G, FILE *f, const char *what, Tensor **ts, int n) {
-  if (!n) return;
-  fprintf(f, "static const fm_io_desc %s_%s[%d] = {\n", G->name, what, n);
-  for (int i = 0; i < n; i++) {
-    Tensor *t = ts[i];
-    fprintf(f, "  {\"");
-    for (const char *s = t->name; *s; s++) {
-      unsigned char c = (unsigned char)*s;
-      if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-      else if (c < 32 || c >= 127) fprintf(f, "\\%03o", c);
-      else fputc(c, f);
-    }
-    fprintf(f, "\", %d, %d, {", (int)t->dtype, t->rank);
-    for (int d = 0; d < t->rank; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
-    fprintf(f, "}},\n");
-  }
-  fprintf(f, "};\n");
-}
-
 static void c_begin(FmModule *G) {
   FILE *f = G->f;
   Graph *g = G->g;
@@ -282,8 +263,8 @@ static void c_entry(FmModule *G) {
   kernels_begin(G);
   fprintf(f, "#pragma GCC diagnostic pop\n\n");
 
-  write_io_desc(G, f, "inputs", g->inputs, g->ninputs);
-  write_io_desc(G, f, "outputs", g->outputs, g->noutputs);
+  fm_write_io_desc(G, f, "inputs", g->inputs, g->ninputs);
+  fm_write_io_desc(G, f, "outputs", g->outputs, g->noutputs);
 
   fprintf(f, "\nsize_t %s_workspace_size(int64_t N) {\n  size_t s = 64;\n  if (N < 1) N = 1;\n", nm);
   if (G->mp->max_batch < INT64_MAX) /* N beyond: sizes would overflow */

@@ -37,6 +37,26 @@ uint64_t fm_weights_checksum(const void *data, size_t n) {
   return h;
 }
 
+/* The fm_io_desc table of ts as C: "static const fm_io_desc <name>_<what>[n] = {...};" */
+void fm_write_io_desc(FmModule *G, FILE *f, const char *what, Tensor **ts, int n) {
+  if (!n) return;
+  fprintf(f, "static const fm_io_desc %s_%s[%d] = {\n", G->name, what, n);
+  for (int i = 0; i < n; i++) {
+    Tensor *t = ts[i];
+    fprintf(f, "  {\"");
+    for (const char *s = t->name; *s; s++) {
+      unsigned char c = (unsigned char)*s;
+      if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+      else if (c < 32 || c >= 127) fprintf(f, "\\%03o", c);
+      else fputc(c, f);
+    }
+    fprintf(f, "\", %d, %d, {", (int)t->dtype, t->rank);
+    for (int d = 0; d < t->rank; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+    fprintf(f, "}},\n");
+  }
+  fprintf(f, "};\n");
+}
+
 int fm_is_c_ident(const char *s) {
   if (!s || !*s || isdigit((unsigned char)*s)) return 0;
   for (; *s; s++)

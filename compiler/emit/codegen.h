@@ -97,6 +97,9 @@ struct FmModule {
 const char *fm_lin_text(Arena *a, FmLin l);
 const char *fm_comment_safe(Arena *a, const char *s);
 const char *fm_model_shape_str(Arena *a, const Tensor *t);
+/* "static const fm_io_desc <name>_<what>[n] = {...};" for the C-family backends
+   (backend_c.c, emit_gpu.c); nothing when n is 0. */
+void fm_write_io_desc(FmModule *G, FILE *f, const char *what, Tensor **ts, int n);
 
 /* Writes <outdir>/<name>.{c,h[,weights],so}; fails with fm_fail and leaves no partial
    outputs (temporary names, renamed at the end). */

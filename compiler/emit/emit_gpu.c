@@ -213,33 +213,14 @@ static int index_in(Tensor **list, int n, const Tensor *t) {
   return -1;
 }
 
-static void write_io_desc(FmModule *G, FILE *f, const char *what, Tensor **ts, int n) {
-  if (!n) return;
-  fprintf(f, "static const fm_io_desc %s_%s[%d] = {\n", G->name, what, n);
-  for (int i = 0; i < n; i++) {
-    Tensor *t = ts[i];
-    fprintf(f, "  {\"");
-    for (const char *s = t->name; *s; s++) {
-      unsigned char c = (unsigned char)*s;
-      if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-      else if (c < 32 || c >= 127) fprintf(f, "\\%03o", c);
-      else fputc(c, f);
-    }
-    fprintf(f, "\", %d, %d, {", (int)t->dtype, t->rank);
-    for (int d = 0; d < t->rank; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
-    fprintf(f, "}},\n");
-  }
-  fprintf(f, "};\n");
-}
-
 static const char *lin(Arena *a, FmLin l) { return fm_sprintf(a, "(size_t)(%s)", fm_lin_text(a, l)); }
 
 void fm_gpu_host_common(FmModule *G, FILE *f) {
   Graph *g = G->g;
   Arena *a = &g->arena;
   const char *nm = G->name;
-  write_io_desc(G, f, "inputs", g->inputs, g->ninputs);
-  write_io_desc(G, f, "outputs", g->outputs, g->noutputs);
+  fm_write_io_desc(G, f, "inputs", g->inputs, g->ninputs);
+  fm_write_io_desc(G, f, "outputs", g->outputs, g->noutputs);
   fprintf(f, "\n/* The host workspace is unused: the model's workspace is on the device. */\n");
   fprintf(f, "size_t %s_workspace_size(int64_t N) { (void)N; return 64; }\n\n", nm);
   fprintf(f, "/* Bytes of the device allocation at batch N: the planned workspace, then the\n"

@@ -152,3 +152,21 @@ KFork fm_kfork(const KStmt *s) {
   if (k.mode == KFORK_NEVER) k.inner = NULL;
   return k;
 }
+
+int64_t fm_kbuf_nelem(const KBuf *b, int64_t batch) {
+  int64_t n = 1;
+  if (b->kind != KBUF_TENSOR) {
+    if (b->nelem == FM_DIM_UNKNOWN) return -1;
+    return b->nelem >= 0 ? b->nelem : fm_mul_ok(-b->nelem, batch, &n) ? n : -1;
+  }
+  const Tensor *t = b->tensor;
+  if (!t || t->rank < 0) return -1;
+  for (int d = 0; d < t->rank; d++) {
+    int64_t x = t->dims[d], e;
+    if (x == FM_DIM_UNKNOWN) return -1;
+    if (x < 0 && !fm_mul_ok(-x, batch, &x)) return -1;
+    if (!fm_mul_ok(n, x, &e)) return -1;
+    n = e;
+  }
+  return n;
+}

@@ -273,6 +273,8 @@ int fm_kexpr_uses_batch(const KExpr *e);
 int fm_kstmts_use_batch(const KStmt *s);
 int fm_kexpr_refs(const KExpr *e, const KVar *v);
 int fm_kconst_n1(const KExpr *e, int64_t *out);  /* integer value at N = 1, if constant */
+/* Elements of buffer b at batch N; -1 when unknown or when the count overflows int64. */
+int64_t fm_kbuf_nelem(const KBuf *b, int64_t batch);
 double fm_kwork(const KStmt *s);                  /* operations, an estimate for forking */
 /* A loop body that assigns scalars declared outside it (or calls a routine): a
    reduction, so no simd hint. */

@@ -518,23 +518,6 @@ static void exec(Interp *in, KStmt *s) {
   }
 }
 
-/* Elements of a buffer at the batch, or -1 if unknown. */
-static int64_t buf_nelem(KBuf *b, int64_t batch) {
-  if (b->kind == KBUF_TENSOR) {
-    const Tensor *t = b->tensor;
-    if (!t || t->rank < 0) return -1;
-    int64_t n = 1;
-    for (int d = 0; d < t->rank; d++) {
-      int64_t x = t->dims[d];
-      if (x == FM_DIM_UNKNOWN) return -1;
-      n *= x >= 0 ? x : -x * batch;
-    }
-    return n;
-  }
-  if (b->nelem == FM_DIM_UNKNOWN) return -1;
-  return b->nelem >= 0 ? b->nelem : -b->nelem * batch;
-}
-
 int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen) {
   char dummy[8];
   if (!err || !errlen) err = dummy, errlen = sizeof dummy;
@@ -554,7 +537,7 @@ int fm_kinterp(KFn *fn, int64_t batch, void **ptrs, char *err, size_t errlen) {
     KBuf *b = fn->bufs[i];
     BufState *bs = &in.bufs[i];
     bs->esz = fm_dtype_size(b->t);
-    bs->n = buf_nelem(b, batch);
+    bs->n = fm_kbuf_nelem(b, batch);
     if (bs->n < 0) fail(&in, "buffer '%s' has an unknown size", b->name);
     if (!bs->esz) fail(&in, "buffer '%s' has unsupported dtype %s", b->name, fm_dtype_name(b->t));
     if (b->kind == KBUF_CONST) bs->p = b->data;

@@ -120,27 +120,9 @@ static Range erange(V *v, const KExpr *e) {
   }
 }
 
-/* Elements of b at batch N (-1: unknown). */
-static int64_t nelem(const KBuf *b, int64_t batch) {
-  if (b->kind != KBUF_TENSOR) {
-    if (b->nelem == FM_DIM_UNKNOWN) return -1;
-    return b->nelem >= 0 ? b->nelem : -b->nelem * batch;
-  }
-  const Tensor *t = b->tensor;
-  if (!t || t->rank < 0) return -1;
-  int64_t n = 1;
-  for (int d = 0; d < t->rank; d++) {
-    int64_t x = t->dims[d];
-    if (x == FM_DIM_UNKNOWN) return -1;
-    n *= x >= 0 ? x : -x * batch;
-    if (big(n)) return -1;
-  }
-  return n;
-}
-
 static void bounds(V *v, const KBuf *b, const KExpr *idx, int addr) {
   if (v->guarded) return;
-  int64_t n = nelem(b, v->batch);
+  int64_t n = fm_kbuf_nelem(b, v->batch);
   Range r = erange(v, idx);
   if (n < 0 || !r.ok) return;
   if (r.lo < 0 || r.hi > n - !addr)
